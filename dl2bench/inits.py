@@ -1,0 +1,72 @@
+"""INITS: weight initialisations applied to every Linear and Conv layer (BatchNorm keeps its
+own 1/0). Biases are zeroed by every scheme except `default`, which is PyTorch's own."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .registry import Registry
+
+INITS = Registry("init")
+
+_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def _each(model: nn.Module, weight_fn: Callable[[torch.Tensor], None]) -> nn.Module:
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _LAYERS):
+                weight_fn(m.weight)
+                if m.bias is not None:
+                    m.bias.zero_()
+    return model
+
+
+@INITS.register
+def default(model: nn.Module, cfg) -> nn.Module:
+    """PyTorch's defaults (kaiming_uniform with a=sqrt(5), fan-in uniform biases)."""
+    return model
+
+
+@INITS.register
+def xavier_uniform(model: nn.Module, cfg) -> nn.Module:
+    """Glorot uniform, gain for ReLU."""
+    return _each(model, lambda w: nn.init.xavier_uniform_(w, gain=nn.init.calculate_gain("relu")))
+
+
+@INITS.register
+def xavier_normal(model: nn.Module, cfg) -> nn.Module:
+    """Glorot normal, gain for ReLU."""
+    return _each(model, lambda w: nn.init.xavier_normal_(w, gain=nn.init.calculate_gain("relu")))
+
+
+@INITS.register
+def kaiming_uniform(model: nn.Module, cfg) -> nn.Module:
+    """He uniform (fan-in, ReLU)."""
+    return _each(model, lambda w: nn.init.kaiming_uniform_(w, nonlinearity="relu"))
+
+
+@INITS.register
+def kaiming_normal(model: nn.Module, cfg) -> nn.Module:
+    """He normal (fan-in, ReLU)."""
+    return _each(model, lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"))
+
+
+@INITS.register
+def orthogonal(model: nn.Module, cfg) -> nn.Module:
+    """Orthogonal matrices (convs flattened to out x in*k*k), gain for ReLU."""
+    return _each(model, lambda w: nn.init.orthogonal_(w, gain=nn.init.calculate_gain("relu")))
+
+
+@INITS.register
+def normal(model: nn.Module, cfg) -> nn.Module:
+    """N(0, init_std^2) for every weight (default std 0.01)."""
+    return _each(model, lambda w: nn.init.normal_(w, 0.0, cfg.init_std))
+
+
+@INITS.register
+def zeros(model: nn.Module, cfg) -> nn.Module:
+    """All weights and biases zero: a negative control (hidden units stay identical)."""
+    return _each(model, nn.init.zeros_)

@@ -1,0 +1,127 @@
+"""Tracking: the local results store always (config.json, metrics.jsonl, summary.json), and W&B
+as a mirror (online / offline / disabled) that may fail without costing training or the record."""
+from __future__ import annotations
+
+import json
+import math
+import netrc
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over the target."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        json.dump(clean(obj), f, indent=1, sort_keys=True)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def clean(obj: Any) -> Any:
+    """JSON has no NaN/Inf: they become null (the status field says why)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    return obj
+
+
+def wandb_mode(requested: str) -> str:
+    """auto -> $WANDB_MODE if set, else online when an API key is configured, else offline."""
+    if requested != "auto":
+        return requested
+    if os.environ.get("WANDB_MODE"):
+        return {"dryrun": "offline", "run": "online"}.get(os.environ["WANDB_MODE"], os.environ["WANDB_MODE"])
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
+        if netrc.netrc().authenticators(host):
+            return "online"
+    except (OSError, netrc.NetrcParseError):
+        pass
+    return "offline"
+
+
+class Tracker:
+    """One run's record. Every W&B call is guarded: a failure warns once and W&B is dropped."""
+
+    def __init__(self, cfg, out_dir: Path, run_id: str):
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cfg, self.run_id = cfg, run_id
+        write_json_atomic(self.out / "config.json", {**cfg.to_dict(), "run_id": run_id})
+        self.metrics_path = self.out / "metrics.jsonl"
+        self.mode = wandb_mode(cfg.wandb)
+        self.wb = None
+
+    # -- local store -----------------------------------------------------------------------
+    def restart_metrics(self, history: List[Dict]) -> None:
+        """Make metrics.jsonl hold exactly `history` (after a resume: nothing logged twice)."""
+        tmp = self.metrics_path.with_name(".metrics.jsonl.tmp")
+        with open(tmp, "w") as f:
+            for row in history:
+                f.write(json.dumps(clean(row)) + "\n")
+        os.replace(tmp, self.metrics_path)
+
+    def log(self, row: Dict) -> None:
+        with open(self.metrics_path, "a") as f:
+            f.write(json.dumps(clean(row)) + "\n")
+            f.flush()
+        self._wandb("log", lambda: self.wb.log(clean(row)))
+
+    def finish(self, summary: Dict) -> None:
+        write_json_atomic(self.out / "summary.json", summary)
+        if self.wb is not None:
+            self._wandb("summary", lambda: self.wb.summary.update(clean(summary)))
+            self._wandb("finish", lambda: self.wb.finish(exit_code=0 if summary.get("status") != "failed" else 1))
+            self.wb = None
+
+    # -- W&B mirror ------------------------------------------------------------------------
+    def start_wandb(self, resumed: bool) -> None:
+        if self.mode == "disabled":
+            return
+        # design.md: the mode must be in the environment, or wandb still looks up the network at exit
+        os.environ["WANDB_MODE"] = self.mode
+        os.environ.setdefault("WANDB_SILENT", "true")
+        os.environ.setdefault("WANDB_DISABLE_GIT", "true")
+        os.environ.setdefault("WANDB_CONSOLE", "off")
+
+        def init():
+            import wandb
+
+            cfg = self.cfg
+            run = wandb.init(
+                project=cfg.project, entity=cfg.entity or None, group=cfg.group or None,
+                tags=[t.strip() for t in cfg.tags.split(",") if t.strip()] or None,
+                name=f"{cfg.model}-{cfg.optimizer}-{cfg.init}-{cfg.regularizer}-s{cfg.seed}-{self.run_id[:6]}",
+                id=self.run_id, resume="allow", dir=str(self.out), mode=self.mode,
+                config={**cfg.to_dict(), "run_id": self.run_id}, reinit="finish_previous")
+            run.define_metric("epoch")
+            run.define_metric("*", step_metric="epoch")
+            return run
+
+        self.wb = self._wandb("init", init)
+
+    def _wandb(self, what: str, fn):
+        if what != "init" and self.wb is None:
+            return None
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - the local record must survive any W&B failure
+            warnings.warn(f"W&B {what} failed ({type(e).__name__}: {e}); continuing with the local "
+                          f"record only in {self.out}", RuntimeWarning, stacklevel=2)
+            if self.wb is not None:
+                try:
+                    self.wb.finish(exit_code=1)
+                except Exception:  # noqa: BLE001
+                    pass
+            self.wb = None
+            return None
