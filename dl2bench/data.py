@@ -60,8 +60,7 @@ def search_roots(data_root: str = "") -> List[Path]:
     """Folders searched, in order: the config's data_root, $DL2BENCH_DATA (both may list several,
     separated by os.pathsep), ./data, ~/.cache/dl2bench/data and Debian's /usr/share/datasets."""
     given = data_root or os.environ.get("DL2BENCH_DATA", "")
-    roots = [Path(p).expanduser() for p in given.split(os.pathsep) if p]
-    roots += [Path("data"), cache_dir() / "data", Path("/usr/share/datasets")]
+    roots = [Path(p).expanduser() for p in given.split(os.pathsep) if p] + default_roots()
     seen, out = set(), []
     for r in roots:
         key = str(r.resolve()) if r.exists() else str(r)
@@ -69,6 +68,10 @@ def search_roots(data_root: str = "") -> List[Path]:
             seen.add(key)
             out.append(r)
     return out
+
+
+def default_roots() -> List[Path]:
+    return [Path("data"), cache_dir() / "data", Path("/usr/share/datasets")]
 
 
 def cache_dir() -> Path:
@@ -144,19 +147,20 @@ def load_cifar_pickles(folder: Path) -> Optional[Raw]:
 
 
 def _decode_images(items: Sequence[Tuple[str, bytes]], where: str) -> torch.Tensor:
-    from torchvision.io import ImageReadMode, decode_image
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
 
     imgs = []
     for name, blob in items:
         try:
-            imgs.append(decode_image(torch.frombuffer(bytearray(blob), dtype=torch.uint8),
-                                     mode=ImageReadMode.RGB))
-        except RuntimeError as e:
+            with Image.open(io.BytesIO(blob)) as im:
+                imgs.append(np.asarray(im.convert("RGB")))
+        except (UnidentifiedImageError, OSError) as e:
             raise ValueError(f"{where}: cannot decode image {name}: {e}") from None
-    shapes = {tuple(i.shape) for i in imgs}
+    shapes = {i.shape for i in imgs}
     if len(shapes) != 1:
         raise ValueError(f"{where}: images differ in size {sorted(shapes)[:3]}; expected one size")
-    return torch.stack(imgs)
+    return torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2).contiguous()
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -391,8 +395,15 @@ class LoaderBatches:
         return -(-len(self.ds) // self.batch_size)
 
     def iterate(self, generator: Optional[torch.Generator] = None):
+        # the same order as ResidentBatches draws, so the two pipelines differ only in mechanics
+        order = torch.randperm(len(self.ds), generator=generator).tolist() if self.shuffle else None
+        # worker seeds come from a copy, so the run's own stream advances exactly as with tensors
+        workers = None
+        if generator is not None:
+            workers = torch.Generator()
+            workers.set_state(generator.get_state())
         dl = torch.utils.data.DataLoader(
-            self.ds, batch_size=self.batch_size, shuffle=self.shuffle, generator=generator,
+            self.ds, batch_size=self.batch_size, sampler=order, generator=workers,
             num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
             persistent_workers=False)
         for xb, yb in dl:

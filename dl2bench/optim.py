@@ -156,7 +156,7 @@ class LRController:
         """Plateau bookkeeping (only for `plateau`; other schedules ignore validation)."""
         if self.cfg.schedule != "plateau":
             return
-        if val_loss < self.best - 1e-4 * abs(self.best):
+        if math.isinf(self.best) or val_loss < self.best - 1e-4 * abs(self.best):
             self.best, self.bad_epochs = val_loss, 0
         else:
             self.bad_epochs += 1

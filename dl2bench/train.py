@@ -76,6 +76,12 @@ class Trainer:
         self.facts: Dict[str, Any] = {}
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.resumes = 0
+        self.best_val = -math.inf
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.best_state: Optional[Dict[str, torch.Tensor]] = None
+        self.warm = False  # the first warmup_steps of a process are compile/allocator warm-up
+        self.measured = [0, 0.0]  # samples and seconds after warm-up, over all epochs
         self.progress = cfg.progress
         if self.progress == "auto":
             self.progress = "bar" if sys.stderr.isatty() else "log"
@@ -112,11 +118,6 @@ class Trainer:
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
         self.autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
-        self.best_val = -math.inf
-        self.best_epoch = 0
-        self.bad_epochs = 0
-        self.best_state: Optional[Dict[str, torch.Tensor]] = None
-        self.warm = False  # the first warmup_steps of a process are compile/allocator warm-up
 
     def state(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
@@ -124,7 +125,8 @@ class Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 "rng": ckpt.rng_state(self.data_gen), "history": self.history,
                 "best": (self.best_val, self.best_epoch, self.bad_epochs), "best_state": self.best_state,
-                "resumes": self.resumes, "started": self.started, "run_id": self.run_id}
+                "resumes": self.resumes, "started": self.started, "run_id": self.run_id,
+                "measured": self.measured}
 
     def restore(self, s: Dict[str, Any]) -> None:
         if s.get("run_id") != self.run_id:
@@ -141,6 +143,7 @@ class Trainer:
         self.best_state = s["best_state"]
         self.resumes = s["resumes"] + 1
         self.started = s["started"]
+        self.measured = s["measured"]
 
     # ---------------------------------------------------------------------------------------
     def fit(self) -> Dict[str, Any]:
@@ -251,6 +254,8 @@ class Trainer:
         else:  # Linux reports KiB; the process high-water mark, not per epoch
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         n = float(samples)
+        self.measured[0] += samples - warm_samples
+        self.measured[1] += t1 - warm_at
         row = {"epoch": epoch, "lr": sched.lr, "train_time": t1 - t0, "data_time": data_time,
                "samples_per_s": (samples - warm_samples) / max(t1 - warm_at, 1e-9),
                "peak_mem_mb": peak, "train_loss": sums["loss"].item() / n}
@@ -290,7 +295,6 @@ class Trainer:
         h = self.history
         done = [r for r in h if "val_acc" in r]
         train_time = sum(r["train_time"] for r in h)
-        warm_free = sum(r["train_time"] for r in h[1:])
         s: Dict[str, Any] = {
             "run_id": self.run_id, "status": status, "reason": reason,
             "task": self.cfg.task, "metric": self.task.metric, "goal": self.task.goal,
@@ -305,11 +309,8 @@ class Trainer:
             "test_eval_time": test["time"] if test else None,
             "train_time_total": train_time,
             "eval_time_total": sum(r.get("eval_time", 0.0) for r in h),
-            # all measured samples over all measured time: warm-up steps are already out of each row
-            "samples_per_s": (sum(r["samples_per_s"] * r["train_time"] for r in h) / train_time
-                              if train_time else None),
-            "samples_per_s_after_epoch1": (sum(r["samples_per_s"] * r["train_time"] for r in h[1:]) / warm_free
-                                           if warm_free else None),
+            # all samples over all train time after the warm-up steps
+            "samples_per_s": self.measured[0] / self.measured[1] if self.measured[1] else None,
             "started_at": self.started,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resumes": self.resumes,
