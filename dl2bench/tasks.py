@@ -30,7 +30,9 @@ class Problem:
     model: nn.Module
     train_batches: object  # .iterate(generator) -> (x, y) batches; len() = steps per epoch
     eval_splits: Dict[str, object]  # "val", "test" -> batches
-    loss: Callable  # (model, batch) -> (loss tensor, {stat: summed tensor})
+    # (model, batch, detail) -> (objective to minimise, data loss (mean over the batch), batch size,
+    # {stat: tensor summed over the batch}); stats are asked for on every train_stats_every-th batch
+    loss: Callable
     evaluate: Callable  # (model, batches) -> {"loss": float, "acc": float, ...}
     in_shape: Tuple[int, ...]
     n_train: int
@@ -79,16 +81,16 @@ def prepare_classification(task: Task, cfg, device: torch.device, reg) -> Proble
              for name in ("val", "test")}
     criterion = nn.CrossEntropyLoss(label_smoothing=reg.label_smoothing)
 
-    def loss(m: nn.Module, batch) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def loss(m: nn.Module, batch, detail: bool) -> Tuple[torch.Tensor, torch.Tensor, int, Dict[str, torch.Tensor]]:
         x, y = batch
         logits = m(x)
-        value = criterion(logits, y)
-        # summed on the device; read once per epoch, so no host sync per step
-        stats = {"loss": value.detach().float() * len(y), "correct": (logits.argmax(1) == y).sum(),
-                 "n": len(y)}
-        if reg.penalty is not None:
-            value = value + reg.penalty(m)
-        return value, stats
+        data_loss = criterion(logits, y)
+        objective = data_loss if reg.penalty is None else data_loss + reg.penalty(m)
+        stats = {}
+        if detail:  # counted on the device and read once per epoch: no host sync per step
+            with torch.no_grad():
+                stats["correct"] = (logits.argmax(1) == y).sum()
+        return objective, data_loss, len(y), stats
 
     def evaluate(m: nn.Module, eval_batches, autocast) -> Dict[str, float]:
         total_loss = torch.zeros((), device=device)

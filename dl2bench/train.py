@@ -203,8 +203,10 @@ class Trainer:
         model.train()
         steps = len(p.train_batches)
         bar = self._bar(epoch, steps)
-        sums: Dict[str, torch.Tensor] = {}
-        samples = 0
+        loss_sum = torch.zeros((), device=dev)  # the data loss, over every batch
+        sums: Dict[str, torch.Tensor] = {}  # the task's stats, over every `every`-th batch
+        every = cfg.train_stats_every
+        samples, detail_samples = 0, 0
         data_time = 0.0
         warm_at, warm_samples = None, 0
         if dev.type == "cuda":
@@ -216,30 +218,37 @@ class Trainer:
             td = time.perf_counter()
             batch = next(batches)
             data_time += time.perf_counter() - td  # host time only: device work stays queued
+            detail = i % every == 0
             with self.autocast():
-                loss, stats = p.loss(model, batch)
+                objective, data_loss, n, stats = p.loss(model, batch, detail)
             opt.zero_grad(set_to_none=True)
             if scaler is None:
-                loss.backward()
+                objective.backward()
                 if clip:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
                 opt.step()
             else:
-                scaler.scale(loss).backward()
+                scaler.scale(objective).backward()
                 if clip:
                     scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
                 scaler.step(opt)
                 scaler.update()
             sched.step()
-            samples += stats.pop("n")
-            for k, v in stats.items():
-                sums[k] = v if k not in sums else sums[k] + v
+            loss_sum.add_(data_loss.detach(), alpha=n)
+            samples += n
+            if detail:
+                detail_samples += n
+                for k, v in stats.items():
+                    if k in sums:
+                        sums[k].add_(v)
+                    else:
+                        sums[k] = v.clone()
             if not self.warm and i + 1 == min(cfg.warmup_steps, steps - 1):
                 synchronize(dev)  # throughput counts from here: warm-up excluded
                 warm_at, warm_samples = time.perf_counter(), samples
                 self.warm = True
-            if (i + 1) % NAN_CHECK_EVERY == 0 and not torch.isfinite(sums["loss"]).item():
+            if (i + 1) % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss_sum).item():
                 break  # diverged: no point finishing the epoch
             if bar is not None:
                 bar.update()
@@ -253,16 +262,13 @@ class Trainer:
             peak = torch.cuda.max_memory_allocated(dev) / 2**20
         else:  # Linux reports KiB; the process high-water mark, not per epoch
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        n = float(samples)
         self.measured[0] += samples - warm_samples
         self.measured[1] += t1 - warm_at
         row = {"epoch": epoch, "lr": sched.lr, "train_time": t1 - t0, "data_time": data_time,
                "samples_per_s": (samples - warm_samples) / max(t1 - warm_at, 1e-9),
-               "peak_mem_mb": peak, "train_loss": sums["loss"].item() / n}
+               "peak_mem_mb": peak, "train_loss": loss_sum.item() / samples}
         for k, v in sums.items():
-            if k != "loss":
-                key = "train_acc" if k == "correct" else f"train_{k}"
-                row[key] = v.item() / n
+            row["train_acc" if k == "correct" else f"train_{k}"] = v.item() / detail_samples
         return row
 
     def evaluate(self, split: str) -> Dict[str, float]:
