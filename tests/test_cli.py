@@ -1,0 +1,81 @@
+"""`python -m dl2bench.train`: both argument styles, clear errors with exit status 2, logs."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dl2bench.config import ConfigError, RunConfig
+from dl2bench.train import parse_args
+
+
+def cli(args, env_extra=None, **kw):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "dl2bench.train", *args], capture_output=True, text=True,
+                          env=env, timeout=300, **kw)
+
+
+def test_both_argument_styles_mean_the_same():
+    a, _ = parse_args(["--lr", "0.001", "--optimizer", "adam", "--epochs", "3", "--compile", "false"])
+    b, _ = parse_args(["--lr=0.001", "--optimizer=adam", "--epochs=3", "--compile=False"])
+    assert a == b and a.lr == 0.001 and a.epochs == 3 and a.compile is False
+    c, out = parse_args(["--batch-size=32", "--out", "x/y"])
+    assert c.batch_size == 32 and out == "x/y"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--learning_rate=0.1"], "unknown key --learning_rate"),
+    (["--epochs=three"], "epochs: expected int, got 'three'"),
+    (["--compile=maybe"], "compile: expected bool"),
+    (["--lr"], "--lr needs a value"),
+    (["lr=0.1"], "unexpected argument 'lr=0.1'"),
+])
+def test_parse_errors_name_the_key(args, needle):
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        parse_args(args)
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(ConfigError) as e:
+        parse_args(["--lrate=1"])
+    for k in RunConfig.keys():
+        assert f"--{k}" in str(e.value)
+
+
+def test_cli_run_with_agent_style_args(data_root, tmp_path):
+    out = tmp_path / "try"
+    p = cli(["--task=fashion_mnist", "--model=mlp", "--optimizer=adam", "--lr=0.001", "--epochs=2",
+             "--val_size=100", "--wandb=disabled", f"--out={out}"], {"DL2BENCH_DATA": str(data_root)})
+    assert p.returncode == 0, p.stderr
+    # not a terminal: one plain log line per epoch (SLURM logs), no progress bar
+    lines = [l for l in p.stdout.splitlines() if " epoch " in l]
+    assert len(lines) == 2 and "val_acc" in lines[0] and "samples/s" in lines[0]
+    assert "\r" not in p.stdout + p.stderr
+    assert json.loads((out / "config.json").read_text())["optimizer"] == "adam"
+    assert json.loads((out / "summary.json").read_text())["status"] == "finished"
+
+
+def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
+    out = tmp_path / "never"
+    for args in (["--model=resnet50"], ["--bogus=1"], ["--lr=-3"], ["--task=imagenet"]):
+        p = cli([*args, f"--out={out}", "--wandb=disabled"])
+        assert p.returncode == 2, (args, p.stderr)
+        assert p.stderr.startswith("error: ") and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert "Traceback" not in p.stderr
+        assert not out.exists()
+
+
+def test_cli_failed_run_exits_1_with_reason(tmp_path):
+    p = cli(["--task=mnist", f"--out={tmp_path / 'o'}", "--wandb=disabled", f"--data_root={tmp_path / 'none'}"],
+            {"DL2BENCH_CACHE": str(tmp_path / "cache")}, cwd=tmp_path)
+    if p.returncode == 0:
+        pytest.skip("a real MNIST copy is installed on this machine")
+    assert p.returncode == 1 and "DatasetNotFound" in p.stderr and str(tmp_path / "none") in p.stderr
+
+
+def test_help_lists_keys():
+    p = cli(["--help"])
+    assert p.returncode == 0 and "--optimizer" in p.stdout and "--reg_strength" in p.stdout

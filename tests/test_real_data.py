@@ -1,0 +1,66 @@
+"""The real datasets this machine has offline (../shared/data/README.md): Fashion-MNIST from
+Debian's package and CIFAR-10 (JPEG) from the shared tar. CI installs both and sets
+DL2BENCH_REQUIRE_REAL_DATA=1, so there a missing dataset fails instead of skipping."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from dl2bench import data as D
+from dl2bench.tasks import TASKS
+from dl2bench.train import run
+
+SHARED = Path(os.environ.get("DL2BENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def need(path: Path, how: str) -> None:
+    if not path.exists():
+        if os.environ.get("DL2BENCH_REQUIRE_REAL_DATA") == "1":
+            pytest.fail(f"{path} is missing ({how})")
+        pytest.skip(f"{path} is missing ({how})")
+
+
+@pytest.fixture(scope="module")
+def real_cache(tmp_path_factory):
+    # decoding 60,000 JPEGs takes about a minute: once per module, not per test
+    return tmp_path_factory.mktemp("real-cache")
+
+
+def test_fashion_mnist_real_files(monkeypatch, tmp_path):
+    need(FASHION, "apt-get install dataset-fashion-mnist")
+    monkeypatch.chdir(tmp_path)
+    raw = TASKS["fashion_mnist"]().load("", False)
+    assert raw.train_x.shape == (60000, 1, 28, 28) and raw.test_x.shape == (10000, 1, 28, 28)
+    assert torch.bincount(raw.train_y).tolist() == [6000] * 10
+    assert torch.bincount(raw.test_y).tolist() == [1000] * 10
+
+
+def test_fashion_mnist_mlp_learns(monkeypatch, tmp_path):
+    need(FASHION, "apt-get install dataset-fashion-mnist")
+    monkeypatch.chdir(tmp_path)
+    s = run({"task": "fashion_mnist", "model": "mlp", "epochs": 2, "train_size": 20000, "wandb": "disabled",
+             "progress": "none"}, tmp_path / "out")
+    assert s["status"] == "finished" and s["test_acc"] > 0.78, s
+    assert s["data_source"] == f"Fashion-MNIST: {FASHION}" and s["n_train"] == 20000
+
+
+def test_cifar10_jpeg_real_tar(monkeypatch, tmp_path, real_cache):
+    need(SHARED / "cifar10-jpeg.tar.gz", "the shared CIFAR-10 (JPEG) tar")
+    monkeypatch.setenv("DL2BENCH_CACHE", str(real_cache))
+    monkeypatch.setenv("DL2BENCH_DATA", str(SHARED))
+    monkeypatch.chdir(tmp_path)
+    raw = TASKS["cifar10"]().load("", False)
+    assert raw.source.startswith("CIFAR-10 (JPEG)")
+    assert raw.train_x.shape == (50000, 3, 32, 32) and raw.test_x.shape == (10000, 3, 32, 32)
+    assert raw.classes == D.CIFAR10_CLASSES
+    assert torch.bincount(raw.train_y).tolist() == [5000] * 10
+    # real photographs, not noise: channel means near CIFAR-10's published ones (0.49, 0.48, 0.45)
+    mean = raw.train_x[::10].float().mean(dim=(0, 2, 3)) / 255  # every class: files are in class order
+    assert torch.allclose(mean, torch.tensor([0.49, 0.48, 0.45]), atol=0.03), mean
+    s = run({"task": "cifar10", "model": "lenet", "epochs": 1, "train_size": 10000, "wandb": "disabled",
+             "progress": "none"}, tmp_path / "out")
+    assert s["status"] == "finished" and s["test_acc"] > 0.25, s
