@@ -300,14 +300,6 @@ def make_splits(raw: Raw, val_size: int, train_size: int = 0, test_size: int = 0
 # ---------------------------------------------------------------------------------------------
 # batching: device-resident tensors, or a conventional DataLoader
 
-@dataclass(frozen=True)
-class Augment:
-    """Random crop after `pad` pixels of zero padding, plus horizontal flip where it makes sense."""
-
-    pad: int = 4
-    flip: bool = True
-
-
 def random_crop_flip(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
     """Random crop after zero padding, and (if `flip`) horizontal flip, for a whole batch at once.
     The random numbers come from a CPU generator, so a run draws the same ones on any device."""
@@ -330,7 +322,7 @@ class ResidentBatches:
     augmentation) run on the device for the whole batch, so the host never touches pixels."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                 batch_size: int, device: torch.device, shuffle: bool, augment: Optional[Augment] = None,
+                 batch_size: int, device: torch.device, shuffle: bool, augment: Optional["Augment"] = None,  # tasks.Augment
                  channels_last: bool = False):
         self.x, self.y = x.to(device), y.to(device)  # moved once
         self.mean = mean.to(device).view(1, -1, 1, 1)

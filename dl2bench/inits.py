@@ -2,22 +2,28 @@
 own 1/0). Biases are zeroed by every scheme except `default`, which is PyTorch's own."""
 from __future__ import annotations
 
-from typing import Callable
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Callable
 
 from .registry import Registry
 
-INITS = Registry("init")
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# torch is imported inside the functions: listing and validating names (jobs/submit.py
+# expanding 1,000 runs) must not pay torch's ~1.5 s import
+
+INITS = Registry("init")
 
 
 def _each(model: nn.Module, weight_fn: Callable[[torch.Tensor], None]) -> nn.Module:
+    import torch
+    from torch import nn
+
+    layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, _LAYERS):
+            if isinstance(m, layers):
                 weight_fn(m.weight)
                 if m.bias is not None:
                     m.bias.zero_()
@@ -33,40 +39,54 @@ def default(model: nn.Module, cfg) -> nn.Module:
 @INITS.register
 def xavier_uniform(model: nn.Module, cfg) -> nn.Module:
     """Glorot uniform, gain for ReLU."""
+    from torch import nn
+
     return _each(model, lambda w: nn.init.xavier_uniform_(w, gain=nn.init.calculate_gain("relu")))
 
 
 @INITS.register
 def xavier_normal(model: nn.Module, cfg) -> nn.Module:
     """Glorot normal, gain for ReLU."""
+    from torch import nn
+
     return _each(model, lambda w: nn.init.xavier_normal_(w, gain=nn.init.calculate_gain("relu")))
 
 
 @INITS.register
 def kaiming_uniform(model: nn.Module, cfg) -> nn.Module:
     """He uniform (fan-in, ReLU)."""
+    from torch import nn
+
     return _each(model, lambda w: nn.init.kaiming_uniform_(w, nonlinearity="relu"))
 
 
 @INITS.register
 def kaiming_normal(model: nn.Module, cfg) -> nn.Module:
     """He normal (fan-in, ReLU)."""
+    from torch import nn
+
     return _each(model, lambda w: nn.init.kaiming_normal_(w, nonlinearity="relu"))
 
 
 @INITS.register
 def orthogonal(model: nn.Module, cfg) -> nn.Module:
     """Orthogonal matrices (convs flattened to out x in*k*k), gain for ReLU."""
+    from torch import nn
+
     return _each(model, lambda w: nn.init.orthogonal_(w, gain=nn.init.calculate_gain("relu")))
 
 
 @INITS.register
 def normal(model: nn.Module, cfg) -> nn.Module:
     """N(0, init_std^2) for every weight (default std 0.01)."""
+    from torch import nn
+
     return _each(model, lambda w: nn.init.normal_(w, 0.0, cfg.init_std))
 
 
 @INITS.register
 def zeros(model: nn.Module, cfg) -> nn.Module:
     """All weights and biases zero: a negative control (hidden units stay identical)."""
+    from torch import nn
+
     return _each(model, nn.init.zeros_)

@@ -4,18 +4,24 @@ and returns logits (softmax lives in the loss)."""
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence, Tuple
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from .registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# torch is imported inside the functions: listing and validating names (jobs/submit.py
+# expanding 1,000 runs) must not pay torch's ~1.5 s import
 
 MODELS = Registry("model")
 
 
 def _hidden(layers: List[nn.Module], width: int, batchnorm: bool, dropout: float, conv: bool) -> None:
     """What follows every hidden layer: [BN] -> ReLU -> [dropout]."""
+    from torch import nn
+
     if batchnorm:
         layers.append(nn.BatchNorm2d(width) if conv else nn.BatchNorm1d(width))
     layers.append(nn.ReLU(inplace=True))
@@ -24,6 +30,8 @@ def _hidden(layers: List[nn.Module], width: int, batchnorm: bool, dropout: float
 
 
 def _dense_stack(sizes: Sequence[int], batchnorm: bool, dropout: float) -> List[nn.Module]:
+    from torch import nn
+
     layers: List[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
@@ -34,6 +42,8 @@ def _dense_stack(sizes: Sequence[int], batchnorm: bool, dropout: float) -> List[
 
 def _flat_size(features: nn.Module, in_shape: Tuple[int, ...]) -> int:
     """Feature size after a conv stack, so a model adapts to 1x28x28 as well as 3x32x32."""
+    import torch
+
     was_training = features.training
     features.eval()  # BN in train mode rejects a batch of one
     with torch.no_grad():
@@ -46,6 +56,8 @@ def _flat_size(features: nn.Module, in_shape: Tuple[int, ...]) -> int:
 def mlp(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] = None,
         batchnorm: bool = False) -> nn.Module:
     """784-64-32-10 MLP, ReLU (52,650 parameters on MNIST)."""
+    from torch import nn
+
     return nn.Sequential(nn.Flatten(), *_dense_stack([math.prod(in_shape), 64, 32, num_classes],
                                                      batchnorm, dropout or 0.0))
 
@@ -54,6 +66,8 @@ def mlp(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] = 
 def fc(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] = None,
        batchnorm: bool = False) -> nn.Module:
     """3072-1024-256-64-10 fully connected net, ReLU (3,426,250 parameters on CIFAR-10)."""
+    from torch import nn
+
     return nn.Sequential(nn.Flatten(), *_dense_stack([math.prod(in_shape), 1024, 256, 64, num_classes],
                                                      batchnorm, dropout or 0.0))
 
@@ -62,6 +76,8 @@ def fc(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] = N
 def lenet(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] = None,
           batchnorm: bool = False) -> nn.Module:
     """LeNet-5 style CNN: conv5-6, pool, conv5-16, pool, 120-84-10 (62,006 parameters on CIFAR-10)."""
+    from torch import nn
+
     layers: List[nn.Module] = [nn.Conv2d(in_shape[0], 6, 5)]
     _hidden(layers, 6, batchnorm, 0.0, conv=True)
     layers += [nn.MaxPool2d(2), nn.Conv2d(6, 16, 5)]
@@ -81,6 +97,8 @@ def wide_cnn(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[floa
 
     BN on the first conv of each block and dropout 0.05 as the course defines it; `batchnorm`
     adds BN to every conv, `dropout` replaces the 0.05."""
+    from torch import nn
+
     p = 0.05 if dropout is None else dropout
     layers: List[nn.Module] = []
     c_in = in_shape[0]
@@ -110,6 +128,7 @@ def count_parameters(model: nn.Module) -> int:
 
 def flops_per_sample(model: nn.Module, in_shape: Tuple[int, ...], device: torch.device) -> int:
     """Forward-pass FLOPs for one sample (a multiply-add counts 2), from torch's flop counter."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training

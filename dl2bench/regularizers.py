@@ -5,12 +5,13 @@ the data (augmentation), the update (gradient clipping) or when to stop (early s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Callable, Dict, Optional
 
 from .registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 REGULARIZERS = Registry("regularizer")
 

@@ -10,17 +10,30 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
-import torch
-from torch import nn
-
-from . import data as D
-from .models import MODELS
 from .inits import INITS
+from .models import MODELS
 from .registry import Registry
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from . import data as D
+
+# torch and the data module are imported inside the functions: listing and validating names
+# (jobs/submit.py expanding 1,000 runs) must not pay torch's ~1.5 s import
+
 TASKS = Registry("task")
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random crop after `pad` pixels of zero padding, plus horizontal flip where it makes sense."""
+
+    pad: int = 4
+    flip: bool = True
 
 
 @dataclass
@@ -50,7 +63,7 @@ class Task:
     targets: Tuple[float, ...] = ()  # validation accuracies whose time/epochs-to-reach are recorded
     metric: str = "val_acc"
     goal: str = "maximize"
-    augment: D.Augment = D.Augment()
+    augment: Augment = Augment()
 
     def prepare(self, cfg, device: torch.device, reg) -> Problem:
         return prepare_classification(self, cfg, device, reg)
@@ -64,6 +77,11 @@ def _raw(task_name: str, data_root: str, download: bool) -> D.Raw:
 
 def prepare_classification(task: Task, cfg, device: torch.device, reg) -> Problem:
     """Image classification: cross-entropy (with the regulariser's smoothing and penalty), accuracy."""
+    import torch
+    from torch import nn
+
+    from . import data as D
+
     splits = D.make_splits(_raw(task.name, os.pathsep.join(map(str, D.search_roots(cfg.data_root))), cfg.download), cfg.val_size, cfg.train_size,
                            cfg.test_size)
     model = MODELS[cfg.model](splits.in_shape, len(splits.classes), **reg.model_kwargs)
@@ -123,6 +141,8 @@ def _torchvision_download(cls_name: str) -> Callable:
 
 def _idx_loader(name: str, label: str, tv_name: str, debian_dir: str) -> Callable[[str, bool], D.Raw]:
     def load(data_root: str, download: bool) -> D.Raw:
+        from . import data as D
+
         sources = [D.Source(f"{tv_name}/raw", lambda p: D.load_idx_folder(p, label)),
                    D.Source(debian_dir, lambda p: D.load_idx_folder(p, label))]
         how = (f"Get it with --download true (torchvision, into the first folder above), or set "
@@ -135,6 +155,8 @@ def _idx_loader(name: str, label: str, tv_name: str, debian_dir: str) -> Callabl
 
 
 def _cifar10_load(data_root: str, download: bool) -> D.Raw:
+    from . import data as D
+
     sources = [D.Source("cifar-10-batches-py", D.load_cifar_pickles),
                D.Source("cifar10-jpeg", lambda p: D.load_image_folder(p, "CIFAR-10 (JPEG)")),
                D.Source("cifar10-jpeg.tar.gz", lambda p: D.load_image_tar(p, "CIFAR-10 (JPEG)"))]
@@ -149,7 +171,7 @@ def mnist() -> Task:
     """MNIST digits, 28x28 grey, 10 classes (60k train incl. 5k validation, 10k test)."""
     return Task("mnist", "MNIST", _idx_loader("mnist", "MNIST", "MNIST", "mnist"),
                 defaults={"model": "mlp", "optimizer": "momentum", "lr": 0.01, "batch_size": 64, "epochs": 10},
-                targets=(0.90, 0.95, 0.97, 0.98, 0.99), augment=D.Augment(pad=2, flip=False))
+                targets=(0.90, 0.95, 0.97, 0.98, 0.99), augment=Augment(pad=2, flip=False))
 
 
 @TASKS.register
@@ -158,7 +180,7 @@ def fashion_mnist() -> Task:
     return Task("fashion_mnist", "Fashion-MNIST",
                 _idx_loader("fashion_mnist", "Fashion-MNIST", "FashionMNIST", "fashion-mnist"),
                 defaults={"model": "mlp", "optimizer": "momentum", "lr": 0.01, "batch_size": 64, "epochs": 12},
-                targets=(0.80, 0.85, 0.87, 0.90), augment=D.Augment(pad=2, flip=True))
+                targets=(0.80, 0.85, 0.87, 0.90), augment=Augment(pad=2, flip=True))
 
 
 @TASKS.register
@@ -167,4 +189,4 @@ def cifar10() -> Task:
     return Task("cifar10", "CIFAR-10", _cifar10_load,
                 defaults={"model": "lenet", "optimizer": "momentum", "lr": 0.01, "batch_size": 64,
                           "epochs": 10},
-                targets=(0.50, 0.60, 0.70, 0.80, 0.90), augment=D.Augment(pad=4, flip=True))
+                targets=(0.50, 0.60, 0.70, 0.80, 0.90), augment=Augment(pad=4, flip=True))

@@ -120,3 +120,12 @@ def test_inits_change_weights_as_stated(name):
     elif name.startswith("xavier"):
         w = weights[2]
         assert abs(w.std().item() - (2 ** 0.5) * (2 / sum(w.shape)) ** 0.5) < 0.01
+
+
+def test_names_and_validation_do_not_import_torch():
+    """jobs/submit.py validates every run of a sweep; torch's import alone would eat its time budget."""
+    code = ("import sys; from dl2bench.config import RunConfig; import dl2bench.registries; "
+            "RunConfig(task='cifar10', regularizer='l2', init='orthogonal').resolve(); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
