@@ -1,0 +1,318 @@
+"""Sweep -> what the report shows: the factors found in the data (with their levels and colours),
+aggregates with n and spread, and the units and number formats every figure and table shares."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import pandas as pd
+
+from .load import BOOKKEEPING, COUNTED, REPLICATE, Sweep
+
+# two-sided 95% Student-t quantiles for df = 1..30 (no scipy needed); beyond, a Cornish-Fisher step
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+         2.052, 2.048, 2.045, 2.042)
+MAX_HEATMAP_PAIRS = 6
+MAX_LEVELS_CATEGORICAL_PALETTE = 10
+
+
+def t975(n: int) -> float:
+    """Half-width factor of a 95% CI of a mean of n samples (in units of the standard error); NaN for n < 2."""
+    df = n - 1
+    if df < 1:
+        return float("nan")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959964
+    return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
+
+
+def aggregate(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
+    """Per group of `by`: n, mean, std (ddof 1), and the 95% CI of the mean (lo, hi); NaN values skipped."""
+    d = df[list(by) + [value]].dropna(subset=[value])
+    g = d.groupby(list(by), sort=False, observed=True, dropna=False)[value]
+    out = g.agg(n="count", mean="mean", std="std").reset_index()
+    half = out["n"].map(t975) * out["std"] / np.sqrt(out["n"])
+    out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# units: every axis label and table header says what the number is measured in
+
+@dataclass(frozen=True)
+class Unit:
+    label: str  # what it is, for a reader
+    unit: str  # "" for a pure count
+    scale: float = 1.0  # stored value x scale = shown value
+    digits: int = 2
+
+    def axis(self) -> str:
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+UNITS: Dict[str, Unit] = {
+    "test_acc": Unit("test accuracy", "%", 100),
+    "best_val_acc": Unit("best validation accuracy", "%", 100),
+    "final_val_acc": Unit("final validation accuracy", "%", 100),
+    "val_acc": Unit("validation accuracy", "%", 100),
+    "train_acc": Unit("training accuracy", "%", 100),
+    "val_loss": Unit("validation loss", "cross-entropy, nats", 1, 3),
+    "train_loss": Unit("training loss", "cross-entropy, nats", 1, 3),
+    "test_loss": Unit("test loss", "cross-entropy, nats", 1, 3),
+    "final_val_loss": Unit("final validation loss", "cross-entropy, nats", 1, 3),
+    "samples_per_s": Unit("training throughput", "samples/s", 1, 0),
+    "train_time_total": Unit("training time", "s", 1, 1),
+    "eval_time_total": Unit("evaluation time", "s", 1, 2),
+    "peak_mem_mb": Unit("peak memory", "MiB", 1, 0),
+    "epoch": Unit("epoch", "", 1, 0),
+}
+
+
+def unit(col: str) -> Unit:
+    """The display unit of a column; unknown accuracy/loss/time columns are guessed from their names."""
+    if col in UNITS:
+        return UNITS[col]
+    name = col.replace("_", " ")
+    if col.startswith("time_to_"):
+        return Unit(f"time to {target_label(col)}", "s", 1, 1)
+    if col.startswith("epochs_to_"):
+        return Unit(f"epochs to {target_label(col)}", "epochs", 1, 1)
+    if "acc" in col:
+        return Unit(name, "%", 100)
+    if "loss" in col:
+        return Unit(name, "", 1, 3)
+    if col.endswith("_time") or col.endswith("_s"):
+        return Unit(name, "s", 1, 2)
+    return Unit(name, "", 1, 3)
+
+
+def target_label(col: str) -> str:
+    """time_to_val_acc_0.80 -> 'val_acc ≥ 80%'."""
+    m = re.match(r"(?:time|epochs)_to_(.+)_([0-9.]+)$", col)
+    if not m:
+        return col
+    what, t = m.group(1), float(m.group(2))
+    return f"{what} ≥ {t * 100:g}%" if "acc" in what else f"{what} ≥ {t:g}"
+
+
+def fmt(x: Any, u: Unit, digits: Optional[int] = None) -> str:
+    """One number in its unit's scale and precision; NaN/None -> '–'."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    d = u.digits if digits is None else digits
+    v = float(x) * u.scale
+    if abs(v) >= 1e5:
+        return f"{v:,.0f}"
+    return f"{v:,.{d}f}"
+
+
+def mean_std(mean: float, std: float, n: int, u: Unit) -> str:
+    """'85.31 ± 0.42 (n=3)'; one sample has no spread and says so."""
+    if n == 0:
+        return "– (n=0)"
+    if n == 1 or not math.isfinite(std):
+        return f"{fmt(mean, u)} (n=1, no spread)"
+    return f"{fmt(mean, u)} ± {fmt(std, u)} (n={n})"
+
+
+def level_str(v: Any) -> str:
+    """A config value as a level label: numbers in %g, None as 'default' (the config's meaning)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "default"
+    if isinstance(v, bool) or isinstance(v, np.bool_):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):g}"
+    return str(v)
+
+
+# ---------------------------------------------------------------------------------------------
+# factors
+
+@dataclass
+class Factor:
+    """A varying setting. Config columns that always change together (an optimizer with its own
+    lr) are one factor; `column` holds each run's level label."""
+
+    name: str
+    columns: List[str]
+    column: str
+    levels: List[str]  # natural order (numeric ascending, else alphabetical)
+    colors: Dict[str, Tuple[float, float, float]] = field(default_factory=dict)
+    numeric: bool = False
+
+
+def varying_columns(sw: Sweep) -> List[str]:
+    """Config columns (bookkeeping and seed aside) with more than one distinct value."""
+    out = []
+    for c in sw.config_keys:
+        if c in BOOKKEEPING or c == REPLICATE or c not in sw.runs.columns:
+            continue
+        if sw.runs[c].map(level_str).nunique() > 1:
+            out.append(c)
+    return out
+
+
+def _determines(labels: pd.DataFrame, a: str, b: str) -> bool:
+    return bool((labels.groupby(a, sort=False)[b].nunique() <= 1).all())
+
+
+def find_factors(sw: Sweep, preferred: Sequence[str] = ()) -> List[Factor]:
+    """Group the varying config columns into factors: columns that determine each other are
+    merged; a column determined by another (but not vice versa) is folded into its labels."""
+    cols = varying_columns(sw)
+    labels = pd.DataFrame({c: sw.runs[c].map(level_str) for c in cols})
+    nlev = {c: labels[c].nunique() for c in cols}
+    order = {c: i for i, c in enumerate(preferred)}
+
+    def rank(c: str) -> tuple:  # who names a merged factor: most levels, then words over numbers
+        return (-nlev[c], _is_numeric(sw.runs[c]), order.get(c, len(order)), c)
+
+    groups: List[List[str]] = []
+    for c in sorted(cols, key=rank):
+        for g in groups:
+            if _determines(labels, g[0], c):
+                g.append(c)  # c is a function of the group's head: no own factor
+                break
+        else:
+            groups.append([c])
+    factors = []
+    for g in groups:
+        head, rest = g[0], g[1:]
+        col = "factor:" + head
+        if rest:
+            lab = labels[head] + labels[rest].apply(
+                lambda r: "".join(f", {k}={v}" for k, v in r.items() if v != "default"), axis=1)
+        else:
+            lab = labels[head]
+        sw.runs[col] = lab
+        numeric = _is_numeric(sw.runs[head])
+        if numeric:
+            key = sw.runs[head].astype(float)
+            levels = list(dict.fromkeys(lab.iloc[np.argsort(key.to_numpy(), kind="stable")]))
+        else:
+            levels = sorted(lab.unique(), key=_natural)
+        name = head if not rest else f"{head} + {' + '.join(rest)}"
+        factors.append(Factor(name=name, columns=g, column=col, levels=levels, numeric=numeric))
+    factors.sort(key=lambda f: (order.get(f.columns[0], len(order)), f.columns[0]))
+    for f in factors:
+        f.colors = palette(f)
+    return factors
+
+
+def _is_numeric(s: pd.Series) -> bool:
+    vals = s.dropna()
+    return len(vals) > 0 and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                                 for v in vals)
+
+
+def _natural(s: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def palette(f: Factor) -> Dict[str, Tuple[float, float, float]]:
+    """One colour per level, fixed for the whole report: ordered numbers get a sequential ramp,
+    names a qualitative (colour-blind safe) palette."""
+    import seaborn as sns
+
+    n = len(f.levels)
+    if f.numeric and n > 2:
+        cols = sns.color_palette("viridis", n + 1)[:n]  # drop the pale yellow end: unreadable on white
+    elif n <= MAX_LEVELS_CATEGORICAL_PALETTE:
+        cols = sns.color_palette("colorblind", n)
+    else:
+        cols = sns.color_palette("husl", n)
+    return {lvl: tuple(c) for lvl, c in zip(f.levels, cols)}
+
+
+DEVICE_COLORS = {"cpu": (0.35, 0.45, 0.65), "cuda": (0.40, 0.70, 0.25), "mps": (0.8, 0.5, 0.2)}
+
+
+# ---------------------------------------------------------------------------------------------
+# the analysed sweep that every figure and table function receives
+
+@dataclass
+class Analysis:
+    """A Sweep plus its factors; `ok` are the runs whose metric counts (finished, early stopped)."""
+
+    sweep: Sweep
+    factors: List[Factor]
+    config_column: str  # the combined level label of all factors (one 'configuration')
+    metric: str
+    goal: str
+    curves: pd.DataFrame  # sweep.curves joined with status, seed and the factor columns
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        return self.sweep.runs
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        r = self.sweep.runs
+        return r[r["status"].isin(COUNTED) & r[self.metric].notna()]
+
+    @property
+    def metric_unit(self) -> Unit:
+        return unit(self.metric)
+
+    @property
+    def ascending(self) -> bool:
+        """Sort order that puts the best first."""
+        return self.goal == "minimize"
+
+    def ranked_levels(self, column: str) -> List[str]:
+        """Levels of `column` best first by mean metric; levels without a counted run last."""
+        a = aggregate(self.ok, [column], self.metric).sort_values("mean", ascending=self.ascending)
+        seen = list(a[column])
+        return seen + [l for l in self.runs[column].unique() if l not in seen]
+
+
+def analyse(sw: Sweep) -> Analysis:
+    """Find the factors, label each run's configuration, and join the curves with them."""
+    try:
+        from dl2bench.config import RunConfig  # the schema's order reads naturally: model before lr
+
+        preferred = RunConfig.keys()
+    except Exception:  # noqa: BLE001 - the report must also work without the library installed
+        preferred = []
+    factors = find_factors(sw, preferred)
+    runs = sw.runs
+    if factors:
+        runs["configuration"] = runs[[f.column for f in factors]].apply(
+            lambda r: ", ".join(f"{f.columns[0]}={v}" if not f.name.count("+") else v
+                                for f, v in zip(factors, r)) if len(factors) > 1 else r.iloc[0], axis=1)
+    else:
+        runs["configuration"] = "all runs"
+    if REPLICATE not in runs.columns:
+        runs[REPLICATE] = np.nan
+    keep = ["sweep", "run", "status", REPLICATE, "configuration"] + [f.column for f in factors]
+    curves = sw.curves.merge(runs[keep], on=["sweep", "run"], how="left")
+    return Analysis(sweep=sw, factors=factors, config_column="configuration", metric=sw.metric,
+                    goal=sw.goal, curves=curves)
+
+
+def status_counts(runs: pd.DataFrame) -> Dict[str, int]:
+    from .load import STATUSES
+
+    vc = runs["status"].value_counts()
+    return {s: int(vc.get(s, 0)) for s in STATUSES}
+
+
+def not_counted(runs: pd.DataFrame, metric: str) -> str:
+    """'1 diverged, 2 incomplete' for the runs of a group whose metric does not count."""
+    bad = runs[~(runs["status"].isin(COUNTED) & runs[metric].notna())]
+    if bad.empty:
+        return ""
+    vc = bad["status"].value_counts()
+    return ", ".join(f"{int(n)} {s.replace('_', ' ')}" for s, n in vc.items())
+
+
+def unique_str(values: Iterable[Any]) -> List[str]:
+    return [str(v) for v in dict.fromkeys(v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v)))]
