@@ -3,6 +3,7 @@ pickles small, hashes stably and goes to wandb.init(config=...) as it is."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import typing
@@ -88,7 +89,7 @@ class RunConfig:
                 f"unknown config key {unknown[0]!r}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
                 + f"; valid keys: {', '.join(cls.keys())}"
             )
-        hints = typing.get_type_hints(cls)
+        hints = _hints()
         return cls(**{k: _coerce(k, v, hints[k]) for k, v in d.items()})
 
     def replace(self, **changes: Any) -> "RunConfig":
@@ -152,13 +153,21 @@ class RunConfig:
                 raise ConfigError(f"{key}: expected a number in [0, 1), got {v!r}")
 
     def run_id(self) -> str:
-        """A stable hash of everything that changes the results (bookkeeping keys excluded)."""
-        d = {k: v for k, v in self.resolve().to_dict().items() if k not in BOOKKEEPING}
+        """A stable hash of everything that changes the results (bookkeeping keys excluded);
+        call it on a resolved config, so that a default and its explicit value hash alike."""
+        resolved = all(getattr(self, k) is not None for k in ("model", "optimizer", "lr", "batch_size", "epochs"))
+        cfg = self if resolved else self.resolve()
+        d = {k: v for k, v in cfg.to_dict().items() if k not in BOOKKEEPING}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 BOOKKEEPING = frozenset({"wandb", "project", "entity", "group", "tags", "progress", "data_root",
                          "download", "checkpoint"})
+
+
+@functools.lru_cache(maxsize=1)
+def _hints() -> Dict[str, Any]:
+    return typing.get_type_hints(RunConfig)
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:

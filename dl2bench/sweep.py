@@ -1,0 +1,265 @@
+"""W&B sweep YAML -> validated run configs.
+
+A sweep file is a W&B sweep configuration, unchanged in meaning, plus one top-level `slurm:`
+block of launcher settings that is removed before anything reaches W&B. Offline, W&B's own
+search engine (the `sweeps` package) expands grid and random sweeps here; bayes needs the W&B
+server (online mode). Every problem is one SweepError naming the file and the key.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import random
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from .config import ConfigError, RunConfig
+
+WANDB_KEYS = ("program", "method", "metric", "parameters", "run_cap", "early_terminate", "name",
+              "description", "project", "entity", "command", "controller", "job", "image_uri", "apiVersion")
+LAUNCH_BLOCK = "slurm"
+
+# the launcher block: SLURM settings, plus how to run the sweep small (smoke) and locally
+SLURM_KEYS: Dict[str, type] = {
+    "partition": str, "account": str, "qos": str, "reservation": str, "constraint": str,
+    "time_min": int, "cpus_per_task": int, "mem_gb": float, "gpus_per_task": int,
+    "gpu_style": str,  # "gpus" (--gpus-per-task=N) or "gres" (--gres=gpu:N): clusters differ
+    "gres_name": str,  # e.g. "gpu:a100" for --gres=gpu:a100:N
+    "array_parallelism": int, "runs_per_task": int, "max_requeues": int, "signal_delay_s": int,
+    "sbatch": dict,  # extra sbatch flags, e.g. {"mail-type": "END"}
+    "setup": list,  # shell lines before the job starts (module load ...)
+    "agent_stagger_s": float,  # online: seconds between agent starts within an array
+    "smoke": dict,  # run-config overrides for --smoke: a laptop-sized version of the sweep
+}
+SLURM_DEFAULTS: Dict[str, Any] = {
+    "partition": "", "account": "", "qos": "", "reservation": "", "constraint": "",
+    "time_min": 60, "cpus_per_task": 4, "mem_gb": 8.0, "gpus_per_task": 1, "gpu_style": "gpus",
+    "gres_name": "gpu", "array_parallelism": 64, "runs_per_task": 1, "max_requeues": 5,
+    "signal_delay_s": 90, "sbatch": {}, "setup": [], "agent_stagger_s": 5.0, "smoke": {},
+}
+
+
+class SweepError(ValueError):
+    """A bad sweep file or option: the message names the file, the key and what was expected."""
+
+
+@dataclass
+class Sweep:
+    """A loaded sweep: W&B's part (as W&B would see it), the launcher block and the runs."""
+
+    path: Path
+    name: str
+    wandb_config: Dict[str, Any]
+    slurm: Dict[str, Any]
+    runs: List[RunConfig] = field(default_factory=list)
+
+    @property
+    def method(self) -> str:
+        return self.wandb_config["method"]
+
+    @property
+    def metric(self) -> Dict[str, Any]:
+        return self.wandb_config.get("metric") or {"name": "test_acc", "goal": "maximize"}
+
+
+def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str, str]] = None,
+         online: bool = False) -> Sweep:
+    """Read and validate a sweep file; offline (online=False) also expand it into run configs."""
+    path = Path(path)
+    where = str(path)
+    raw = _read_yaml(path)
+    unknown = sorted(set(raw) - set(WANDB_KEYS) - {LAUNCH_BLOCK})
+    if unknown:
+        raise SweepError(f"{where}: unknown top-level key {unknown[0]!r}; expected W&B sweep keys "
+                         f"({', '.join(WANDB_KEYS)}) or the launcher block {LAUNCH_BLOCK!r}")
+    slurm = _slurm_block(raw.get(LAUNCH_BLOCK) or {}, where)
+    wb = {k: copy.deepcopy(v) for k, v in raw.items() if k != LAUNCH_BLOCK}
+    for key in ("method", "parameters"):
+        if key not in wb:
+            raise SweepError(f"{where}: missing required key {key!r}")
+    name = str(wb.get("name") or path.stem)
+    if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise SweepError(f"{where}: name: {name!r} must be letters, digits, '-', '_' or '.' (it names a folder)")
+    _validate_wandb(wb, where)
+    _validate_parameters(wb["parameters"], where)
+    overrides = dict(overrides or {})
+    if smoke:
+        overrides = {**slurm["smoke"], **overrides}
+    _check_keys(overrides, f"{where}: --set/smoke")
+    sweep = Sweep(path, name, wb, slurm)
+    if not online:
+        sweep.runs = expand(sweep, overrides)
+    elif overrides:
+        raise SweepError(f"{where}: --smoke/--set change runs locally; in online mode W&B picks the "
+                         "parameters, so put them in the sweep file's parameters instead")
+    return sweep
+
+
+def _read_yaml(path: Path) -> Dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SweepError(f"{path}: cannot read sweep file ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise SweepError(f"{path}{at}: YAML syntax error: {problem}") from None
+    if not isinstance(data, dict):
+        raise SweepError(f"{path}: expected a mapping of sweep keys (method, parameters, ...), "
+                         f"got {type(data).__name__}")
+    return data
+
+
+def _slurm_block(block: Any, where: str) -> Dict[str, Any]:
+    if not isinstance(block, dict):
+        raise SweepError(f"{where}: {LAUNCH_BLOCK}: expected a mapping, got {type(block).__name__}")
+    out = dict(SLURM_DEFAULTS)
+    for k, v in block.items():
+        if k not in SLURM_KEYS:
+            raise SweepError(f"{where}: {LAUNCH_BLOCK}.{k}: unknown launcher key; valid keys: "
+                             + ", ".join(SLURM_KEYS))
+        want = SLURM_KEYS[k]
+        ok = isinstance(v, want) and not (want is not bool and isinstance(v, bool))
+        if want is float and isinstance(v, int) and not isinstance(v, bool):
+            v, ok = float(v), True
+        if not ok:
+            raise SweepError(f"{where}: {LAUNCH_BLOCK}.{k}: expected {want.__name__}, got {v!r}")
+        out[k] = v
+    if out["gpu_style"] not in ("gpus", "gres"):
+        raise SweepError(f"{where}: {LAUNCH_BLOCK}.gpu_style: expected 'gpus' or 'gres', got {out['gpu_style']!r}")
+    for k in ("time_min", "cpus_per_task", "array_parallelism", "runs_per_task"):
+        if out[k] < 1:
+            raise SweepError(f"{where}: {LAUNCH_BLOCK}.{k}: expected a number >= 1, got {out[k]!r}")
+    _check_keys(out["smoke"], f"{where}: {LAUNCH_BLOCK}.smoke")
+    return out
+
+
+def _check_keys(d: Mapping[str, Any], where: str) -> None:
+    unknown = sorted(set(d) - set(RunConfig.keys()))
+    if unknown:
+        raise SweepError(f"{where}: unknown run config key {unknown[0]!r}; valid keys: {', '.join(RunConfig.keys())}")
+
+
+def _sweeps_module():
+    with warnings.catch_warnings():  # its pydantic config predates pydantic 2: noise, not news
+        warnings.simplefilter("ignore")
+        import sweeps
+    return sweeps
+
+
+def _validate_wandb(wb: Dict[str, Any], where: str) -> None:
+    """W&B's own schema: a file `wandb sweep` accepts must mean the same here, and vice versa."""
+    sweeps = _sweeps_module()
+    violations = sweeps.schema_violations_from_proposed_config(_jsonable(wb))
+    if violations:
+        raise SweepError(f"{where}: not a valid W&B sweep: " + "; ".join(violations))
+    method = wb["method"]
+    if method == "grid":
+        for name, spec in _flat_specs(wb["parameters"]):
+            if isinstance(spec, dict) and ("distribution" in spec and spec["distribution"] not in
+                                           ("categorical", "constant", "int_uniform", "q_uniform")
+                                           or ("min" in spec and "distribution" not in spec
+                                               and not all(isinstance(spec[k], int) for k in ("min", "max")))):
+                raise SweepError(f"{where}: parameters.{name}: a grid sweep takes only values, value, "
+                                 f"int_uniform or q_uniform; {spec} is continuous (use method: random)")
+            if isinstance(spec, dict) and "probabilities" in spec:
+                raise SweepError(f"{where}: parameters.{name}: probabilities mean nothing in a grid sweep")
+
+
+def _flat_specs(params: Dict[str, Any], prefix: str = ""):
+    for name, spec in params.items():
+        if isinstance(spec, dict) and "parameters" in spec:
+            yield from _flat_specs(spec["parameters"], f"{prefix}{name}.")
+        else:
+            yield prefix + name, spec
+
+
+def _validate_parameters(params: Dict[str, Any], where: str) -> None:
+    keys = RunConfig.keys()
+    for name, spec in params.items():
+        if isinstance(spec, dict) and "parameters" in spec:
+            raise SweepError(f"{where}: parameters.{name}: nested parameters are not supported: a dl2bench "
+                             "run config is flat (one key per setting); list its keys directly")
+        if name not in keys:
+            import difflib
+
+            hint = difflib.get_close_matches(name, keys, n=1)
+            raise SweepError(f"{where}: parameters.{name}: unknown parameter"
+                             + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                             + f"; valid parameters: {', '.join(keys)}")
+        if isinstance(spec, dict):
+            values = spec.get("values", [spec["value"]] if "value" in spec else [])
+            for v in values:  # categorical values are checked now, sampled ones after expansion
+                try:
+                    RunConfig.from_dict({name: v}).validate()
+                except ConfigError as e:
+                    raise SweepError(f"{where}: parameters.{name}: {e}") from None
+
+
+def grid_size(params: Dict[str, Any]) -> int:
+    n = 1
+    for _, spec in _flat_specs(params):
+        if "values" in spec:
+            n *= len(spec["values"])
+        elif "min" in spec and "max" in spec:
+            q = spec.get("q", 1)
+            n *= int(math.floor((spec["max"] - spec["min"]) / q)) + 1
+    return n
+
+
+def expand(sweep: Sweep, overrides: Mapping[str, Any]) -> List[RunConfig]:
+    """Grid: every combination; random: run_cap draws (seeded by the file, so a resubmit draws the
+    same runs); bayes: an error (it needs results fed back through the W&B server)."""
+    where, wb = str(sweep.path), sweep.wandb_config
+    sweeps = _sweeps_module()
+    method = wb["method"]
+    if method == "bayes":
+        raise SweepError(f"{where}: method: bayes needs the W&B server to feed results back; run it "
+                         "with --wandb online (an API key and network), or use grid or random offline")
+    if method == "grid":
+        n = grid_size(wb["parameters"])
+    else:
+        if not wb.get("run_cap"):
+            raise SweepError(f"{where}: run_cap: a random sweep needs run_cap (how many runs to draw) "
+                             "when it is expanded offline")
+        n = int(wb["run_cap"])
+    state = random.getstate()
+    random.seed(int(hashlib.sha1(json.dumps(_jsonable(wb), sort_keys=True).encode()).hexdigest()[:12], 16))
+    try:
+        proposed = sweeps.next_runs(_jsonable(wb), [], n=n + (method == "grid"))
+    except ValueError as e:
+        raise SweepError(f"{where}: {e}") from None
+    finally:
+        random.setstate(state)
+    runs, seen = [], set()
+    for i, r in enumerate(p for p in proposed if p is not None):
+        params = {k: _plain(v["value"]) for k, v in r.config.items()}
+        try:
+            cfg = RunConfig.from_dict({**params, **overrides, "group": sweep.name}).resolve()
+        except ConfigError as e:
+            raise SweepError(f"{where}: run {i} {params}: {e}") from None
+        rid = cfg.run_id()
+        if rid not in seen:  # a random sweep may draw the same point twice: run it once
+            seen.add(rid)
+            runs.append(cfg)
+    if not runs:
+        raise SweepError(f"{where}: parameters: the sweep expands to no runs")
+    return runs
+
+
+def _plain(v: Any) -> Any:
+    """numpy scalars from the sweeps package -> Python values (JSON, YAML, hashing)."""
+    return v.item() if hasattr(v, "item") and not isinstance(v, (str, bytes, list, dict)) else v
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))

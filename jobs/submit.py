@@ -1,0 +1,210 @@
+#!/usr/bin/env python
+"""Submit a sweep: W&B sweep YAML -> runs -> submitit job arrays (SLURM, local or in-process).
+
+    python jobs/submit.py sweeps/cifar_cnn.yaml                 # auto: SLURM if sbatch exists, else local
+    python jobs/submit.py sweeps/cifar_cnn.yaml --dry-run       # the expanded runs; submits nothing
+    python jobs/submit.py sweeps/cifar_cnn.yaml --smoke --wait  # laptop size, wait for the results
+
+Exit status: 0 submitted (or all done), 1 some run failed (with --wait) or submission failed,
+2 bad input (nothing submitted, nothing written).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+
+from dl2bench.config import ConfigError  # noqa: E402
+from dl2bench.sweep import SLURM_KEYS, SweepError  # noqa: E402
+
+SLURM_FLAGS = {  # --flag -> slurm block key; they override the sweep file's block
+    "partition": str, "account": str, "qos": str, "reservation": str, "constraint": str,
+    "time_min": int, "cpus_per_task": int, "mem_gb": float, "gpus_per_task": int, "gpu_style": str,
+    "gres_name": str, "array_parallelism": int, "runs_per_task": int, "max_requeues": int,
+}
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(prog="jobs/submit.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep", help="a sweep YAML file (W&B sweep format + a slurm: block)")
+    p.add_argument("--cluster", default="auto", help="auto | slurm | local | debug (default auto)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and resource groups; submit nothing")
+    p.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "disabled"],
+                   help="online: a real W&B sweep with agents; offline (default without an API key): "
+                        "expanded here, runs mirrored to W&B offline files; disabled: no W&B")
+    p.add_argument("--out", default="runs", help="results root; the sweep's runs go to OUT/<sweep name>/")
+    p.add_argument("--wait", action="store_true", help="block with a progress bar until every run ends")
+    p.add_argument("--force", action="store_true", help="relaunch every run, done or not")
+    p.add_argument("--smoke", action="store_true", help="apply the sweep's slurm.smoke overrides (laptop size)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a run config key in every run (repeatable), e.g. --set device=cpu")
+    p.add_argument("--parallel", type=int, default=1,
+                   help="local executor: runs at a time (default 1: timings stay honest)")
+    p.add_argument("--poll", type=float, default=None, help="--wait: seconds between status checks")
+    p.add_argument("--sbatch", action="append", default=[], metavar="FLAG=VALUE",
+                   help="extra sbatch flag (repeatable), e.g. --sbatch mail-type=END")
+    for flag, typ in SLURM_FLAGS.items():
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=f"slurm_{flag}", type=typ, default=None,
+                       help=f"overrides slurm.{flag}")
+    p.add_argument("--gpus", dest="slurm_gpus_per_task", type=int, help="GPUs per cuda run, as --gpus-per-task")
+    p.add_argument("--gres", default=None, help="GPUs per cuda run as a gres, e.g. gpu:a100:1 (sets gpu_style gres)")
+    return p.parse_args(argv)
+
+
+def pairs(items, flag):
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SweepError(f"--{flag} {item!r}: expected KEY=VALUE")
+        out[key.strip().replace("-", "_") if flag == "set" else key.strip()] = value
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    try:
+        return submit(args)
+    except (SweepError, ConfigError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: what was queued keeps running; run the same command to see it", file=sys.stderr)
+        return 130
+
+
+def submit(args) -> int:
+    from dl2bench import launch, sweep as S
+
+    t0 = time.perf_counter()
+    overrides = pairs(args.set, "set")
+    if args.wandb != "auto":
+        overrides.setdefault("wandb", args.wandb)
+    cluster = launch.pick_cluster(args.cluster)
+    mode = args.wandb
+    if mode == "auto":
+        from dl2bench.track import wandb_mode
+
+        mode = wandb_mode("auto")
+    online = mode == "online"
+    sw = S.load(args.sweep, smoke=args.smoke, overrides={k: v for k, v in overrides.items() if k != "wandb"} if online else overrides, online=online)
+    for flag in SLURM_FLAGS:
+        value = getattr(args, f"slurm_{flag}")
+        if value is not None:
+            sw.slurm[flag] = value
+    if args.slurm_gpus_per_task is not None:
+        sw.slurm["gpus_per_task"] = args.slurm_gpus_per_task
+    if args.gres:
+        name, _, count = args.gres.rpartition(":")
+        if not name or not count.isdigit():
+            raise SweepError(f"--gres {args.gres!r}: expected NAME:COUNT, e.g. gpu:1 or gpu:a100:1")
+        sw.slurm.update(gpu_style="gres", gres_name=name, gpus_per_task=int(count))
+    sw.slurm["sbatch"] = {**sw.slurm["sbatch"], **pairs(args.sbatch, "sbatch")}
+    S._slurm_block({k: v for k, v in sw.slurm.items()}, f"{args.sweep} (with command-line overrides)")
+    root = Path(args.out) / sw.name
+    command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
+
+    if online:
+        if args.dry_run:
+            print(f"online sweep {sw.name!r}: W&B would receive this configuration (slurm block removed):")
+            import yaml
+
+            print(yaml.safe_dump(sw.wandb_config, sort_keys=False))
+            return 0
+        sub = launch.submit_online(sw, root, cluster, command)
+        print(f"W&B sweep {sub['wandb_sweep_id']}: {sub['agents']} agent(s) x {sub['runs_per_agent']} run(s), "
+              f"array job {sub['job_id']} ({cluster}); results in {root}/")
+        return 0
+
+    p = launch.plan(sw, root, cluster, force=args.force, parallel=args.parallel)
+    launch.check_satisfiable(cluster, p.groups, sw.slurm)
+    if args.dry_run:
+        print_plan(sw, p, root)
+        return 0
+    todo = sum(len(v) for v in p.groups.values())
+    if todo:
+        try:
+            sub = launch.submit(sw, root, p, command)
+        except launch.LaunchError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        took = time.perf_counter() - t0
+        for arr in sub["arrays"]:
+            print(f"queued {arr['runs']} run(s) as {arr['tasks']} task(s) of job {arr['job_id']} "
+                  f"({arr['resources']}, {cluster})")
+        print(f"{todo} run(s) submitted in {took:.2f} s; {len(p.skipped)} already done or in flight")
+    else:
+        print(f"nothing to submit: all {len(p.skipped)} run(s) of {sw.name} are done or in flight "
+              "(--force relaunches them)")
+    if cluster == "slurm" and todo:
+        print(f"watch: squeue --me    logs: {root / 'logs'}/")
+    elif cluster == "local" and todo:
+        print(f"logs: {root / 'logs'}/   (the runs go on if you close this terminal)")
+    print(f"results: {root}/<run_id>/    report: python reports/build.py {root}")
+    if args.wait or cluster == "debug":
+        return wait(root, cluster, args.poll)
+    return 0
+
+
+def print_plan(sw, p, root: Path) -> None:
+    import itertools
+
+    runs = sw.runs
+    varying = [k for k in runs[0].to_dict() if len({r.to_dict()[k] for r in runs}) > 1 and k != "group"]
+    shown = varying or ["task", "model"]
+    print(f"sweep {sw.name} ({sw.method}, metric {sw.metric.get('name')} {sw.metric.get('goal', '')}): "
+          f"{len(runs)} run(s); results would go to {root}/")
+    widths = [max(len(k), *(len(str(getattr(r, k))) for r in runs)) for k in shown]
+    print("  " + "run_id        " + "  ".join(k.ljust(w) for k, w in zip(shown, widths)) + "  status")
+    todo = {c.run_id() for c in itertools.chain.from_iterable(p.groups.values())}
+    for r in runs:
+        rid = r.run_id()
+        st = "launch" if rid in todo else f"skip ({p.skipped[rid][0]})"
+        print("  " + rid.ljust(14) + "  ".join(str(getattr(r, k)).ljust(w) for k, w in zip(shown, widths)) + "  " + st)
+    print(f"resource groups ({p.cluster}; one job array each):")
+    for res, cfgs in p.groups.items():
+        print(f"  {res.describe()}: {len(cfgs)} run(s) in {p.tasks_per_group[res]} task(s)")
+    if not p.groups:
+        print("  none: every run is done or in flight")
+    print("dry run: nothing submitted, nothing written")
+
+
+def wait(root: Path, cluster: str, poll) -> int:
+    from tqdm import tqdm
+
+    from dl2bench import launch
+
+    poll = poll or (10.0 if cluster == "slurm" else 1.0)  # sacct is shared: do not hammer it
+    manifest = launch.load_manifest(root)
+    total = len(manifest["runs"])
+    bar = tqdm(total=total, desc="runs done", unit="run", disable=None)
+    while True:
+        st = launch.run_status(root, manifest)
+        ended = sum(1 for s, _ in st.values() if s not in ("queued", "running", "missing"))
+        bar.n = ended
+        bar.refresh()
+        if all(s not in ("queued", "running") for s, _ in st.values()):
+            break
+        time.sleep(poll)
+    bar.close()
+    counts = {}
+    for s, _ in st.values():
+        counts[s] = counts.get(s, 0) + 1
+    print("status      runs")
+    for s in ("finished", "early_stopped", "diverged", "failed", "missing"):
+        if counts.get(s):
+            print(f"{s:<11} {counts[s]}")
+    for rid, (s, reason) in sorted(st.items()):
+        if s in ("diverged", "failed"):
+            print(f"  {rid} {s}: {reason.splitlines()[0] if reason else ''}")
+    return 1 if counts.get("failed") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

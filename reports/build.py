@@ -1,0 +1,121 @@
+"""Build a sweep's report: report.html (self-contained), report.pdf, runs.csv and curves.csv.
+
+    python reports/build.py runs/cifar_cnn                      # -> runs/cifar_cnn/report.html, ...
+    python reports/build.py runs/a runs/b --out reports/ab      # several sweeps in one report
+    python reports/build.py --wandb ENTITY/PROJECT --sweep ID --out DIR   # from W&B instead
+
+Bad input (a missing or empty folder, no runs, unreadable JSON) is one line on stderr naming the
+path, exit status 2, and no output file touched: everything is written to temporary files first
+and renamed into place only when all of them are complete.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+if __package__ in (None, ""):  # run as a script: make `reports` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from reports.analysis import analyse  # noqa: E402
+from reports.load import ReportError, Sweep, load_folders  # noqa: E402
+
+OUTPUTS = ("report.html", "report.pdf", "runs.csv", "curves.csv")
+
+
+def tables_for_csv(sw: Sweep) -> Dict[str, "object"]:
+    """runs.csv: one row per run (ids, status, config, then summary); curves.csv: one row per run x epoch."""
+    runs = sw.runs
+    first = ["sweep", "run", "status", "reason", "configuration"]
+    config = [c for c in sw.config_keys if c in runs.columns and c not in first]
+    helper = [c for c in runs.columns if c.startswith("factor:")]  # report-internal labels
+    rest = [c for c in runs.columns if c not in first + config + helper]
+    runs = runs[[c for c in first if c in runs.columns] + config + rest]
+    keys = ["sweep", "run", "seed", "configuration"]
+    curves = sw.curves.merge(sw.runs[[k for k in keys if k in sw.runs.columns]], on=["sweep", "run"], how="left")
+    lead = [k for k in keys if k in curves.columns] + ["epoch"]
+    curves = curves[lead + [c for c in curves.columns if c not in lead]].sort_values(["sweep", "run", "epoch"])
+    return {"runs.csv": runs, "curves.csv": curves}
+
+
+def build_report(sw: Sweep, out: Path) -> Dict[str, Path]:
+    """Write the four outputs into `out` (all or none); returns their paths."""
+    from reports.render import document, style, to_html, to_pdf
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"{out}: exists and is not a folder (--out needs a folder)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ReportError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
+    a = analyse(sw)
+    tmp = {name: out / f".{name}.tmp{os.getpid()}" for name in OUTPUTS}
+    try:
+        with style():
+            doc = document(a)
+            tmp["report.html"].write_text(to_html(doc), encoding="utf-8")
+            to_pdf(doc, tmp["report.pdf"], sw.name)
+        for name, df in tables_for_csv(sw).items():
+            df.to_csv(tmp[name], index=False)
+        for name in OUTPUTS:  # all complete: now replace the old ones
+            os.replace(tmp[name], out / name)
+    except OSError as e:
+        raise ReportError(f"{out}: cannot write the report ({e.strerror or e})") from None
+    finally:
+        for p in tmp.values():
+            if p.exists():
+                p.unlink()
+    return {name: out / name for name in OUTPUTS}
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="reports/build.py", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    ap.add_argument("folders", nargs="*", type=Path, help="sweep folders runs/<sweep>/ (or single run folders)")
+    ap.add_argument("--out", type=Path, help="output folder (default: the first sweep folder)")
+    ap.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead of folders")
+    ap.add_argument("--sweep", metavar="ID", help="with --wandb: only this W&B sweep's runs")
+    ap.add_argument("--group", metavar="NAME", help="with --wandb: only this group's runs (dl2bench: the sweep name)")
+    a = ap.parse_args(argv)
+    if a.wandb and a.folders:
+        ap.error("give sweep folders or --wandb, not both")
+    if (a.sweep or a.group) and not a.wandb:
+        ap.error("--sweep and --group need --wandb ENTITY/PROJECT")
+    if a.wandb and not a.out:
+        ap.error("--wandb needs --out DIR (there is no sweep folder to write into)")
+    if not a.wandb and not a.folders:
+        ap.error("give one or more sweep folders (runs/<sweep>/), or --wandb ENTITY/PROJECT")
+    return a
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line: 0 on success, 2 on bad input (one 'error: ...' line on stderr)."""
+    a = parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")  # clusters have no display; set before seaborn pulls in pyplot
+    t0 = time.perf_counter()
+    try:
+        if a.wandb:
+            from reports.wandb_source import load_wandb
+
+            sw = load_wandb(a.wandb, sweep=a.sweep, group=a.group)
+        else:
+            sw = load_folders(a.folders)
+        paths = build_report(sw, a.out or a.folders[0])
+    except ReportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    n = len(sw.runs)
+    print(f"{sw.name}: {n} run{'s' if n != 1 else ''} -> " + ", ".join(str(p) for p in paths.values())
+          + f" ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

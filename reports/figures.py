@@ -1,0 +1,251 @@
+"""The report's figures. Each is one function registered with `@figure(section)`; it takes the
+Analysis (and, for section "factor", one Factor) and yields Figure objects, or nothing when it
+does not apply to this sweep. Adding a plot = adding one function here.
+
+Sections: "overview" (the whole sweep), "factor" (called once per factor), "speed"."""
+from __future__ import annotations
+
+import itertools
+import textwrap
+from dataclasses import dataclass
+from typing import Callable, Iterator, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from .analysis import (DEVICE_COLORS, MAX_HEATMAP_PAIRS, Analysis, Factor, aggregate, fmt, mean_std,
+                       not_counted, unit)
+from .load import COUNTED
+
+PAGE = (11.69, 8.27)  # A4 landscape, inches: every figure is drawn at page size (vector in the PDF)
+PLOT_RECT = (0.03, 0.13, 0.94, 0.75)  # the band of the page the plot may use; title above, caption below
+
+
+@dataclass
+class Figure:
+    """A drawn figure with the words a reader needs to read it."""
+
+    key: str  # unique, for anchors and file names
+    title: str
+    caption: str
+    fig: MplFigure
+
+
+FIGURES: List[Tuple[str, Callable[..., Iterator[Figure]]]] = []
+
+
+def figure(section: str) -> Callable:
+    """Register a figure function for a section ("overview", "factor" or "speed")."""
+    def deco(fn: Callable[..., Iterator[Figure]]) -> Callable[..., Iterator[Figure]]:
+        FIGURES.append((section, fn))
+        return fn
+    return deco
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, **kw) -> Tuple[MplFigure, np.ndarray]:
+    """A page-sized figure whose axes stay inside PLOT_RECT, so the PDF page can add a title and caption."""
+    fig = MplFigure(figsize=PAGE, layout="constrained")
+    fig.get_layout_engine().set(rect=PLOT_RECT, w_pad=0.08, h_pad=0.08)
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, axes
+
+
+def _legend_outside(fig: MplFigure, handles: list, title: str) -> None:
+    ncol = 1 if len(handles) <= 18 else 2
+    fig.legend(handles=handles, title=title, loc="outside right upper", frameon=False, ncol=ncol,
+               fontsize="small" if len(handles) > 10 else "medium")
+
+
+# ---------------------------------------------------------------------------------------------
+# one factor at a time
+
+CURVE_METRICS = ("val_acc", "val_loss")
+
+
+@figure("factor")
+def learning_curves(a: Analysis, f: Factor) -> Iterator[Figure]:
+    """Validation accuracy and loss vs epoch: mean and 95% CI band over the runs at each level."""
+    c = a.curves[a.curves["status"].isin(COUNTED)]
+    cols = [m for m in CURVE_METRICS if m in c.columns and c[m].notna().any()]
+    if c.empty or not cols:
+        return
+    fig, axes = new_figure(1, len(cols))
+    handles = []
+    for ax, col in zip(axes[0], cols):
+        u = unit(col)
+        agg = aggregate(c, [f.column, "epoch"], col)
+        many = agg["epoch"].nunique() > 25
+        for lvl in f.levels:
+            d = agg[agg[f.column] == lvl].sort_values("epoch")
+            if d.empty:
+                continue
+            color = f.colors[lvl]
+            ax.plot(d["epoch"], d["mean"] * u.scale, color=color, lw=1.8, marker=None if many else "o", ms=3.5)
+            ax.fill_between(d["epoch"], d["lo"] * u.scale, d["hi"] * u.scale, color=color, alpha=0.18, lw=0)
+            if col == cols[0]:
+                handles.append(Line2D([], [], color=color, lw=2, label=f"{lvl} (n={int(d['n'].max())})"))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(u.axis())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(u.label.capitalize())
+    _legend_outside(fig, handles, f.name)
+    ns = aggregate(c, [f.column, "epoch"], cols[0])["n"]
+    varying = " The number of runs drops at later epochs where runs stopped early." if ns.nunique() > 1 else ""
+    yield Figure(key=f"curves-{f.column}", title=f"Learning curves by {f.name}",
+                 caption=(f"Mean over the finished and early-stopped runs at each level of {f.name} (n = runs, "
+                          f"over seeds{' and the other factors' if len(a.factors) > 1 else ''}); shaded: 95% "
+                          f"confidence interval of the mean (Student t; none where n = 1).{varying}"),
+                 fig=fig)
+
+
+@figure("factor")
+def final_metric(a: Analysis, f: Factor) -> Iterator[Figure]:
+    """The sweep's metric per level: every run as a dot, mean with 95% CI, best level on top."""
+    ok = a.ok
+    if ok.empty:
+        return
+    u = a.metric_unit
+    order = a.ranked_levels(f.column)
+    agg = aggregate(ok, [f.column], a.metric).set_index(f.column)
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    rng = np.random.default_rng(0)
+    for i, lvl in enumerate(order):
+        color = f.colors.get(lvl, (0.5, 0.5, 0.5))
+        vals = ok.loc[ok[f.column] == lvl, a.metric].to_numpy(float) * u.scale
+        ax.scatter(vals, i + rng.uniform(-0.18, 0.18, len(vals)), s=16, color=color, alpha=0.55, lw=0, zorder=2)
+        label = not_counted(a.runs[a.runs[f.column] == lvl], a.metric)
+        if lvl in agg.index:
+            r = agg.loc[lvl]
+            m = r["mean"] * u.scale
+            err = None if r["n"] < 2 else [[m - r["lo"] * u.scale], [r["hi"] * u.scale - m]]
+            ax.errorbar([m], [i], xerr=err, fmt="D", ms=7, mfc=color, mec="black", ecolor="black",
+                        capsize=4, lw=1.4, zorder=3)
+            text = mean_std(r["mean"], r["std"], int(r["n"]), u) + (f"; {label}" if label else "")
+        else:
+            text = f"no counted run ({label})"
+        ax.annotate(text, xy=(1.01, i), xycoords=("axes fraction", "data"), va="center", fontsize=9)
+    ax.set_yticks(range(len(order)), order)
+    for tick, lvl in zip(ax.get_yticklabels(), order):
+        tick.set_color(f.colors.get(lvl, "black"))
+    ax.set_ylim(len(order) - 0.5, -0.5)  # best on top
+    ax.set_xlabel(f"{u.axis()}: {'higher' if a.goal == 'maximize' else 'lower'} is better")
+    ax.set_ylabel(f.name)
+    ax.grid(axis="y", visible=False)
+    yield Figure(key=f"final-{f.column}", title=f"{u.label.capitalize()} by {f.name}",
+                 caption=(f"Each dot is one run ({a.metric}); diamond and bar: mean and 95% confidence "
+                          "interval of the mean (Student t over the runs at that level). Right: mean ± "
+                          "standard deviation (n). Runs that diverged, failed or did not finish have no "
+                          "value and are counted beside their level."),
+                 fig=fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole sweep
+
+@figure("overview")
+def heatmaps(a: Analysis) -> Iterator[Figure]:
+    """Mean metric for every pair of factors (the other factors averaged over)."""
+    ok = a.ok
+    if len(a.factors) < 2 or ok.empty:
+        return
+    u = a.metric_unit
+    for fa, fb in itertools.islice(itertools.combinations(a.factors, 2), MAX_HEATMAP_PAIRS):
+        yield _heatmap(a, ok, fa, fb, u)
+
+
+def _heatmap(a: Analysis, ok: pd.DataFrame, fa: Factor, fb: Factor, u) -> Figure:
+    import seaborn as sns
+
+    agg = aggregate(ok, [fa.column, fb.column], a.metric)
+    mean = agg.pivot(index=fa.column, columns=fb.column, values="mean").reindex(index=fa.levels, columns=fb.levels)
+    cells = mean.size
+    text = pd.DataFrame("not run", index=mean.index, columns=mean.columns, dtype=object)
+    for _, r in agg.iterrows():
+        sd = "" if r["n"] < 2 else f"\n± {fmt(r['std'], u)}"
+        text.loc[r[fa.column], r[fb.column]] = (f"{fmt(r['mean'], u)}{sd if cells <= 64 else ''}"
+                                                f"\nn={int(r['n'])}")
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    sns.heatmap(mean * u.scale, annot=text.to_numpy(), fmt="", ax=ax, cmap="viridis" if a.goal == "maximize" else "viridis_r",
+                linewidths=0.5, linecolor="white", annot_kws={"fontsize": 9 if cells <= 36 else 7 if cells <= 100 else 5},
+                cbar_kws={"label": u.axis()})
+    for t in ax.texts:  # empty cells: say so in grey instead of a blank the reader must interpret
+        if t.get_text() == "not run":
+            t.set_color("0.5")
+    for i, j in zip(*np.where(mean.isna().to_numpy())):
+        ax.text(j + 0.5, i + 0.5, "not run", ha="center", va="center", color="0.5", fontsize=8)
+    ax.set_xlabel(fb.name)
+    ax.set_ylabel(fa.name)
+    others = [f.name for f in a.factors if f not in (fa, fb)]
+    avg = f" averaged over seeds and {', '.join(others)}" if others else " over seeds"
+    return Figure(key=f"heatmap-{fa.column}-{fb.column}", title=f"{u.label.capitalize()}: {fa.name} × {fb.name}",
+                  caption=(f"Mean {a.metric} per cell{avg}, ± standard deviation and n (counted runs: finished "
+                           f"or early stopped). {'Brighter' if a.goal == 'maximize' else 'Darker'} is better."),
+                  fig=fig)
+
+
+# ---------------------------------------------------------------------------------------------
+# speed
+
+def speed_groups(runs: pd.DataFrame) -> Tuple[pd.Series, str]:
+    """Each run's speed group label (model, plus batch size where it varies) and its axis name."""
+    model = runs["model"].astype(str) if "model" in runs.columns else pd.Series("all", index=runs.index)
+    if "batch_size" in runs.columns and runs["batch_size"].nunique() > 1:
+        return model + ", batch " + runs["batch_size"].map(lambda v: f"{v:g}" if isinstance(v, float) else str(v)), \
+            "model, batch size"
+    return model, "model"
+
+
+@figure("speed")
+def throughput(a: Analysis) -> Iterator[Figure]:
+    """Training samples/s by model (and batch size) and device, log scale: every run and the mean."""
+    r = a.runs[a.runs.get("samples_per_s", pd.Series(dtype=float)).notna()] if "samples_per_s" in a.runs else None
+    if r is None or r.empty:
+        return
+    r = r.copy()
+    r["group"], axis_name = speed_groups(r)
+    r["dev"] = r["device"].astype(str) if "device" in r.columns else "unknown"
+    groups = sorted(r["group"].unique())
+    devices = sorted(r["dev"].unique())
+    u = unit("samples_per_s")
+    agg = aggregate(r, ["group", "dev"], "samples_per_s")
+    fig, axes = new_figure()
+    ax = axes[0, 0]
+    width = 0.8 / len(devices)
+    rng = np.random.default_rng(0)
+    for j, dev in enumerate(devices):
+        color = DEVICE_COLORS.get(dev, (0.5, 0.5, 0.5))
+        for i, g in enumerate(groups):
+            x = i - 0.4 + width * (j + 0.5)
+            vals = r.loc[(r["group"] == g) & (r["dev"] == dev), "samples_per_s"].to_numpy(float)
+            if not len(vals):
+                continue
+            ax.scatter(x + rng.uniform(-width / 4, width / 4, len(vals)), vals, s=14, color=color, alpha=0.5, lw=0)
+            s = agg[(agg["group"] == g) & (agg["dev"] == dev)].iloc[0]
+            err = None if s["n"] < 2 else [[s["mean"] - max(s["lo"], 1e-9)], [s["hi"] - s["mean"]]]
+            ax.errorbar([x], [s["mean"]], yerr=err, fmt="_", ms=18, mew=2.5, color="black", capsize=4)
+            ax.annotate(f"{s['mean']:,.0f}\nn={int(s['n'])}", (x, s["mean"]), xytext=(width * 40 + 6, 0),
+                        textcoords="offset points", va="center", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(groups)), groups, rotation=20 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
+    ax.set_xlabel(axis_name)
+    ax.set_ylabel(f"{u.axis()}, log scale")
+    handles = [Line2D([], [], marker="o", ls="", color=DEVICE_COLORS.get(d, (0.5, 0.5, 0.5)), label=d) for d in devices]
+    handles.append(Line2D([], [], marker="_", ms=14, mew=2.5, ls="", color="black", label="mean ± 95% CI"))
+    _legend_outside(fig, handles, "device")
+    names = r.groupby("dev")["device_name"].agg(lambda s: ", ".join(sorted(set(map(str, s.dropna()))))) \
+        if "device_name" in r.columns else {}
+    on = "; ".join(f"{d}: {n}" for d, n in dict(names).items() if n)
+    yield Figure(key="throughput", title="Training throughput by model and device",
+                 caption=(f"Training samples per second after the warm-up steps, over all epochs of a run "
+                          f"(every run with a summary: a dot; black: mean and 95% CI, n runs). Log scale. "
+                          f"{('Devices: ' + on + '.') if on else ''}"),
+                 fig=fig)
+
+
+def wrap(text: str, width: int = 150) -> str:
+    return "\n".join(textwrap.wrap(text, width))

@@ -1,0 +1,328 @@
+"""Analysis -> a Document (title facts + sections of figures and tables) -> one self-contained
+HTML file and one PDF with the same content. Neither renderer knows what a figure shows."""
+from __future__ import annotations
+
+import base64
+import contextlib
+import html
+import io
+import math
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, List, Sequence, Tuple, Union
+
+import matplotlib
+from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.figure import Figure as MplFigure
+from matplotlib.patches import Rectangle
+
+from .analysis import Analysis
+from .figures import FIGURES, PAGE, Figure
+from .tables import TABLES, Table, header
+
+Block = Union[Figure, Table]
+PNG_DPI = 100  # 1170 px wide pages: sharp on a laptop screen, ~100 KB per figure
+
+
+@dataclass
+class Section:
+    key: str
+    title: str
+    intro: str
+    blocks: List[Block] = field(default_factory=list)
+
+
+@dataclass
+class Document:
+    """What both renderers draw, in order."""
+
+    title: str
+    facts: List[Tuple[str, str]]
+    notes: List[str]
+    sections: List[Section]
+
+
+def blocks(section: str, *args) -> Iterator[Block]:
+    """Every registered figure, then every table, of a section (registration order)."""
+    for sec, fn in FIGURES:
+        if sec == section:
+            yield from fn(*args)
+    for sec, fn in TABLES:
+        if sec == section:
+            yield from fn(*args)
+
+
+def document(a: Analysis) -> Document:
+    """Lay out the report: overview, one section per factor, speed, problem runs, fixed settings."""
+    sections = [Section("overview", "Overview",
+                        "How the configurations compare on the sweep's metric, and how pairs of factors interact."
+                        if len(a.factors) > 1 else "")]
+    sections[0].blocks += list(blocks("overview", a))
+    for f in a.factors:
+        s = Section(f"factor-{f.column.split(':', 1)[1]}", f"Factor: {f.name}",
+                    f"{len(f.levels)} levels: {', '.join(f.levels)}. Each level's colour is the same in every figure.")
+        s.blocks += list(blocks("factor", a, f))
+        sections.append(s)
+    if not a.factors:
+        sections.append(Section("factors", "Factors", "No config setting varies between these runs (seeds aside), "
+                                "so there is nothing to compare; the tables below describe the runs."))
+    speed = Section("speed", "Speed", "Throughput, GPU/CPU speedup and time to the task's target accuracies.")
+    speed.blocks += list(blocks("speed", a))
+    sections.append(speed)
+    problems = Section("problems", "Runs that diverged, failed or did not finish", "")
+    problems.blocks += list(blocks("problems", a))
+    if not problems.blocks:
+        problems.intro = "None: every run finished or stopped early by design."
+    sections.append(problems)
+    setup = Section("setup", "Settings", "")
+    setup.blocks += list(blocks("setup", a))
+    sections.append(setup)
+    sections = [s for s in sections if s.blocks or s.intro]
+    return Document(title=f"Sweep report: {a.sweep.name}", facts=header(a), notes=list(a.sweep.notes),
+                    sections=sections)
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """The report's look, applied only while it is drawn (a caller's matplotlib settings are left alone)."""
+    import seaborn as sns
+
+    rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.9),
+          "pdf.fonttype": 42,  # TrueType in the PDF: text stays searchable (pdftotext) and sharp
+          "font.family": "DejaVu Sans", "axes.titleweight": "bold", "legend.title_fontsize": 10,
+          "svg.fonttype": "none"}
+    with matplotlib.rc_context(rc):
+        yield
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+CSS = """
+body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;margin:0 auto;max-width:1240px;padding:24px;color:#222;line-height:1.4}
+h1{font-size:1.7em;margin-bottom:.2em} h2{border-bottom:2px solid #ccc;padding-bottom:.2em;margin-top:2em}
+h3{font-size:1.05em;margin:1.2em 0 .4em}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.15em 1.2em;margin:1em 0}
+dl.facts dt{font-weight:bold;color:#555} dl.facts dd{margin:0}
+.notes{background:#fff6dd;border-left:4px solid #e0b030;padding:.4em 1em;margin:1em 0}
+nav ol{columns:2} figure{margin:1em 0 2em} figure img{max-width:100%;height:auto;display:block}
+figcaption,.caption{color:#555;font-size:.9em;margin:.3em 0 0}
+table{border-collapse:collapse;font-size:.88em;margin:.3em 0} th,td{padding:.25em .7em;text-align:left;vertical-align:top}
+th{border-bottom:2px solid #888;background:#f3f3f3} tr:nth-child(even) td{background:#fafafa}
+td{border-bottom:1px solid #e4e4e4} .sw{display:inline-block;width:.8em;height:.8em;margin-right:.4em;border:1px solid #0004}
+"""
+
+
+def png(fig: MplFigure) -> Tuple[str, int, int]:
+    """The figure as a base64 PNG (cropped to its content), with its pixel size."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=PNG_DPI, bbox_inches="tight", pad_inches=0.15, facecolor="white")
+    data = buf.getvalue()
+    w, h = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # IHDR
+    return base64.b64encode(data).decode("ascii"), w, h
+
+
+def _rgb(c) -> str:
+    return "rgb({},{},{})".format(*(int(round(v * 255)) for v in c[:3]))
+
+
+def html_table(t: Table) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(str(c).strip())}</th>" for c in t.df.columns)
+    rows = []
+    for i, (_, r) in enumerate(t.df.iterrows()):
+        cells = []
+        for j, v in enumerate(r):
+            sw = ""
+            if j == 0 and t.colors and i < len(t.colors) and t.colors[i] is not None:
+                sw = f'<span class="sw" style="background:{_rgb(t.colors[i])}"></span>'
+            cells.append(f"<td>{sw}{e(str(v))}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f'<div class="table" id="{e(t.key)}"><h3>{e(t.title)}</h3><table><thead><tr>{head}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody></table><p class="caption">{e(t.caption)}</p></div>')
+
+
+def to_html(doc: Document) -> str:
+    """One self-contained page: images inline as base64 PNG, no scripts, no network."""
+    e = html.escape
+    out = [f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(doc.title)}</title>'
+           f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head><body>',
+           f"<header><h1>{e(doc.title)}</h1><dl class=\"facts\">"]
+    out += [f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in doc.facts]
+    out.append("</dl>")
+    if doc.notes:
+        out.append('<div class="notes"><b>Notes</b><ul>' + "".join(f"<li>{e(n)}</li>" for n in doc.notes) + "</ul></div>")
+    out.append("<nav><b>Contents</b><ol>" + "".join(f'<li><a href="#{e(s.key)}">{e(s.title)}</a></li>'
+                                                   for s in doc.sections) + "</ol></nav></header>")
+    for s in doc.sections:
+        out.append(f'<section id="{e(s.key)}"><h2>{e(s.title)}</h2>')
+        if s.intro:
+            out.append(f"<p>{e(s.intro)}</p>")
+        for b in s.blocks:
+            if isinstance(b, Figure):
+                data, w, h = png(b.fig)
+                out.append(f'<figure id="{e(b.key)}"><h3>{e(b.title)}</h3><img src="data:image/png;base64,{data}" '
+                           f'alt="{e(b.title)}" width="{w}" height="{h}"><figcaption>{e(b.caption)}</figcaption></figure>')
+            else:
+                out.append(html_table(b))
+        out.append("</section>")
+    out.append("</body></html>\n")
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# PDF: matplotlib's PdfPages (pure Python; vector figures, real text)
+
+MARGIN = 0.45  # inches
+FONT = 8.0  # table text, points
+CHAR_W = 0.6 * FONT / 72  # average DejaVu Sans glyph width in inches (a safe over-estimate)
+LINE_H = 1.3 * FONT / 72
+ROW_PAD = 0.05
+
+
+def _page(title: str, subtitle: str = "") -> MplFigure:
+    fig = MplFigure(figsize=PAGE)
+    _decorate(fig, title, "", subtitle)
+    return fig
+
+
+def _decorate(fig: MplFigure, title: str, caption: str, subtitle: str = "") -> None:
+    """Title (and the section's one-line intro) above the plot band, caption below it."""
+    w, h = PAGE
+    fig.text(MARGIN / w, 1 - MARGIN / h, title, fontsize=15, weight="bold", va="top")
+    if subtitle:  # one line: the plot band starts right below it
+        fig.text(MARGIN / w, 1 - (MARGIN + 0.3) / h, textwrap.shorten(subtitle, 175, placeholder=" …"), fontsize=9,
+                 va="top", color="0.3")
+    if caption:
+        fig.text(MARGIN / w, 0.115, "\n".join(textwrap.wrap(caption, 165)), fontsize=9, va="top", color="0.25")
+
+
+def _wrap(text: str, width: int) -> List[str]:
+    lines: List[str] = []
+    for part in str(text).split("\n"):
+        lines += textwrap.wrap(part, max(width, 4), break_long_words=True, break_on_hyphens=False) or [""]
+    return lines
+
+
+def _layout_columns(t: Table) -> Tuple[List[int], List[List[List[str]]], List[List[str]]]:
+    """Column widths in characters that fit the page, and every cell wrapped to them."""
+    cols = [str(c).strip() for c in t.df.columns]
+    cells = [[str(v) for v in r] for r in t.df.itertuples(index=False)]
+    avail = int((PAGE[0] - 2 * MARGIN) / CHAR_W) - 2 * len(cols)
+    # headers wrap first (to the widest value), then the widest columns shrink until the table fits
+    widths = [max(min(len(c), 26), max([0] + [max(map(len, str(r[j]).split("\n"))) for r in cells]))
+              for j, c in enumerate(cols)]
+    while sum(widths) > avail and max(widths) > 14:
+        j = max(range(len(widths)), key=lambda k: widths[k] * (3 if cols[k] in t.wide else 1))
+        widths[j] -= 1
+    head = [_wrap(c, w) for c, w in zip(cols, widths)]
+    body = [[_wrap(v, w) for v, w in zip(r, widths)] for r in cells]
+    return widths, body, head
+
+
+def table_pages(t: Table, subtitle: str = "", cont: str = " (continued)") -> List[MplFigure]:
+    """Draw a table over as many pages as it needs; the header repeats on each."""
+    widths, body, head = _layout_columns(t)
+    w, h = PAGE
+    top, bottom = h - MARGIN - (0.75 if subtitle else 0.45), 0.9  # inches from the page bottom
+    xs = [MARGIN]
+    for cw in widths:
+        xs.append(xs[-1] + cw * CHAR_W + 2 * CHAR_W)
+    head_h = max(map(len, head)) * LINE_H + 2 * ROW_PAD
+    pages: List[MplFigure] = []
+    i = 0
+    while i < len(body) or not pages:
+        fig = _page(t.title + (cont if pages else ""), "" if pages else subtitle)
+        y = top
+        for j, lines in enumerate(head):
+            fig.text(xs[j] / w, (y - ROW_PAD) / h, "\n".join(lines), fontsize=FONT, weight="bold", va="top",
+                     linespacing=1.15)
+        y -= head_h
+        fig.add_artist(Rectangle((MARGIN / w, y / h), (xs[-1] - MARGIN) / w, 0.012 / h, color="0.3",
+                                 transform=fig.transFigure))
+        start = i
+        while i < len(body):
+            rh = max(map(len, body[i])) * LINE_H + 2 * ROW_PAD
+            if y - rh < bottom and i > start:
+                break
+            if (i - start) % 2:
+                fig.add_artist(Rectangle((MARGIN / w, (y - rh) / h), (xs[-1] - MARGIN) / w, rh / h, color="0.95",
+                                         transform=fig.transFigure, zorder=-1))
+            for j, lines in enumerate(body[i]):
+                x = xs[j]
+                if j == 0 and t.colors and i < len(t.colors) and t.colors[i] is not None:
+                    fig.add_artist(Rectangle(((x - 0.02) / w, (y - ROW_PAD - 0.11) / h), 0.09 / w, 0.09 / h,
+                                             color=t.colors[i], transform=fig.transFigure))
+                    x += 0.12
+                fig.text(x / w, (y - ROW_PAD) / h, "\n".join(lines), fontsize=FONT, va="top", linespacing=1.15)
+            y -= rh
+            i += 1
+        if i >= len(body):
+            fig.text(MARGIN / w, (y - 0.15) / h, "\n".join(textwrap.wrap(t.caption, 165)), fontsize=8.5,
+                     va="top", color="0.3")
+        pages.append(fig)
+    return pages
+
+
+def title_page(doc: Document, contents: Sequence[Tuple[str, int]]) -> MplFigure:
+    fig = _page(doc.title)
+    w, h = PAGE
+    y = h - MARGIN - 0.6
+    key_w = 1.9
+    for k, v in doc.facts:
+        lines = _wrap(v, 105)
+        fig.text(MARGIN / w, y / h, k, fontsize=9.5, weight="bold", va="top", color="0.3")
+        fig.text((MARGIN + key_w) / w, y / h, "\n".join(lines), fontsize=9.5, va="top", linespacing=1.2)
+        y -= len(lines) * 0.19 + 0.06
+    if doc.notes:
+        y -= 0.1
+        fig.text(MARGIN / w, y / h, "Notes", fontsize=9.5, weight="bold", va="top", color="0.3")
+        for n in doc.notes[:6]:
+            lines = _wrap(n, 130)
+            fig.text((MARGIN + key_w) / w, y / h, "\n".join(lines), fontsize=8.5, va="top", color="#8a5a00")
+            y -= len(lines) * 0.17 + 0.05
+        if len(doc.notes) > 6:
+            fig.text((MARGIN + key_w) / w, y / h, f"… and {len(doc.notes) - 6} more (see the HTML report)",
+                     fontsize=8.5, va="top", color="#8a5a00")
+            y -= 0.2
+    y -= 0.15
+    fig.text(MARGIN / w, y / h, "Contents", fontsize=9.5, weight="bold", va="top", color="0.3")
+    per_col = max(1, int((y - 0.6) / 0.18))
+    for i, (title, page) in enumerate(contents):
+        col, row = divmod(i, per_col)
+        x = MARGIN + key_w + col * 4.6
+        fig.text(x / w, (y - row * 0.18) / h, f"{title}", fontsize=8.5, va="top")
+        fig.text((x + 4.3) / w, (y - row * 0.18) / h, str(page), fontsize=8.5, va="top", ha="right", color="0.4")
+    return fig
+
+
+def to_pdf(doc: Document, path: Path, name: str) -> int:
+    """Write the PDF (title page with the summary, then every figure and table); returns its page count."""
+    pages: List[Tuple[str, MplFigure]] = []  # (section title or "", page)
+    for s in doc.sections:
+        first = True
+        if not s.blocks:  # a section that is only a sentence still gets its page
+            fig = _page(s.title)
+            fig.text(MARGIN / PAGE[0], 1 - (MARGIN + 0.5) / PAGE[1], "\n".join(textwrap.wrap(s.intro, 150)),
+                     fontsize=10, va="top")
+            pages.append((s.title, fig))
+            continue
+        for b in s.blocks:
+            sub = f"{s.title}. {s.intro}" if first and s.intro else s.title
+            if isinstance(b, Figure):
+                _decorate(b.fig, b.title, b.caption, sub)
+                pages.append((s.title if first else "", b.fig))
+            else:
+                for k, p in enumerate(table_pages(b, sub)):
+                    pages.append((s.title if first and k == 0 else "", p))
+            first = False
+    contents = [(t, i + 2) for i, (t, _) in enumerate(pages) if t]
+    total = len(pages) + 1
+    with PdfPages(path, metadata={"Title": doc.title, "Creator": "dl2bench reports/build.py"}) as pdf:
+        all_pages = [title_page(doc, contents)] + [p for _, p in pages]
+        for n, fig in enumerate(all_pages, start=1):
+            fig.text(1 - MARGIN / PAGE[0], 0.3 / PAGE[1], f"{name} · page {n} of {total}", fontsize=7.5,
+                     ha="right", va="bottom", color="0.45")
+            pdf.savefig(fig)
+    return total

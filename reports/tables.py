@@ -1,0 +1,286 @@
+"""The report's tables and its header facts. Like figures, each table is one function registered
+with `@table(section)` that yields Table objects (or nothing when it does not apply). Every cell
+that is a statistic says its n and spread."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+
+from .analysis import Analysis, Factor, aggregate, fmt, level_str, mean_std, not_counted, status_counts, unique_str, unit
+from .figures import speed_groups
+from .load import BOOKKEEPING, COUNTED, REPLICATE
+
+MAX_RANKED = 40  # the ranking shows this many configurations; runs.csv has all
+REASON_CHARS = 300
+
+
+@dataclass
+class Table:
+    """A table of display strings; `colors` (optional) gives a swatch per row for the first column."""
+
+    key: str
+    title: str
+    caption: str
+    df: pd.DataFrame
+    colors: Optional[List[Optional[tuple]]] = None
+    wide: List[str] = field(default_factory=list)  # columns with long free text (wrapped in the PDF)
+
+
+TABLES: List[Tuple[str, Callable[..., Iterator[Table]]]] = []
+
+
+def table(section: str) -> Callable:
+    """Register a table function for a section ("overview", "factor", "speed", "problems", "setup")."""
+    def deco(fn: Callable[..., Iterator[Table]]) -> Callable[..., Iterator[Table]]:
+        TABLES.append((section, fn))
+        return fn
+    return deco
+
+
+def _ci(r: pd.Series, u) -> str:
+    if r["n"] < 2 or not math.isfinite(r["lo"]):
+        return "– (n<2)"
+    return f"{fmt(r['lo'], u)} – {fmt(r['hi'], u)}"
+
+
+def _group_rows(a: Analysis, column: str, order: List[str]) -> List[Dict[str, str]]:
+    """Per level of `column`: the metric, its CI, time and throughput, and the runs not counted."""
+    u = a.metric_unit
+    ok = a.ok
+    m = aggregate(ok, [column], a.metric).set_index(column)
+    extra = {c: aggregate(ok, [column], c).set_index(column) for c in ("train_time_total", "samples_per_s")
+             if c in ok.columns}
+    rows = []
+    for lvl in order:
+        row = {column: lvl}
+        if lvl in m.index:
+            r = m.loc[lvl]
+            row[f"{u.label} ({u.unit}), mean ± std (n)"] = mean_std(r["mean"], r["std"], int(r["n"]), u)
+            row["95% CI of the mean"] = _ci(r, u)
+        else:
+            row[f"{u.label} ({u.unit}), mean ± std (n)"] = "– (n=0)"
+            row["95% CI of the mean"] = "–"
+        for c, e in extra.items():
+            cu = unit(c)
+            row[f"{cu.label} ({cu.unit})"] = mean_std(e.loc[lvl, "mean"], e.loc[lvl, "std"], int(e.loc[lvl, "n"]), cu) \
+                if lvl in e.index else "–"
+        row["runs not counted"] = not_counted(a.runs[a.runs[column] == lvl], a.metric) or "none"
+        rows.append(row)
+    return rows
+
+
+@table("factor")
+def by_level(a: Analysis, f: Factor) -> Iterator[Table]:
+    """Mean ± std (n) of the metric per level, best first."""
+    order = a.ranked_levels(f.column)
+    df = pd.DataFrame(_group_rows(a, f.column, order)).rename(columns={f.column: f.name})
+    yield Table(key=f"table-{f.column}", title=f"{a.metric_unit.label.capitalize()} by {f.name}",
+                caption=(f"Sorted by mean {a.metric}, best first. Counted runs: finished or early stopped; "
+                         "std: standard deviation over those runs; CI: Student t."),
+                df=df, colors=[f.colors.get(l) for l in order])
+
+
+@table("overview")
+def ranking(a: Analysis) -> Iterator[Table]:
+    """Every configuration (combination of factor levels), best first."""
+    if len(a.factors) < 2:
+        return  # with one factor this is the factor's own table
+    order = a.ranked_levels(a.config_column)
+    shown = order[:MAX_RANKED]
+    df = pd.DataFrame(_group_rows(a, a.config_column, shown))
+    df.insert(0, "rank", [str(i + 1) for i in range(len(shown))])
+    more = f" The {len(order) - len(shown)} further configurations are in runs.csv." if len(order) > len(shown) else ""
+    yield Table(key="ranking", title="Configurations ranked",
+                caption=f"All {len(order)} configurations by mean {a.metric}, best first (n: counted runs over seeds).{more}",
+                df=df)
+
+
+# ---------------------------------------------------------------------------------------------
+# speed
+
+@table("speed")
+def speedup(a: Analysis) -> Iterator[Table]:
+    """GPU/CPU speedup per model and batch size, when the sweep ran on both."""
+    r = a.runs
+    if "samples_per_s" not in r.columns or "device" not in r.columns:
+        return
+    r = r[r["samples_per_s"].notna()].copy()
+    if not {"cpu", "cuda"} <= set(r["device"].astype(str)):
+        return
+    r["group"], axis_name = speed_groups(r)
+    if "batch_size" in r.columns and "batch" not in axis_name:
+        r["group"] = r["group"] + ", batch " + r["batch_size"].map(level_str)
+    u = unit("samples_per_s")
+    agg = aggregate(r, ["group", "device"], "samples_per_s")
+    rows = []
+    for g in sorted(r["group"].unique()):
+        cpu = agg[(agg["group"] == g) & (agg["device"] == "cpu")]
+        gpu = agg[(agg["group"] == g) & (agg["device"] == "cuda")]
+        threads = unique_str(r.loc[(r["group"] == g) & (r["device"] == "cpu"), "threads"]) if "threads" in r else []
+        row = {"model, batch size": g,
+               "CPU (samples/s), mean ± std (n)": mean_std(*cpu.iloc[0][["mean", "std", "n"]], u) if len(cpu) else "not run",
+               "CPU threads": ", ".join(threads) or "–",
+               "GPU (samples/s), mean ± std (n)": mean_std(*gpu.iloc[0][["mean", "std", "n"]], u) if len(gpu) else "not run"}
+        if len(cpu) and len(gpu):
+            c, g_ = cpu.iloc[0], gpu.iloc[0]
+            ratio = g_["mean"] / c["mean"]
+            # standard error of a ratio of independent means, to first order
+            rel = math.sqrt(sum((s["std"] / s["mean"]) ** 2 / s["n"] for s in (c, g_) if s["n"] > 1)) \
+                if c["n"] > 1 or g_["n"] > 1 else float("nan")
+            row["speedup GPU/CPU (×)"] = f"{ratio:,.1f} ± {ratio * rel:,.1f}" if math.isfinite(rel) and (c["n"] > 1 and g_["n"] > 1) \
+                else f"{ratio:,.1f} (n=1 on a side, no spread)"
+        else:
+            row["speedup GPU/CPU (×)"] = "–"
+        rows.append(row)
+    names = lambda dev: ", ".join(unique_str(r.loc[r["device"] == dev, "device_name"])) if "device_name" in r else dev  # noqa: E731
+    yield Table(key="speedup", title="GPU/CPU speedup",
+                caption=(f"Ratio of mean training throughputs, ± its standard error (propagated from both means). "
+                         f"GPU: {names('cuda')}; CPU: {names('cpu')}. All runs with a summary count."),
+                df=pd.DataFrame(rows))
+
+
+def _target_columns(runs: pd.DataFrame, prefix: str) -> List[str]:
+    cols = [c for c in runs.columns if c.startswith(prefix) and re.search(r"_[0-9.]+$", c)]
+    return sorted(cols, key=lambda c: float(c.rsplit("_", 1)[1]))
+
+
+def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table]:
+    done = a.runs[a.runs["status"] != "incomplete"]
+    cols = _target_columns(done, prefix)
+    if not cols or done.empty:
+        return
+    order = [l for l in a.ranked_levels(a.config_column) if l in set(done[a.config_column])][:MAX_RANKED]
+    rows = []
+    for lvl in order:
+        d = done[done[a.config_column] == lvl]
+        row = {"configuration": lvl}
+        for c in cols:
+            u = unit(c)
+            v = pd.to_numeric(d[c], errors="coerce").dropna()
+            reached = f"{len(v)}/{len(d)} reached"
+            if v.empty:
+                row[u.label] = f"not reached (0/{len(d)})"
+            else:
+                row[u.label] = f"{mean_std(v.mean(), v.std(), len(v), u).rsplit(' (', 1)[0]} ({reached})"
+        rows.append(row)
+    u0 = unit(cols[0])
+    yield Table(key=key, title=title,
+                caption=(f"Over the runs that reached the target: mean ± std ({u0.unit}), and how many of the "
+                         "runs with a summary reached it. 'not reached' = no run got there within its epochs. "
+                         "Time is training time only (evaluation excluded)."),
+                df=pd.DataFrame(rows))
+
+
+@table("speed")
+def time_to_target(a: Analysis) -> Iterator[Table]:
+    """Training seconds to each of the task's target accuracies, per configuration."""
+    yield from _to_target(a, "time_to_", "Time to target accuracy", "time-to-target")
+
+
+@table("speed")
+def epochs_to_target(a: Analysis) -> Iterator[Table]:
+    """Epochs to each of the task's target accuracies, per configuration."""
+    yield from _to_target(a, "epochs_to_", "Epochs to target accuracy", "epochs-to-target")
+
+
+# ---------------------------------------------------------------------------------------------
+# what went wrong, and what was held fixed
+
+@table("problems")
+def problem_runs(a: Analysis) -> Iterator[Table]:
+    """Every diverged, failed and incomplete run with its reason (never silently dropped)."""
+    r = a.runs[~a.runs["status"].isin(COUNTED)]
+    if r.empty:
+        return
+    rows = []
+    for _, x in r.sort_values(["status", a.config_column]).iterrows():
+        why = " ".join(str(v) for v in (x.get("reason"), x.get("error")) if isinstance(v, str) and v)
+        rows.append({"status": str(x["status"]).replace("_", " "), "run": f"{x['sweep']}/{x['run']}",
+                     "configuration": str(x[a.config_column]), "seed": level_str(x.get(REPLICATE)),
+                     "epochs done": level_str(x.get("epochs_completed")),
+                     "reason": (why[:REASON_CHARS] + "…") if len(why) > REASON_CHARS else (why or "no reason recorded")})
+    yield Table(key="problems", title="Runs without a final result",
+                caption=(f"{len(rows)} run(s): diverged (non-finite loss), failed (an error during the run) or "
+                         "incomplete (no summary.json: still running or killed). They are not in the means above."),
+                df=pd.DataFrame(rows), wide=["reason"])
+
+
+@table("setup")
+def settings(a: Analysis) -> Iterator[Table]:
+    """The config settings every run shares (what the comparison held fixed)."""
+    factor_cols = {c for f in a.factors for c in f.columns}
+    rows = []
+    for c in a.sweep.config_keys:
+        if c in BOOKKEEPING or c in factor_cols or c == REPLICATE or c not in a.runs.columns:
+            continue
+        vals = unique_str(a.runs[c].map(level_str))
+        if len(vals) == 1:
+            rows.append((c, vals[0]))
+    if not rows:
+        return
+    per = math.ceil(len(rows) / 3)
+    cols = [rows[i * per:(i + 1) * per] for i in range(3)]
+    out = []
+    for i in range(per):
+        row = {}
+        for j, col in enumerate(cols):
+            k, v = col[i] if i < len(col) else ("", "")
+            row["setting" + " " * j], row["value" + " " * j] = k, v
+        out.append(row)
+    yield Table(key="settings", title="Settings shared by every run",
+                caption="Config values identical in all runs (bookkeeping keys aside). 'default' = the "
+                        "optimizer's or regulariser's own default.", df=pd.DataFrame(out))
+
+
+# ---------------------------------------------------------------------------------------------
+# the header
+
+def header(a: Analysis) -> List[Tuple[str, str]]:
+    """The title page's facts: what, when, which code, how many runs of each outcome, where."""
+    r, sw = a.runs, a.sweep
+
+    def col(c: str) -> pd.Series:
+        return r[c] if c in r.columns else pd.Series([], dtype=object)
+
+    def counted(c: str, fallback: str = "not recorded") -> str:
+        vc = col(c).dropna().map(level_str).value_counts()
+        if vc.empty:
+            return fallback
+        return "; ".join(f"{k} ({v} run{'s' if v != 1 else ''})" for k, v in vc.items())
+
+    sc = status_counts(r)
+    started = [s for s in col("started_at").dropna().astype(str)]
+    finished = [s for s in col("finished_at").dropna().astype(str)]
+    when = f"{min(started)[:16].replace('T', ' ')} – {max(finished or started)[:16].replace('T', ' ')} UTC" if started else "not recorded"
+    shas = list(dict.fromkeys(sw.git_sha + [s for s in col("git_sha").dropna().astype(str)]))
+    n = len(r)
+    facts = [
+        ("sweep", sw.name),
+        ("report built", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("runs started – finished", when),
+        ("sweep created", ", ".join(sw.created) or "no manifest"),
+        ("git sha", counted("git_sha", ", ".join(shas) or "not recorded") if len(shas) > 1 else (shas[0] if shas else "not recorded")),
+        ("runs", f"{n}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sc.items() if v or k in ("finished", "diverged", "failed", "early_stopped"))),
+        ("task", counted("task")),
+        ("metric", f"{a.metric} ({a.goal}); {'n/a' if a.ok.empty else f'{len(a.ok)} counted runs'}"),
+        ("factors", "; ".join(f"{f.name} ({len(f.levels)} levels)" for f in a.factors) or "none: every run has the same config"),
+        ("seeds", f"{col(REPLICATE).nunique()} ({', '.join(unique_str(sorted(col(REPLICATE).dropna().unique())))})" if REPLICATE in r else "not recorded"),
+        ("devices", counted("device_name")),
+        ("threads", counted("threads")),
+        ("torch", counted("torch_version")),
+        ("CUDA", counted("cuda_version", "none (CPU only)") if col("cuda_version").notna().any() else "none (CPU only)"),
+        ("hosts", f"{col('host').nunique()} ({', '.join(unique_str(col('host'))[:6])}{', …' if col('host').nunique() > 6 else ''})" if "host" in r else "not recorded"),
+        ("data", counted("data_source")),
+        ("source", ", ".join(sw.sources)),
+    ]
+    best = a.ranked_levels(a.config_column)
+    if not a.ok.empty:
+        g = aggregate(a.ok, [a.config_column], a.metric).set_index(a.config_column).loc[best[0]]
+        facts.insert(8, ("best", f"{best[0]}: {mean_std(g['mean'], g['std'], int(g['n']), a.metric_unit)} {a.metric_unit.unit}"))
+    return facts
