@@ -6,9 +6,10 @@ import platform
 import socket
 import subprocess
 from pathlib import Path
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional
 
-import torch
+if TYPE_CHECKING:  # imported where used: the submitting process never needs torch
+    import torch
 
 
 def default_threads() -> int:
@@ -50,6 +51,8 @@ def git_sha() -> Optional[str]:
 
 def describe(device: torch.device, threads: int) -> Dict[str, object]:
     """Flat facts for the summary: device, CPU, threads, versions, host, SLURM job, git sha."""
+    import torch
+
     cuda = device.type == "cuda"
     return {
         "device": device.type,

@@ -97,7 +97,8 @@ def agent_train(out_root: str, group: str) -> None:
     """The function a W&B agent calls: parameters from wandb.config, then the one training loop."""
     import wandb
 
-    wb_run = wandb.init()  # the agent's run; Tracker mirrors into it instead of starting another
+    # the agent's run (the agent sets its sweep parameters); Tracker mirrors into it
+    wb_run = wandb.run or wandb.init()
     params = {k: v for k, v in dict(wb_run.config).items() if k in RunConfig.keys()}
     cfg = RunConfig.from_dict({**params, "group": group, "wandb": "online"}).resolve()
     from .train import run

@@ -98,6 +98,11 @@ class Tracker:
             import wandb
 
             cfg = self.cfg
+            if wandb.run is not None:  # a W&B sweep agent started this run: mirror into it
+                wandb.run.config.update({**cfg.to_dict(), "run_id": self.run_id}, allow_val_change=True)
+                wandb.run.define_metric("epoch")
+                wandb.run.define_metric("*", step_metric="epoch")
+                return wandb.run
             run = wandb.init(
                 project=cfg.project, entity=cfg.entity or None, group=cfg.group or None,
                 tags=[t.strip() for t in cfg.tags.split(",") if t.strip()] or None,

@@ -111,13 +111,14 @@ def fmt(x: Any, u: Unit, digits: Optional[int] = None) -> str:
     return f"{v:,.{d}f}"
 
 
-def mean_std(mean: float, std: float, n: int, u: Unit) -> str:
-    """'85.31 ± 0.42 (n=3)'; one sample has no spread and says so."""
+def mean_std(mean: float, std: float, n: int, u: Unit, with_unit: bool = False) -> str:
+    """'85.31 ± 0.42 (n=3)' ('85.31 ± 0.42 % (n=3)' with_unit); one sample has no spread and says so."""
+    sfx = f" {u.unit}" if with_unit and u.unit else ""
     if n == 0:
         return "– (n=0)"
     if n == 1 or not math.isfinite(std):
-        return f"{fmt(mean, u)} (n=1, no spread)"
-    return f"{fmt(mean, u)} ± {fmt(std, u)} (n={n})"
+        return f"{fmt(mean, u)}{sfx} (n=1, no spread)"
+    return f"{fmt(mean, u)} ± {fmt(std, u)}{sfx} (n={n})"
 
 
 def level_str(v: Any) -> str:

@@ -6,7 +6,6 @@ Sections: "overview" (the whole sweep), "factor" (called once per factor), "spee
 from __future__ import annotations
 
 import itertools
-import textwrap
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Tuple
 
@@ -14,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .analysis import (DEVICE_COLORS, MAX_HEATMAP_PAIRS, Analysis, Factor, aggregate, fmt, mean_std,
                        not_counted, unit)
@@ -45,18 +44,22 @@ def figure(section: str) -> Callable:
     return deco
 
 
-def new_figure(nrows: int = 1, ncols: int = 1, **kw) -> Tuple[MplFigure, np.ndarray]:
-    """A page-sized figure whose axes stay inside PLOT_RECT, so the PDF page can add a title and caption."""
+def new_figure(nrows: int = 1, ncols: int = 1, height: float = 1.0, **kw) -> Tuple[MplFigure, np.ndarray]:
+    """A page-sized figure whose axes stay inside the top `height` fraction of PLOT_RECT, so the
+    PDF page can add a title above and a caption below (a plot of 3 levels needs no full page)."""
     fig = MplFigure(figsize=PAGE, layout="constrained")
-    fig.get_layout_engine().set(rect=PLOT_RECT, w_pad=0.08, h_pad=0.08)
+    x, y, w, h = PLOT_RECT
+    height = min(max(height, 0.25), 1.0)
+    fig.get_layout_engine().set(rect=(x, y + h * (1 - height), w, h * height), w_pad=0.08, h_pad=0.08)
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 
 
-def _legend_outside(fig: MplFigure, handles: list, title: str) -> None:
+def _legend_outside(ax, handles: list, title: str) -> None:
+    """Legend to the right of `ax`: an axes legend, so constrained layout makes room for it."""
     ncol = 1 if len(handles) <= 18 else 2
-    fig.legend(handles=handles, title=title, loc="outside right upper", frameon=False, ncol=ncol,
-               fontsize="small" if len(handles) > 10 else "medium")
+    ax.legend(handles=handles, title=title, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
+              ncol=ncol, fontsize="small" if len(handles) > 10 else "medium", borderaxespad=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -91,7 +94,7 @@ def learning_curves(a: Analysis, f: Factor) -> Iterator[Figure]:
         ax.set_ylabel(u.axis())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(u.label.capitalize())
-    _legend_outside(fig, handles, f.name)
+    _legend_outside(axes[0, -1], handles, f.name)
     ns = aggregate(c, [f.column, "epoch"], cols[0])["n"]
     varying = " The number of runs drops at later epochs where runs stopped early." if ns.nunique() > 1 else ""
     yield Figure(key=f"curves-{f.column}", title=f"Learning curves by {f.name}",
@@ -110,7 +113,7 @@ def final_metric(a: Analysis, f: Factor) -> Iterator[Figure]:
     u = a.metric_unit
     order = a.ranked_levels(f.column)
     agg = aggregate(ok, [f.column], a.metric).set_index(f.column)
-    fig, axes = new_figure()
+    fig, axes = new_figure(height=0.3 + 0.08 * len(order))
     ax = axes[0, 0]
     rng = np.random.default_rng(0)
     for i, lvl in enumerate(order):
@@ -163,19 +166,18 @@ def _heatmap(a: Analysis, ok: pd.DataFrame, fa: Factor, fb: Factor, u) -> Figure
     agg = aggregate(ok, [fa.column, fb.column], a.metric)
     mean = agg.pivot(index=fa.column, columns=fb.column, values="mean").reindex(index=fa.levels, columns=fb.levels)
     cells = mean.size
-    text = pd.DataFrame("not run", index=mean.index, columns=mean.columns, dtype=object)
+    text = pd.DataFrame("", index=mean.index, columns=mean.columns, dtype=object)
     for _, r in agg.iterrows():
         sd = "" if r["n"] < 2 else f"\n± {fmt(r['std'], u)}"
         text.loc[r[fa.column], r[fb.column]] = (f"{fmt(r['mean'], u)}{sd if cells <= 64 else ''}"
                                                 f"\nn={int(r['n'])}")
-    fig, axes = new_figure()
+    fig, axes = new_figure(height=0.35 + 0.13 * len(fa.levels))
     ax = axes[0, 0]
     sns.heatmap(mean * u.scale, annot=text.to_numpy(), fmt="", ax=ax, cmap="viridis" if a.goal == "maximize" else "viridis_r",
-                linewidths=0.5, linecolor="white", annot_kws={"fontsize": 9 if cells <= 36 else 7 if cells <= 100 else 5},
+                linewidths=0.5, linecolor="white", annot_kws={"fontsize": 11 if cells <= 16 else 9 if cells <= 36 else 7 if cells <= 100 else 5},
                 cbar_kws={"label": u.axis()})
-    for t in ax.texts:  # empty cells: say so in grey instead of a blank the reader must interpret
-        if t.get_text() == "not run":
-            t.set_color("0.5")
+    ax.tick_params(axis="y", labelrotation=0)
+    # empty cells: say so in grey instead of a blank the reader must interpret
     for i, j in zip(*np.where(mean.isna().to_numpy())):
         ax.text(j + 0.5, i + 0.5, "not run", ha="center", va="center", color="0.5", fontsize=8)
     ax.set_xlabel(fb.name)
@@ -213,7 +215,7 @@ def throughput(a: Analysis) -> Iterator[Figure]:
     devices = sorted(r["dev"].unique())
     u = unit("samples_per_s")
     agg = aggregate(r, ["group", "dev"], "samples_per_s")
-    fig, axes = new_figure()
+    fig, axes = new_figure(height=0.8)
     ax = axes[0, 0]
     width = 0.8 / len(devices)
     rng = np.random.default_rng(0)
@@ -224,19 +226,26 @@ def throughput(a: Analysis) -> Iterator[Figure]:
             vals = r.loc[(r["group"] == g) & (r["dev"] == dev), "samples_per_s"].to_numpy(float)
             if not len(vals):
                 continue
-            ax.scatter(x + rng.uniform(-width / 4, width / 4, len(vals)), vals, s=14, color=color, alpha=0.5, lw=0)
+            ax.scatter(x + rng.uniform(-width / 6, width / 6, len(vals)), vals, s=14, color=color, alpha=0.5, lw=0)
             s = agg[(agg["group"] == g) & (agg["dev"] == dev)].iloc[0]
             err = None if s["n"] < 2 else [[s["mean"] - max(s["lo"], 1e-9)], [s["hi"] - s["mean"]]]
             ax.errorbar([x], [s["mean"]], yerr=err, fmt="_", ms=18, mew=2.5, color="black", capsize=4)
-            ax.annotate(f"{s['mean']:,.0f}\nn={int(s['n'])}", (x, s["mean"]), xytext=(width * 40 + 6, 0),
-                        textcoords="offset points", va="center", fontsize=8)
+            ax.annotate(f"{s['mean']:,.0f}\nn={int(s['n'])}", (x + width * 0.28, s["mean"]), va="center",
+                        fontsize=8, bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.8), zorder=4)
+    ax.set_xlim(-0.5, len(groups) - 0.5)
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:,.0f}")
+    ax.yaxis.set_major_formatter(plain)
+    lo, hi = r["samples_per_s"].min(), r["samples_per_s"].max()
+    if hi / lo < 30:  # a narrow range has few decades: label the minor ticks too, in plain numbers
+        ax.yaxis.set_minor_formatter(plain)
+        ax.tick_params(axis="y", which="minor", labelsize=8)
     ax.set_xticks(range(len(groups)), groups, rotation=20 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
     ax.set_xlabel(axis_name)
     ax.set_ylabel(f"{u.axis()}, log scale")
     handles = [Line2D([], [], marker="o", ls="", color=DEVICE_COLORS.get(d, (0.5, 0.5, 0.5)), label=d) for d in devices]
     handles.append(Line2D([], [], marker="_", ms=14, mew=2.5, ls="", color="black", label="mean ± 95% CI"))
-    _legend_outside(fig, handles, "device")
+    _legend_outside(ax, handles, "device")
     names = r.groupby("dev")["device_name"].agg(lambda s: ", ".join(sorted(set(map(str, s.dropna()))))) \
         if "device_name" in r.columns else {}
     on = "; ".join(f"{d}: {n}" for d, n in dict(names).items() if n)
@@ -246,6 +255,3 @@ def throughput(a: Analysis) -> Iterator[Figure]:
                           f"{('Devices: ' + on + '.') if on else ''}"),
                  fig=fig)
 
-
-def wrap(text: str, width: int = 150) -> str:
-    return "\n".join(textwrap.wrap(text, width))

@@ -213,6 +213,8 @@ def _layout_columns(t: Table) -> Tuple[List[int], List[List[List[str]]], List[Li
     # headers wrap first (to the widest value), then the widest columns shrink until the table fits
     widths = [max(min(len(c), 26), max([0] + [max(map(len, str(r[j]).split("\n"))) for r in cells]))
               for j, c in enumerate(cols)]
+    if t.colors:
+        avail -= 3  # room for the colour swatch before the first column's text
     while sum(widths) > avail and max(widths) > 14:
         j = max(range(len(widths)), key=lambda k: widths[k] * (3 if cols[k] in t.wide else 1))
         widths[j] -= 1
@@ -226,9 +228,10 @@ def table_pages(t: Table, subtitle: str = "", cont: str = " (continued)") -> Lis
     widths, body, head = _layout_columns(t)
     w, h = PAGE
     top, bottom = h - MARGIN - (0.75 if subtitle else 0.45), 0.9  # inches from the page bottom
+    swatch = 0.12 if t.colors else 0.0
     xs = [MARGIN]
-    for cw in widths:
-        xs.append(xs[-1] + cw * CHAR_W + 2 * CHAR_W)
+    for j, cw in enumerate(widths):
+        xs.append(xs[-1] + cw * CHAR_W + 2 * CHAR_W + (swatch if j == 0 else 0.0))
     head_h = max(map(len, head)) * LINE_H + 2 * ROW_PAD
     pages: List[MplFigure] = []
     i = 0
@@ -254,7 +257,7 @@ def table_pages(t: Table, subtitle: str = "", cont: str = " (continued)") -> Lis
                 if j == 0 and t.colors and i < len(t.colors) and t.colors[i] is not None:
                     fig.add_artist(Rectangle(((x - 0.02) / w, (y - ROW_PAD - 0.11) / h), 0.09 / w, 0.09 / h,
                                              color=t.colors[i], transform=fig.transFigure))
-                    x += 0.12
+                    x += swatch
                 fig.text(x / w, (y - ROW_PAD) / h, "\n".join(lines), fontsize=FONT, va="top", linespacing=1.15)
             y -= rh
             i += 1

@@ -164,10 +164,11 @@ def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table
             u = unit(c)
             v = pd.to_numeric(d[c], errors="coerce").dropna()
             reached = f"{len(v)}/{len(d)} reached"
+            head = f"{u.label} ({u.unit})"
             if v.empty:
-                row[u.label] = f"not reached (0/{len(d)})"
+                row[head] = f"not reached (0/{len(d)})"
             else:
-                row[u.label] = f"{mean_std(v.mean(), v.std(), len(v), u).rsplit(' (', 1)[0]} ({reached})"
+                row[head] = f"{mean_std(v.mean(), v.std(), len(v), u).rsplit(' (', 1)[0]} ({reached})"
         rows.append(row)
     u0 = unit(cols[0])
     yield Table(key=key, title=title,
@@ -282,5 +283,5 @@ def header(a: Analysis) -> List[Tuple[str, str]]:
     best = a.ranked_levels(a.config_column)
     if not a.ok.empty:
         g = aggregate(a.ok, [a.config_column], a.metric).set_index(a.config_column).loc[best[0]]
-        facts.insert(8, ("best", f"{best[0]}: {mean_std(g['mean'], g['std'], int(g['n']), a.metric_unit)} {a.metric_unit.unit}"))
+        facts.insert(8, ("best", f"{best[0]}: {mean_std(g['mean'], g['std'], int(g['n']), a.metric_unit, True)}"))
     return facts
