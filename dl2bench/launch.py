@@ -120,10 +120,18 @@ class Resources:
         return f"{self.gpus} GPU, {self.cpus} CPUs" if self.gpus else f"CPU only, {self.cpus} CPUs"
 
 
-def resources(cfg: RunConfig, slurm: Dict[str, Any]) -> Resources:
-    """device cuda asks for GPUs; cpu and auto ask for none (auto then finds no GPU: ask for cuda)."""
-    return Resources(gpus=slurm["gpus_per_task"] if cfg.device == "cuda" else 0,
-                     cpus=cfg.threads or slurm["cpus_per_task"])
+def resources(cfg: RunConfig, slurm: Dict[str, Any], gpus_offered: bool) -> Resources:
+    """device cuda asks for GPUs; auto asks for them where the cluster offers any; cpu never."""
+    wants = cfg.device == "cuda" or (cfg.device == "auto" and gpus_offered)
+    return Resources(gpus=slurm["gpus_per_task"] if wants else 0, cpus=cfg.threads or slurm["cpus_per_task"])
+
+
+def gpus_offered(cluster: str, slurm: Dict[str, Any]) -> bool:
+    """Whether `device: auto` runs should ask for a GPU: on SLURM when the partition has GPU gres."""
+    if cluster != "slurm" or not shutil.which("sinfo"):
+        return False
+    gres = _sinfo("%G", slurm["partition"])
+    return "gpu" in gres
 
 
 def pick_cluster(cluster: str) -> str:
@@ -157,6 +165,12 @@ def check_satisfiable(cluster: str, groups: Dict[Resources, List[RunConfig]], sl
             if got.returncode == 0 and not got.stdout.strip():
                 raise LaunchError(f"slurm.partition: no partition {part!r} on this cluster "
                                   f"(sinfo lists: {_sinfo('%P')})")
+        cpus = [int(c) for c in _sinfo("%c", part).split() if c.isdigit()]
+        need = max((res.cpus for res in groups), default=0)
+        if cpus and need > max(cpus):
+            raise LaunchError(f"slurm.cpus_per_task: runs ask for {need} CPUs per task, but the largest node"
+                              f"{' in ' + part if part else ''} has {max(cpus)}; pass --cpus-per-task "
+                              f"{max(cpus)} (or less)")
         if gpu_runs:
             gres = _sinfo("%G", part)
             if gres and all(g in ("(null)", "") for g in gres.split()):
@@ -340,13 +354,14 @@ def plan(sweep: Sweep, root: Path, cluster: str, force: bool = False, parallel: 
     status = run_status(root, manifest, mark_lost=False) if root.exists() else {}
     groups: Dict[Resources, List[RunConfig]] = {}
     skipped = {}
+    offered = gpus_offered(cluster, sweep.slurm)
     for cfg in sweep.runs:
         rid = cfg.run_id()
         st = status.get(rid, ("missing", ""))
         if not force and st[0] in DONE + ("queued", "running"):
             skipped[rid] = st
             continue
-        groups.setdefault(resources(cfg, sweep.slurm), []).append(cfg)
+        groups.setdefault(resources(cfg, sweep.slurm, offered), []).append(cfg)
     if cluster == "slurm":
         per_task = sweep.slurm["runs_per_task"]
     elif cluster == "local":  # `parallel` processes share the machine; each runs its share in turn

@@ -61,6 +61,7 @@ class Tracker:
         self.metrics_path = self.out / "metrics.jsonl"
         self.mode = wandb_mode(cfg.wandb)
         self.wb = None
+        self.owns_run = True
 
     # -- local store -----------------------------------------------------------------------
     def restart_metrics(self, history: List[Dict]) -> None:
@@ -81,7 +82,8 @@ class Tracker:
         write_json_atomic(self.out / "summary.json", summary)
         if self.wb is not None:
             self._wandb("summary", lambda: self.wb.summary.update(clean(summary)))
-            self._wandb("finish", lambda: self.wb.finish(exit_code=0 if summary.get("status") != "failed" else 1))
+            if self.owns_run:
+                self._wandb("finish", lambda: self.wb.finish(exit_code=0 if summary.get("status") != "failed" else 1))
             self.wb = None
 
     # -- W&B mirror ------------------------------------------------------------------------
@@ -99,6 +101,7 @@ class Tracker:
 
             cfg = self.cfg
             if wandb.run is not None:  # a W&B sweep agent started this run: mirror into it
+                self.owns_run = False  # and leave finishing it to the agent
                 wandb.run.config.update({**cfg.to_dict(), "run_id": self.run_id}, allow_val_change=True)
                 wandb.run.define_metric("epoch")
                 wandb.run.define_metric("*", step_metric="epoch")

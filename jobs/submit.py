@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
 from dl2bench.config import ConfigError  # noqa: E402
+from dl2bench.launch import LaunchError  # noqa: E402
 from dl2bench.sweep import SLURM_KEYS, SweepError  # noqa: E402
 
 SLURM_FLAGS = {  # --flag -> slurm block key; they override the sweep file's block
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     try:
         return submit(args)
-    except (SweepError, ConfigError) as e:
+    except (SweepError, ConfigError, LaunchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -123,9 +124,10 @@ def submit(args) -> int:
         return 0
 
     p = launch.plan(sw, root, cluster, force=args.force, parallel=args.parallel)
-    launch.check_satisfiable(cluster, p.groups, sw.slurm)
     if args.dry_run:
         print_plan(sw, p, root)
+    launch.check_satisfiable(cluster, p.groups, sw.slurm)
+    if args.dry_run:
         return 0
     todo = sum(len(v) for v in p.groups.values())
     if todo:

@@ -17,6 +17,7 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
          2.052, 2.048, 2.045, 2.042)
 MAX_HEATMAP_PAIRS = 6
+DEVICE_COLORS = {"cpu": (0.30, 0.45, 0.70), "cuda": (0.35, 0.65, 0.20), "mps": (0.80, 0.50, 0.20)}
 MAX_LEVELS_CATEGORICAL_PALETTE = 10
 
 
@@ -224,6 +225,8 @@ def palette(f: Factor) -> Dict[str, Tuple[float, float, float]]:
     import seaborn as sns
 
     n = len(f.levels)
+    if f.columns[0] == "device" and set(f.levels) <= set(DEVICE_COLORS):  # as in the speed figures
+        return {lvl: DEVICE_COLORS[lvl] for lvl in f.levels}
     if f.numeric and n > 2:
         cols = sns.color_palette("viridis", n + 1)[:n]  # drop the pale yellow end: unreadable on white
     elif n <= MAX_LEVELS_CATEGORICAL_PALETTE:
@@ -232,8 +235,6 @@ def palette(f: Factor) -> Dict[str, Tuple[float, float, float]]:
         cols = sns.color_palette("husl", n)
     return {lvl: tuple(c) for lvl, c in zip(f.levels, cols)}
 
-
-DEVICE_COLORS = {"cpu": (0.35, 0.45, 0.65), "cuda": (0.40, 0.70, 0.25), "mps": (0.8, 0.5, 0.2)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def learning_curves(a: Analysis, f: Factor) -> Iterator[Figure]:
     cols = [m for m in CURVE_METRICS if m in c.columns and c[m].notna().any()]
     if c.empty or not cols:
         return
-    fig, axes = new_figure(1, len(cols))
+    fig, axes = new_figure(1, len(cols), height=0.85)
     handles = []
     for ax, col in zip(axes[0], cols):
         u = unit(col)
@@ -226,10 +226,11 @@ def throughput(a: Analysis) -> Iterator[Figure]:
             vals = r.loc[(r["group"] == g) & (r["dev"] == dev), "samples_per_s"].to_numpy(float)
             if not len(vals):
                 continue
-            ax.scatter(x + rng.uniform(-width / 6, width / 6, len(vals)), vals, s=14, color=color, alpha=0.5, lw=0)
+            ax.scatter(x + rng.uniform(-width / 6, width / 6, len(vals)), vals, s=22, color=color, alpha=0.8, lw=0,
+                       zorder=3)
             s = agg[(agg["group"] == g) & (agg["dev"] == dev)].iloc[0]
             err = None if s["n"] < 2 else [[s["mean"] - max(s["lo"], 1e-9)], [s["hi"] - s["mean"]]]
-            ax.errorbar([x], [s["mean"]], yerr=err, fmt="_", ms=18, mew=2.5, color="black", capsize=4)
+            ax.errorbar([x], [s["mean"]], yerr=err, fmt="_", ms=22, mew=1.5, color="black", capsize=4, lw=1, zorder=2)
             ax.annotate(f"{s['mean']:,.0f}\nn={int(s['n'])}", (x + width * 0.28, s["mean"]), va="center",
                         fontsize=8, bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.8), zorder=4)
     ax.set_xlim(-0.5, len(groups) - 0.5)

@@ -175,27 +175,32 @@ def to_html(doc: Document) -> str:
 # PDF: matplotlib's PdfPages (pure Python; vector figures, real text)
 
 MARGIN = 0.45  # inches
+BOTTOM = 0.75  # inches kept free at the page bottom (page number)
 FONT = 8.0  # table text, points
 CHAR_W = 0.6 * FONT / 72  # average DejaVu Sans glyph width in inches (a safe over-estimate)
 LINE_H = 1.3 * FONT / 72
 ROW_PAD = 0.05
 
 
-def _page(title: str, subtitle: str = "") -> MplFigure:
-    fig = MplFigure(figsize=PAGE)
-    _decorate(fig, title, "", subtitle)
-    return fig
+def _text(fig: MplFigure, x: float, y: float, s: str, **kw) -> None:
+    """Text at (x, y) in inches from the page's bottom left."""
+    fig.text(x / PAGE[0], y / PAGE[1], s, va="top", **kw)
 
 
-def _decorate(fig: MplFigure, title: str, caption: str, subtitle: str = "") -> None:
-    """Title (and the section's one-line intro) above the plot band, caption below it."""
-    w, h = PAGE
-    fig.text(MARGIN / w, 1 - MARGIN / h, title, fontsize=15, weight="bold", va="top")
+def _decorate(fig: MplFigure, title: str, caption: str, subtitle: str = "") -> float:
+    """Title (and the section's name) above the plot band, caption right below the plot; returns
+    the height (inches from the bottom) below which the page is free."""
+    h = PAGE[1]
+    _text(fig, MARGIN, h - MARGIN, title, fontsize=15, weight="bold")
     if subtitle:  # one line: the plot band starts right below it
-        fig.text(MARGIN / w, 1 - (MARGIN + 0.3) / h, textwrap.shorten(subtitle, 175, placeholder=" …"), fontsize=9,
-                 va="top", color="0.3")
+        _text(fig, MARGIN, h - MARGIN - 0.3, textwrap.shorten(subtitle, 175, placeholder=" …"), fontsize=9, color="0.3")
+    engine = fig.get_layout_engine()
+    y = (engine.get()["rect"][1] if engine is not None else 0.13) * h - 0.05
     if caption:
-        fig.text(MARGIN / w, 0.115, "\n".join(textwrap.wrap(caption, 165)), fontsize=9, va="top", color="0.25")
+        lines = textwrap.wrap(caption, 165)
+        _text(fig, MARGIN, y, "\n".join(lines), fontsize=9, color="0.25")
+        y -= 0.16 * len(lines)
+    return y
 
 
 def _wrap(text: str, width: int) -> List[str]:
@@ -206,16 +211,14 @@ def _wrap(text: str, width: int) -> List[str]:
 
 
 def _layout_columns(t: Table) -> Tuple[List[int], List[List[List[str]]], List[List[str]]]:
-    """Column widths in characters that fit the page, and every cell wrapped to them."""
+    """Column widths in characters that fit the page, and every cell and header wrapped to them."""
     cols = [str(c).strip() for c in t.df.columns]
     cells = [[str(v) for v in r] for r in t.df.itertuples(index=False)]
-    avail = int((PAGE[0] - 2 * MARGIN) / CHAR_W) - 2 * len(cols)
-    # headers wrap first (to the widest value), then the widest columns shrink until the table fits
-    widths = [max(min(len(c), 26), max([0] + [max(map(len, str(r[j]).split("\n"))) for r in cells]))
+    avail = int((PAGE[0] - 2 * MARGIN) / CHAR_W) - 2 * len(cols) - (3 if t.colors else 0)
+    # a header wraps (up to 26 characters a line) before it widens its column
+    widths = [max(min(len(c), 26), max([1] + [max(map(len, r[j].split("\n"))) for r in cells]))
               for j, c in enumerate(cols)]
-    if t.colors:
-        avail -= 3  # room for the colour swatch before the first column's text
-    while sum(widths) > avail and max(widths) > 14:
+    while sum(widths) > avail and max(widths) > 14:  # shrink the widest (free text first) until it fits
         j = max(range(len(widths)), key=lambda k: widths[k] * (3 if cols[k] in t.wide else 1))
         widths[j] -= 1
     head = [_wrap(c, w) for c, w in zip(cols, widths)]
@@ -223,108 +226,162 @@ def _layout_columns(t: Table) -> Tuple[List[int], List[List[List[str]]], List[Li
     return widths, body, head
 
 
-def table_pages(t: Table, subtitle: str = "", cont: str = " (continued)") -> List[MplFigure]:
-    """Draw a table over as many pages as it needs; the header repeats on each."""
-    widths, body, head = _layout_columns(t)
-    w, h = PAGE
-    top, bottom = h - MARGIN - (0.75 if subtitle else 0.45), 0.9  # inches from the page bottom
-    swatch = 0.12 if t.colors else 0.0
-    xs = [MARGIN]
-    for j, cw in enumerate(widths):
-        xs.append(xs[-1] + cw * CHAR_W + 2 * CHAR_W + (swatch if j == 0 else 0.0))
-    head_h = max(map(len, head)) * LINE_H + 2 * ROW_PAD
-    pages: List[MplFigure] = []
-    i = 0
-    while i < len(body) or not pages:
-        fig = _page(t.title + (cont if pages else ""), "" if pages else subtitle)
-        y = top
-        for j, lines in enumerate(head):
-            fig.text(xs[j] / w, (y - ROW_PAD) / h, "\n".join(lines), fontsize=FONT, weight="bold", va="top",
-                     linespacing=1.15)
-        y -= head_h
-        fig.add_artist(Rectangle((MARGIN / w, y / h), (xs[-1] - MARGIN) / w, 0.012 / h, color="0.3",
-                                 transform=fig.transFigure))
-        start = i
-        while i < len(body):
-            rh = max(map(len, body[i])) * LINE_H + 2 * ROW_PAD
-            if y - rh < bottom and i > start:
+class PdfLayout:
+    """Pages in order: a figure starts a page; tables flow after it and after each other over as
+    many pages as they need (header repeated), so a short table shares a page."""
+
+    def __init__(self) -> None:
+        self.pages: List[MplFigure] = []
+        self.contents: List[Tuple[str, int]] = []  # (section title, page number; the title page is 1)
+        self.page: MplFigure = None  # the page tables are flowing on, if any
+        self.y = 0.0  # its cursor, inches from the page bottom
+
+    def number(self) -> int:
+        """The page number of the last page (the title page, not in `pages`, is page 1)."""
+        return len(self.pages) + 1
+
+    def figure(self, fig: MplFigure, free: float) -> int:
+        """A figure page; a table that fits below its caption (`free` inches) may follow on it."""
+        self.pages.append(fig)
+        self.page, self.y = fig, free
+        return self.number()
+
+    def new_page(self) -> None:
+        self.page = MplFigure(figsize=PAGE)
+        self.pages.append(self.page)
+        self.y = PAGE[1] - MARGIN
+
+    def heading(self, title: str, subtitle: str) -> None:
+        top = self.y >= PAGE[1] - MARGIN - 1e-6
+        _text(self.page, MARGIN, self.y, title, fontsize=15 if top else 12.5, weight="bold")
+        self.y -= 0.3 if top else 0.26
+        if subtitle:
+            _text(self.page, MARGIN, self.y, textwrap.shorten(subtitle, 175, placeholder=" …"), fontsize=9, color="0.3")
+            self.y -= 0.22
+        self.y -= 0.08
+
+    def text(self, title: str, body: str) -> int:
+        """A section that is only a sentence; returns its page number."""
+        if self.page is None or self.y - 0.9 < BOTTOM:
+            self.new_page()
+        else:
+            self.y -= 0.25
+        self.heading(title, "")
+        at = self.number()
+        lines = textwrap.wrap(body, 150)
+        _text(self.page, MARGIN, self.y, "\n".join(lines), fontsize=10)
+        self.y -= 0.2 * len(lines) + 0.1
+        return at
+
+    def table(self, t: Table, subtitle: str) -> int:
+        """Flow a table onto the pages; returns the page number it starts on."""
+        widths, body, head = _layout_columns(t)
+        w = PAGE[0]
+        swatch = 0.12 if t.colors else 0.0
+        xs = [MARGIN]
+        for j, cw in enumerate(widths):
+            xs.append(xs[-1] + cw * CHAR_W + 2 * CHAR_W + (swatch if j == 0 else 0.0))
+        head_h = max(map(len, head)) * LINE_H + 2 * ROW_PAD
+        row_h = [max(map(len, r)) * LINE_H + 2 * ROW_PAD for r in body]
+        caption_h = 0.15 + 0.15 * len(textwrap.wrap(t.caption, 165))
+        whole = 0.9 + head_h + sum(row_h) + caption_h
+        page_h = PAGE[1] - MARGIN - BOTTOM
+        # split a table across pages only when it is longer than a page anyway
+        room = self.y - BOTTOM if self.page is not None else 0.0
+        if room < whole and (whole <= page_h or room < 0.9 + head_h + sum(row_h[:5])):
+            self.new_page()
+        else:
+            self.y -= 0.25
+        self.heading(t.title, subtitle)
+        at = self.number()
+        i = 0
+        while True:
+            y = self.y
+            for j, lines in enumerate(head):
+                _text(self.page, xs[j], y - ROW_PAD, "\n".join(lines), fontsize=FONT, weight="bold", linespacing=1.15)
+            y -= head_h
+            self.page.add_artist(Rectangle((MARGIN / w, y / PAGE[1]), (xs[-1] - MARGIN) / w, 0.012 / PAGE[1],
+                                           color="0.3", transform=self.page.transFigure))
+            start = i
+            while i < len(body) and (y - row_h[i] >= BOTTOM or i == start):
+                if (i - start) % 2:
+                    self.page.add_artist(Rectangle((MARGIN / w, (y - row_h[i]) / PAGE[1]), (xs[-1] - MARGIN) / w,
+                                                   row_h[i] / PAGE[1], color="0.95", transform=self.page.transFigure,
+                                                   zorder=-1))
+                for j, lines in enumerate(body[i]):
+                    x = xs[j]
+                    if j == 0 and swatch and i < len(t.colors) and t.colors[i] is not None:
+                        self.page.add_artist(Rectangle(((x - 0.02) / w, (y - ROW_PAD - 0.11) / PAGE[1]), 0.09 / w,
+                                                       0.09 / PAGE[1], color=t.colors[i], transform=self.page.transFigure))
+                        x += swatch
+                    _text(self.page, x, y - ROW_PAD, "\n".join(lines), fontsize=FONT, linespacing=1.15)
+                y -= row_h[i]
+                i += 1
+            self.y = y
+            if i >= len(body):
                 break
-            if (i - start) % 2:
-                fig.add_artist(Rectangle((MARGIN / w, (y - rh) / h), (xs[-1] - MARGIN) / w, rh / h, color="0.95",
-                                         transform=fig.transFigure, zorder=-1))
-            for j, lines in enumerate(body[i]):
-                x = xs[j]
-                if j == 0 and t.colors and i < len(t.colors) and t.colors[i] is not None:
-                    fig.add_artist(Rectangle(((x - 0.02) / w, (y - ROW_PAD - 0.11) / h), 0.09 / w, 0.09 / h,
-                                             color=t.colors[i], transform=fig.transFigure))
-                    x += swatch
-                fig.text(x / w, (y - ROW_PAD) / h, "\n".join(lines), fontsize=FONT, va="top", linespacing=1.15)
-            y -= rh
-            i += 1
-        if i >= len(body):
-            fig.text(MARGIN / w, (y - 0.15) / h, "\n".join(textwrap.wrap(t.caption, 165)), fontsize=8.5,
-                     va="top", color="0.3")
-        pages.append(fig)
-    return pages
+            self.new_page()
+            self.heading(t.title + " (continued)", "")
+        lines = textwrap.wrap(t.caption, 165)
+        if self.y - 0.15 - 0.15 * len(lines) < BOTTOM * 0.6:
+            self.new_page()
+        _text(self.page, MARGIN, self.y - 0.1, "\n".join(lines), fontsize=8.5, color="0.3")
+        self.y -= 0.15 + 0.15 * len(lines)
+        return at
 
 
 def title_page(doc: Document, contents: Sequence[Tuple[str, int]]) -> MplFigure:
-    fig = _page(doc.title)
-    w, h = PAGE
+    """The summary: every header fact, the notes, and the contents with page numbers."""
+    fig = MplFigure(figsize=PAGE)
+    h = PAGE[1]
+    _text(fig, MARGIN, h - MARGIN, doc.title, fontsize=18, weight="bold")
     y = h - MARGIN - 0.6
     key_w = 1.9
     for k, v in doc.facts:
         lines = _wrap(v, 105)
-        fig.text(MARGIN / w, y / h, k, fontsize=9.5, weight="bold", va="top", color="0.3")
-        fig.text((MARGIN + key_w) / w, y / h, "\n".join(lines), fontsize=9.5, va="top", linespacing=1.2)
+        _text(fig, MARGIN, y, k, fontsize=9.5, weight="bold", color="0.3")
+        _text(fig, MARGIN + key_w, y, "\n".join(lines), fontsize=9.5, linespacing=1.2)
         y -= len(lines) * 0.19 + 0.06
     if doc.notes:
         y -= 0.1
-        fig.text(MARGIN / w, y / h, "Notes", fontsize=9.5, weight="bold", va="top", color="0.3")
+        _text(fig, MARGIN, y, "Notes", fontsize=9.5, weight="bold", color="0.3")
         for n in doc.notes[:6]:
             lines = _wrap(n, 130)
-            fig.text((MARGIN + key_w) / w, y / h, "\n".join(lines), fontsize=8.5, va="top", color="#8a5a00")
+            _text(fig, MARGIN + key_w, y, "\n".join(lines), fontsize=8.5, color="#8a5a00")
             y -= len(lines) * 0.17 + 0.05
         if len(doc.notes) > 6:
-            fig.text((MARGIN + key_w) / w, y / h, f"… and {len(doc.notes) - 6} more (see the HTML report)",
-                     fontsize=8.5, va="top", color="#8a5a00")
+            _text(fig, MARGIN + key_w, y, f"… and {len(doc.notes) - 6} more (see the HTML report)", fontsize=8.5,
+                  color="#8a5a00")
             y -= 0.2
     y -= 0.15
-    fig.text(MARGIN / w, y / h, "Contents", fontsize=9.5, weight="bold", va="top", color="0.3")
+    _text(fig, MARGIN, y, "Contents", fontsize=9.5, weight="bold", color="0.3")
     per_col = max(1, int((y - 0.6) / 0.18))
     for i, (title, page) in enumerate(contents):
         col, row = divmod(i, per_col)
         x = MARGIN + key_w + col * 4.6
-        fig.text(x / w, (y - row * 0.18) / h, f"{title}", fontsize=8.5, va="top")
-        fig.text((x + 4.3) / w, (y - row * 0.18) / h, str(page), fontsize=8.5, va="top", ha="right", color="0.4")
+        _text(fig, x, y - row * 0.18, textwrap.shorten(title, 60, placeholder=" …"), fontsize=8.5)
+        _text(fig, x + 4.3, y - row * 0.18, str(page), fontsize=8.5, ha="right", color="0.4")
     return fig
 
 
 def to_pdf(doc: Document, path: Path, name: str) -> int:
     """Write the PDF (title page with the summary, then every figure and table); returns its page count."""
-    pages: List[Tuple[str, MplFigure]] = []  # (section title or "", page)
+    lay = PdfLayout()
     for s in doc.sections:
-        first = True
-        if not s.blocks:  # a section that is only a sentence still gets its page
-            fig = _page(s.title)
-            fig.text(MARGIN / PAGE[0], 1 - (MARGIN + 0.5) / PAGE[1], "\n".join(textwrap.wrap(s.intro, 150)),
-                     fontsize=10, va="top")
-            pages.append((s.title, fig))
+        if not s.blocks:  # a section that is only a sentence
+            lay.contents.append((s.title, lay.text(s.title, s.intro)))
             continue
-        for b in s.blocks:
-            sub = f"{s.title}. {s.intro}" if first and s.intro else s.title
+        for k, b in enumerate(s.blocks):
+            sub = f"{s.title}. {s.intro}" if k == 0 and s.intro else s.title
             if isinstance(b, Figure):
-                _decorate(b.fig, b.title, b.caption, sub)
-                pages.append((s.title if first else "", b.fig))
+                at = lay.figure(b.fig, _decorate(b.fig, b.title, b.caption, sub))
             else:
-                for k, p in enumerate(table_pages(b, sub)):
-                    pages.append((s.title if first and k == 0 else "", p))
-            first = False
-    contents = [(t, i + 2) for i, (t, _) in enumerate(pages) if t]
-    total = len(pages) + 1
+                at = lay.table(b, sub)
+            if k == 0:
+                lay.contents.append((s.title, at))
+    total = len(lay.pages) + 1
     with PdfPages(path, metadata={"Title": doc.title, "Creator": "dl2bench reports/build.py"}) as pdf:
-        all_pages = [title_page(doc, contents)] + [p for _, p in pages]
-        for n, fig in enumerate(all_pages, start=1):
+        for n, fig in enumerate([title_page(doc, lay.contents)] + lay.pages, start=1):
             fig.text(1 - MARGIN / PAGE[0], 0.3 / PAGE[1], f"{name} · page {n} of {total}", fontsize=7.5,
                      ha="right", va="bottom", color="0.45")
             pdf.savefig(fig)

@@ -80,7 +80,7 @@ def by_level(a: Analysis, f: Factor) -> Iterator[Table]:
     """Mean ± std (n) of the metric per level, best first."""
     order = a.ranked_levels(f.column)
     df = pd.DataFrame(_group_rows(a, f.column, order)).rename(columns={f.column: f.name})
-    yield Table(key=f"table-{f.column}", title=f"{a.metric_unit.label.capitalize()} by {f.name}",
+    yield Table(key=f"table-{f.column}", title=f"Table: {a.metric_unit.label} by {f.name}",
                 caption=(f"Sorted by mean {a.metric}, best first. Counted runs: finished or early stopped; "
                          "std: standard deviation over those runs; CI: Student t."),
                 df=df, colors=[f.colors.get(l) for l in order])
