@@ -42,6 +42,7 @@ def parse(argv):
     p.add_argument("--out", default="runs", help="results root; the sweep's runs go to OUT/<sweep name>/")
     p.add_argument("--wait", action="store_true", help="block with a progress bar until every run ends")
     p.add_argument("--force", action="store_true", help="relaunch every run, done or not")
+    p.add_argument("--status", action="store_true", help="print the status of the sweep's runs; submit nothing")
     p.add_argument("--smoke", action="store_true", help="apply the sweep's slurm.smoke overrides (laptop size)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run config key in every run (repeatable), e.g. --set device=cpu")
@@ -123,6 +124,10 @@ def submit(args) -> int:
               f"array job {sub['job_id']} ({cluster}); results in {root}/")
         return 0
 
+    if args.status:
+        if not launch.manifest_path(root).exists():
+            raise SweepError(f"{root}: nothing was submitted for sweep {sw.name!r} here (no manifest.json)")
+        return report_status(root, launch.run_status(root, launch.load_manifest(root)))
     p = launch.plan(sw, root, cluster, force=args.force, parallel=args.parallel)
     if args.dry_run:
         print_plan(sw, p, root)
@@ -195,13 +200,19 @@ def wait(root: Path, cluster: str, poll) -> int:
             break
         time.sleep(poll)
     bar.close()
+    return report_status(root, st)
+
+
+def report_status(root: Path, st) -> int:
+    """A table of runs by status, then every diverged or failed run with its reason."""
     counts = {}
     for s, _ in st.values():
         counts[s] = counts.get(s, 0) + 1
-    print("status      runs")
-    for s in ("finished", "early_stopped", "diverged", "failed", "missing"):
+    print(f"{root}: {len(st)} run(s)")
+    print("status         runs")
+    for s in ("finished", "early_stopped", "diverged", "failed", "queued", "running", "missing"):
         if counts.get(s):
-            print(f"{s:<11} {counts[s]}")
+            print(f"{s:<14} {counts[s]}")
     for rid, (s, reason) in sorted(st.items()):
         if s in ("diverged", "failed"):
             print(f"  {rid} {s}: {reason.splitlines()[0] if reason else ''}")

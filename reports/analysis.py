@@ -10,7 +10,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from .load import BOOKKEEPING, COUNTED, REPLICATE, Sweep
+from .load import BOOKKEEPING, COUNTED, REPLICATE, RESOLVED_BY_SUMMARY, Sweep
 
 # two-sided 95% Student-t quantiles for df = 1..30 (no scipy needed); beyond, a Cornish-Fisher step
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -152,12 +152,19 @@ class Factor:
 
 
 def varying_columns(sw: Sweep) -> List[str]:
-    """Config columns (bookkeeping and seed aside) with more than one distinct value."""
+    """Config columns (bookkeeping and seed aside) with more than one distinct value among the
+    runs that wrote their own config.json (a manifest's copy may leave task defaults unresolved)."""
     out = []
+    own = sw.runs[sw.runs["config_source"] == "run"] if "config_source" in sw.runs.columns else sw.runs
+    if own.empty:
+        own = sw.runs
     for c in sw.config_keys:
         if c in BOOKKEEPING or c == REPLICATE or c not in sw.runs.columns:
             continue
-        if sw.runs[c].map(level_str).nunique() > 1:
+        vals = own[c]
+        if c in RESOLVED_BY_SUMMARY:  # "auto" of a run without a summary is not a level of its own
+            vals = vals[~vals.isin([v for v in RESOLVED_BY_SUMMARY[c] if v is not None]) & vals.notna()]
+        if vals.map(level_str).nunique() > 1:
             out.append(c)
     return out
 
@@ -171,6 +178,8 @@ def find_factors(sw: Sweep, preferred: Sequence[str] = ()) -> List[Factor]:
     merged; a column determined by another (but not vice versa) is folded into its labels."""
     cols = varying_columns(sw)
     labels = pd.DataFrame({c: sw.runs[c].map(level_str) for c in cols})
+    if "config_source" in sw.runs.columns:  # a run whose config is unknown has no level to show
+        labels.loc[sw.runs["config_source"] == "none", :] = "unknown"
     nlev = {c: labels[c].nunique() for c in cols}
     order = {c: i for i, c in enumerate(preferred)}
 

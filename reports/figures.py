@@ -65,6 +65,10 @@ def _legend_outside(ax, handles: list, title: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # one factor at a time
 
+def by(f: Factor) -> str:
+    """' by optimizer' for a title; nothing for the stand-in factor of a sweep where nothing varies."""
+    return f" by {f.name}" if f.columns else ""
+
 CURVE_METRICS = ("val_acc", "val_loss")
 
 
@@ -97,7 +101,7 @@ def learning_curves(a: Analysis, f: Factor) -> Iterator[Figure]:
     _legend_outside(axes[0, -1], handles, f.name)
     ns = aggregate(c, [f.column, "epoch"], cols[0])["n"]
     varying = " The number of runs drops at later epochs where runs stopped early." if ns.nunique() > 1 else ""
-    yield Figure(key=f"curves-{f.column}", title=f"Learning curves by {f.name}",
+    yield Figure(key=f"curves-{f.column}", title=f"Learning curves{by(f)}",
                  caption=(f"Mean over the finished and early-stopped runs at each level of {f.name} (n = runs, "
                           f"over seeds{' and the other factors' if len(a.factors) > 1 else ''}); shaded: 95% "
                           f"confidence interval of the mean (Student t; none where n = 1).{varying}"),
@@ -138,7 +142,7 @@ def final_metric(a: Analysis, f: Factor) -> Iterator[Figure]:
     ax.set_xlabel(f"{u.axis()}: {'higher' if a.goal == 'maximize' else 'lower'} is better")
     ax.set_ylabel(f.name)
     ax.grid(axis="y", visible=False)
-    yield Figure(key=f"final-{f.column}", title=f"{u.label.capitalize()} by {f.name}",
+    yield Figure(key=f"final-{f.column}", title=f"{u.label.capitalize()}{by(f)}",
                  caption=(f"Each dot is one run ({a.metric}); diamond and bar: mean and 95% confidence "
                           "interval of the mean (Student t over the runs at that level). Right: mean ± "
                           "standard deviation (n). Runs that diverged, failed or did not finish have no "
@@ -177,9 +181,12 @@ def _heatmap(a: Analysis, ok: pd.DataFrame, fa: Factor, fb: Factor, u) -> Figure
                 linewidths=0.5, linecolor="white", annot_kws={"fontsize": 11 if cells <= 16 else 9 if cells <= 36 else 7 if cells <= 100 else 5},
                 cbar_kws={"label": u.axis()})
     ax.tick_params(axis="y", labelrotation=0)
-    # empty cells: say so in grey instead of a blank the reader must interpret
+    ax.grid(False)
+    # empty cells: say why in grey instead of a blank the reader must interpret
     for i, j in zip(*np.where(mean.isna().to_numpy())):
-        ax.text(j + 0.5, i + 0.5, "not run", ha="center", va="center", color="0.5", fontsize=8)
+        cell = a.runs[(a.runs[fa.column] == fa.levels[i]) & (a.runs[fb.column] == fb.levels[j])]
+        why = f"no result\n({not_counted(cell, a.metric)})" if len(cell) else "not run"
+        ax.text(j + 0.5, i + 0.5, why, ha="center", va="center", color="0.45", fontsize=8)
     ax.set_xlabel(fb.name)
     ax.set_ylabel(fa.name)
     others = [f.name for f in a.factors if f not in (fa, fb)]

@@ -24,7 +24,7 @@ RESOLVED_BY_SUMMARY = {"device": ("auto", None, ""), "threads": (0, None)}
 DEFAULT_METRIC = ("test_acc", "maximize")
 FALLBACK_METRIC = "best_val_acc"
 # identity and bookkeeping columns the loader adds to every row
-ID_COLUMNS = ("sweep", "run", "path")
+ID_COLUMNS = ("sweep", "run", "path", "config_source")
 
 
 class ReportError(Exception):
@@ -113,7 +113,14 @@ def read_store(folder: Path) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
     if not children:
         raise ReportError(f"{folder}: empty folder, no runs to report (a run folder holds config.json)")
     name = sweep_name(manifest, folder)
-    runs = [read_run(p, name) for p in children if is_run_folder(p)]
+    planned = manifest_runs(manifest)
+    runs = [read_run(p, name, planned.get(p.name)) for p in children if is_run_folder(p)]
+    have = {p.name for p in children}
+    for rid, cfg in planned.items():  # submitted (or planned) but no folder yet: queued, not lost
+        if rid not in have:
+            runs.append({"sweep": name, "run": rid, "path": str(folder / rid), "config": cfg or {},
+                         "config_source": "manifest" if cfg else "none", "summary": None, "metrics": [],
+                         "reason": "not started: listed in manifest.json, no run folder yet", "notes": []})
     if not runs:
         nested = [p.name for p in children if p.is_dir() and any(is_run_folder(q) for q in p.iterdir())]
         hint = f"; it holds sweep folders ({', '.join(nested[:5])}): pass those" if nested else ""
@@ -122,11 +129,32 @@ def read_store(folder: Path) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
     return manifest, runs
 
 
-def read_run(run_dir: Path, sweep: str) -> Dict[str, Any]:
-    """One run folder -> a record; no summary.json means still running or killed: 'incomplete'."""
+def manifest_runs(manifest: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """run_id -> its config ({} if unknown) from the manifest's "runs", whichever of the shapes
+    {run_id: config}, [config with run_id] or [run_id] it has; {} for anything else."""
+    runs = manifest.get("runs")
+    out: Dict[str, Dict[str, Any]] = {}
+    if isinstance(runs, dict):
+        for rid, cfg in runs.items():
+            out[str(rid)] = dict(cfg) if isinstance(cfg, dict) else {}
+    elif isinstance(runs, list):
+        for r in runs:
+            if isinstance(r, dict) and r.get("run_id"):
+                out[str(r["run_id"])] = dict(r)
+            elif isinstance(r, str):
+                out[r] = {}
+    return out
+
+
+def read_run(run_dir: Path, sweep: str, planned: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """One run folder -> a record; no summary.json means still running or killed: 'incomplete'.
+    A folder without config.json (a job lost before it started) takes its config from the manifest."""
     config = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
     if not isinstance(config, dict):
         raise ReportError(f"{run_dir / 'config.json'}: expected a JSON object")
+    source = "run" if config else "manifest" if planned else "none"
+    if not config and planned:
+        config = dict(planned)
     summary = None
     if (run_dir / "summary.json").exists():
         summary = read_json(run_dir / "summary.json")
@@ -135,8 +163,8 @@ def read_run(run_dir: Path, sweep: str) -> Dict[str, Any]:
     metrics, note = read_metrics(run_dir / "metrics.jsonl", complete=summary is not None)
     notes = [note] if note else []
     if not config:
-        notes.append(f"{run_dir}: no config.json; its factor levels are unknown")
-    return {"sweep": sweep, "run": run_dir.name, "path": str(run_dir), "config": config,
+        notes.append(f"{run_dir}: no config.json and not in manifest.json; its factor levels are unknown")
+    return {"sweep": sweep, "run": run_dir.name, "path": str(run_dir), "config": config, "config_source": source,
             "summary": summary, "metrics": metrics, "notes": notes}
 
 
@@ -177,20 +205,22 @@ def load_folders(folders: Sequence[Path]) -> Sweep:
 
 def assemble(name: str, metric: Optional[Tuple[str, str]], records: Iterable[Dict[str, Any]],
              sources: List[str], git_sha: Sequence[str] = (), created: Sequence[str] = ()) -> Sweep:
-    """Run records {sweep, run, path, config, summary|None, metrics, notes} -> a Sweep."""
+    """Run records {sweep, run, path, config, config_source, summary|None, metrics, notes[, reason]}
+    -> a Sweep. config_source: "run" (its config.json), "manifest", or "none" (unknown)."""
     rows, curve_rows, notes = [], [], []
     config_keys: Dict[str, None] = {}
     for rec in records:
         config, summary = rec["config"], rec["summary"]
         config_keys.update(dict.fromkeys(k for k in config if k not in ID_COLUMNS))
-        row: Dict[str, Any] = {"sweep": rec["sweep"], "run": rec["run"], "path": rec["path"], **config}
+        row: Dict[str, Any] = {"sweep": rec["sweep"], "run": rec["run"], "path": rec["path"],
+                               "config_source": rec.get("config_source", "run"), **config}
         for key, unresolved in RESOLVED_BY_SUMMARY.items():
             if summary and summary.get(key) is not None and row.get(key) in unresolved:
                 row[key] = summary[key]
         if summary is None:
             epochs = len(rec["metrics"])
             row.update(status="incomplete",
-                       reason=f"no summary.json: still running or killed after {epochs} epoch(s)",
+                       reason=rec.get("reason") or f"no summary.json: still running or killed after {epochs} epoch(s)",
                        epochs_completed=sum(1 for m in rec["metrics"] if "val_acc" in m))
         else:
             # keys in both (run_id, task; device/threads resolved above) keep the config's value

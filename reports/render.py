@@ -17,7 +17,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.patches import Rectangle
 
-from .analysis import Analysis
+from .analysis import Analysis, Factor
 from .figures import FIGURES, PAGE, Figure
 from .tables import TABLES, Table, header
 
@@ -64,10 +64,15 @@ def document(a: Analysis) -> Document:
                     f"{len(f.levels)} levels: {', '.join(f.levels)}. Each level's colour is the same in every figure.")
         s.blocks += list(blocks("factor", a, f))
         sections.append(s)
-    if not a.factors:
-        sections.append(Section("factors", "Factors", "No config setting varies between these runs (seeds aside), "
-                                "so there is nothing to compare; the tables below describe the runs."))
-    speed = Section("speed", "Speed", "Throughput, GPU/CPU speedup and time to the task's target accuracies.")
+    if not a.factors:  # nothing to compare, but the runs' curves and spread are still worth seeing
+        everything = Factor(name="all runs", columns=[], column=a.config_column, levels=["all runs"],
+                            colors={"all runs": (0.2, 0.4, 0.7)})
+        s = Section("runs", "All runs", "No config setting varies between these runs (seeds aside): one "
+                    "configuration, so there is nothing to compare.")
+        s.blocks += list(blocks("factor", a, everything))
+        sections.append(s)
+    speed = Section("speed", "Speed", "Training throughput, the GPU/CPU speedup where both ran, and the time to "
+                    "the task's target accuracies.")
     speed.blocks += list(blocks("speed", a))
     sections.append(speed)
     problems = Section("problems", "Runs that diverged, failed or did not finish", "")

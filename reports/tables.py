@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .analysis import Analysis, Factor, aggregate, fmt, level_str, mean_std, not_counted, status_counts, unique_str, unit
-from .figures import speed_groups
+from .figures import by, speed_groups
 from .load import BOOKKEEPING, COUNTED, REPLICATE
 
 MAX_RANKED = 40  # the ranking shows this many configurations; runs.csv has all
@@ -80,7 +80,7 @@ def by_level(a: Analysis, f: Factor) -> Iterator[Table]:
     """Mean ± std (n) of the metric per level, best first."""
     order = a.ranked_levels(f.column)
     df = pd.DataFrame(_group_rows(a, f.column, order)).rename(columns={f.column: f.name})
-    yield Table(key=f"table-{f.column}", title=f"Table: {a.metric_unit.label} by {f.name}",
+    yield Table(key=f"table-{f.column}", title=f"Table: {a.metric_unit.label}{by(f)}",
                 caption=(f"Sorted by mean {a.metric}, best first. Counted runs: finished or early stopped; "
                          "std: standard deviation over those runs; CI: Student t."),
                 df=df, colors=[f.colors.get(l) for l in order])
@@ -249,8 +249,11 @@ def header(a: Analysis) -> List[Tuple[str, str]]:
     def col(c: str) -> pd.Series:
         return r[c] if c in r.columns else pd.Series([], dtype=object)
 
+    def env(c: str) -> pd.Series:  # where a run ran is only known from its summary
+        return col(c)[r["status"] != "incomplete"] if c in r.columns else col(c)
+
     def counted(c: str, fallback: str = "not recorded") -> str:
-        vc = col(c).dropna().map(level_str).value_counts()
+        vc = env(c).dropna().map(level_str).value_counts()
         if vc.empty:
             return fallback
         return "; ".join(f"{k} ({v} run{'s' if v != 1 else ''})" for k, v in vc.items())

@@ -51,7 +51,7 @@ def run_record(run: Any, sweep: str, path: str) -> Dict[str, Any]:
             summary = {**summary, "status": status,
                        "reason": f"W&B state '{state}' without a dl2bench summary (the process died)"
                        if status == "failed" else None}
-    return {"sweep": sweep, "run": str(run.id), "path": f"wandb:{path}/{run.id}", "config": config,
+    return {"sweep": sweep, "run": str(run.id), "path": f"wandb:{path}/{run.id}", "config": config, "config_source": "run",
             "summary": summary, "metrics": metrics, "notes": []}
 
 

@@ -1,0 +1,190 @@
+"""jobs/submit.py for real: a local SLURM cluster (../shared/slurm, started by .ci/run), the
+local executor and the in-process debug executor, on generated Fashion-MNIST files.
+
+Without a SLURM cluster the SLURM tests skip, unless DL2BENCH_REQUIRE_SLURM=1 (CI), where
+they fail instead."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import learnable_images, write_idx
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBMIT = ROOT / "jobs" / "submit.py"
+
+
+def slurm_up() -> bool:
+    if not shutil.which("sbatch"):
+        return False
+    return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
+
+
+@pytest.fixture
+def need_slurm():
+    if not slurm_up():
+        if os.environ.get("DL2BENCH_REQUIRE_SLURM") == "1":
+            pytest.fail("no SLURM cluster: .ci/run starts one with ../shared/slurm/start-local-slurm.sh")
+        pytest.skip("no SLURM cluster here (start one with ../shared/slurm/start-local-slurm.sh)")
+
+
+@pytest.fixture(scope="module")
+def job_env(tmp_path_factory):
+    """Environment for jobs: a data root with a Fashion-MNIST-format dataset big enough to time."""
+    root = tmp_path_factory.mktemp("jobdata")
+    folder = root / "FashionMNIST" / "raw"
+    folder.mkdir(parents=True)
+    for prefix, n in (("train", 20000), ("t10k", 1000)):
+        x, y = learnable_images(n, (28, 28), 11 + (prefix == "t10k"))
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", x)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", y)
+    return {"DL2BENCH_DATA": str(root), "DL2BENCH_CACHE": str(root / "cache"), "WANDB_MODE": "disabled"}
+
+
+def sweep_file(tmp_path: Path, name: str, epochs: int, seeds=(0, 1, 2), train_size: int = 2000,
+               extra_slurm: str = "") -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(f"""
+name: {name}
+method: grid
+metric: {{name: test_acc, goal: maximize}}
+parameters:
+  task: {{value: fashion_mnist}}
+  model: {{value: mlp}}
+  seed: {{values: {list(seeds)}}}
+  epochs: {{value: {epochs}}}
+  train_size: {{value: {train_size}}}
+  val_size: {{value: 500}}
+  threads: {{value: 1}}
+  progress: {{value: log}}
+slurm:
+  time_min: 5
+  cpus_per_task: 1
+  mem_gb: 1
+{extra_slurm}""")
+    return p
+
+
+def submit(env, *args, timeout=600):
+    r = subprocess.run([sys.executable, str(SUBMIT), *map(str, args), "--wandb", "disabled"],
+                       capture_output=True, text=True, env={**os.environ, **env}, timeout=timeout)
+    return r
+
+
+def summaries(root: Path):
+    return {p.parent.name: json.loads(p.read_text()) for p in root.glob("*/summary.json")}
+
+
+def epochs_logged(run_dir: Path):
+    return [json.loads(l)["epoch"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def sacct(job: str):
+    out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", job], capture_output=True,
+                         text=True).stdout
+    return dict(l.split("|", 1) for l in out.splitlines() if "|" in l)
+
+
+@pytest.mark.parametrize("cluster", ["slurm", "local", "debug"])
+def test_sweep_finishes_and_resubmit_launches_nothing(tmp_path, job_env, cluster, request):
+    if cluster == "slurm":
+        request.getfixturevalue("need_slurm")
+    p = sweep_file(tmp_path, f"arr_{cluster}", epochs=2)
+    out = tmp_path / "runs"
+    r = submit(job_env, p, "--cluster", cluster, "--out", out, "--wait", "--poll", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    root = out / f"arr_{cluster}"
+    s = summaries(root)
+    assert len(s) == 3 and {v["status"] for v in s.values()} == {"finished"}
+    for rid in s:
+        assert epochs_logged(root / rid) == [1, 2]
+        assert (root / rid / "config.json").exists()
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert set(manifest["runs"]) == set(s) and manifest["sweep"]["metric"]["name"] == "test_acc"
+    sub = manifest["submissions"][0]
+    assert sub["cluster"] == cluster and sub["git_sha"] is not None and len(sub["arrays"]) == 1
+    if cluster == "slurm":  # one sbatch: every task is an element of the same array job
+        assert len({j.split("_")[0] for j in sub["jobs"].values()}) == 1
+        assert s[next(iter(s))]["slurm_job_id"] is not None
+    again = submit(job_env, p, "--cluster", cluster, "--out", out)
+    assert again.returncode == 0 and "nothing to submit" in again.stdout, again.stdout
+    assert len(json.loads((root / "manifest.json").read_text())["submissions"]) == 1
+
+
+def _epoch_seconds(job_env, tmp_path) -> float:
+    """How long one epoch of the requeue test's run takes here, measured as the job would run it."""
+    code = ("import json,sys; from dl2bench.train import run; "
+            "s=run({'task':'fashion_mnist','model':'mlp','epochs':3,'train_size':19000,'val_size':500,"
+            "'threads':1,'wandb':'disabled','progress':'none','checkpoint':False}, sys.argv[1]); "
+            "print(json.dumps([json.loads(l)['train_time']+json.loads(l)['eval_time'] for l in open(sys.argv[1]+'/metrics.jsonl')]))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "probe")], capture_output=True, text=True,
+                         env={**os.environ, **job_env}, check=True).stdout
+    return max(json.loads(out.strip().splitlines()[-1])[1:])
+
+
+def test_timed_out_run_is_requeued_and_resumes(tmp_path, job_env, need_slurm):
+    """A run with ~100 s of work under a 1-minute limit: SLURM signals, the job checkpoints and is
+    requeued, the run resumes from its last epoch; every epoch is logged exactly once."""
+    per_epoch = _epoch_seconds(job_env, tmp_path)
+    epochs = max(20, math.ceil(100 / per_epoch))
+    p = sweep_file(tmp_path, "requeue", epochs=epochs, seeds=(0,), train_size=19000,
+                   extra_slurm="  max_requeues: 8\n  signal_delay_s: 30\n")
+    out = tmp_path / "runs"
+    r = submit(job_env, p, "--cluster", "slurm", "--out", out, "--time-min", "1", "--wait", "--poll", "2",
+               timeout=900)
+    root = out / "requeue"
+    (rid,) = json.loads((root / "manifest.json").read_text())["runs"]
+    s = summaries(root).get(rid, {})
+    logs = "\n".join(p.read_text()[-2000:] for p in (root / "logs").glob("*.out"))
+    assert r.returncode == 0 and s.get("status") == "finished", (r.stdout, r.stderr, s, logs)
+    assert s["resumes"] >= 1, f"never requeued ({epochs} epochs of {per_epoch:.2f} s): {logs}"
+    assert epochs_logged(root / rid) == list(range(1, epochs + 1))
+    assert s["epochs_completed"] == epochs
+
+
+def test_cancelled_job_is_failed_then_relaunched(tmp_path, job_env, need_slurm):
+    p = sweep_file(tmp_path, "cancel", epochs=400, seeds=(0,), train_size=19000)
+    out = tmp_path / "runs"
+    r = submit(job_env, p, "--cluster", "slurm", "--out", out)
+    assert r.returncode == 0, r.stderr
+    root = out / "cancel"
+    manifest = json.loads((root / "manifest.json").read_text())
+    (rid, job), = manifest["submissions"][0]["jobs"].items()
+    try:
+        deadline = time.monotonic() + 120
+        while not (root / rid / "metrics.jsonl").exists() or not (root / rid / "metrics.jsonl").read_text():
+            assert time.monotonic() < deadline, "the job never started training"
+            time.sleep(1)
+        subprocess.run(["scancel", job], check=True)
+        deadline = time.monotonic() + 120
+        while sacct(job).get(job, "").split(" ")[0] != "CANCELLED":
+            assert time.monotonic() < deadline, sacct(job)
+            time.sleep(1)
+        st = submit(job_env, p, "--cluster", "slurm", "--out", out, "--status")
+        assert st.returncode == 1 and "failed         1" in st.stdout and "CANCELLED" in st.stdout, st.stdout
+        assert summaries(root)[rid]["status"] == "failed"
+        again = submit(job_env, p, "--cluster", "slurm", "--out", out)
+        assert again.returncode == 0 and "queued 1 run(s)" in again.stdout, again.stdout + again.stderr
+        subs = json.loads((root / "manifest.json").read_text())["submissions"]
+        assert len(subs) == 2 and subs[1]["jobs"][rid] != job
+        assert rid not in summaries(root)  # the stale failure is cleared when the run is relaunched
+    finally:
+        subprocess.run(["scancel", "--name", "dl2bench-cancel"], capture_output=True)
+
+
+def test_main_command_on_the_local_slurm(tmp_path, need_slurm):
+    """The README's main job, `sweeps/cifar_cnn.yaml`, against the local cluster (dry run: the
+    cluster has 2 CPUs, so the file's 8 CPUs per task is refused with the fix)."""
+    r = submit({}, ROOT / "sweeps" / "cifar_cnn.yaml", "--cluster", "slurm", "--dry-run", "--out", tmp_path / "runs")
+    assert r.returncode == 2 and "--cpus-per-task" in r.stderr
+    r = submit({}, ROOT / "sweeps" / "cifar_cnn.yaml", "--cluster", "slurm", "--dry-run", "--cpus-per-task", "2",
+               "--out", tmp_path / "runs")
+    assert r.returncode == 0 and "9 run(s) in 9 task(s)" in r.stdout
