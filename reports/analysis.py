@@ -32,13 +32,16 @@ def t975(n: int) -> float:
     return z + (z ** 3 + z) / (4 * df) + (5 * z ** 5 + 16 * z ** 3 + 3 * z) / (96 * df ** 2)
 
 
-def aggregate(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
-    """Per group of `by`: n, mean, std (ddof 1), and the 95% CI of the mean (lo, hi); NaN values skipped."""
+def aggregate(df: pd.DataFrame, by: Sequence[str], value: str,
+              bounds: Tuple[float, float] = (-math.inf, math.inf)) -> pd.DataFrame:
+    """Per group of `by`: n, mean, std (ddof 1), and the 95% CI of the mean (lo, hi), clipped to
+    the value's possible range `bounds` (an accuracy is never above 1); NaN values skipped."""
     d = df[list(by) + [value]].dropna(subset=[value])
     g = d.groupby(list(by), sort=False, observed=True, dropna=False)[value]
     out = g.agg(n="count", mean="mean", std="std").reset_index()
     half = out["n"].map(t975) * out["std"] / np.sqrt(out["n"])
-    out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
+    out["lo"] = (out["mean"] - half).clip(lower=bounds[0])
+    out["hi"] = (out["mean"] + half).clip(upper=bounds[1])
     return out
 
 
@@ -51,17 +54,19 @@ class Unit:
     unit: str  # "" for a pure count
     scale: float = 1.0  # stored value x scale = shown value
     digits: int = 2
+    bounds: Tuple[float, float] = (0.0, math.inf)  # the stored value's possible range
 
     def axis(self) -> str:
         return f"{self.label} ({self.unit})" if self.unit else self.label
 
 
+ACC = (0.0, 1.0)
 UNITS: Dict[str, Unit] = {
-    "test_acc": Unit("test accuracy", "%", 100),
-    "best_val_acc": Unit("best validation accuracy", "%", 100),
-    "final_val_acc": Unit("final validation accuracy", "%", 100),
-    "val_acc": Unit("validation accuracy", "%", 100),
-    "train_acc": Unit("training accuracy", "%", 100),
+    "test_acc": Unit("test accuracy", "%", 100, bounds=ACC),
+    "best_val_acc": Unit("best validation accuracy", "%", 100, bounds=ACC),
+    "final_val_acc": Unit("final validation accuracy", "%", 100, bounds=ACC),
+    "val_acc": Unit("validation accuracy", "%", 100, bounds=ACC),
+    "train_acc": Unit("training accuracy", "%", 100, bounds=ACC),
     "val_loss": Unit("validation loss", "cross-entropy, nats", 1, 3),
     "train_loss": Unit("training loss", "cross-entropy, nats", 1, 3),
     "test_loss": Unit("test loss", "cross-entropy, nats", 1, 3),
@@ -82,14 +87,14 @@ def unit(col: str) -> Unit:
     if col.startswith("time_to_"):
         return Unit(f"time to {target_label(col)}", "s", 1, 1)
     if col.startswith("epochs_to_"):
-        return Unit(f"epochs to {target_label(col)}", "epochs", 1, 1)
+        return Unit(f"epochs to {target_label(col)}", "", 1, 1)
     if "acc" in col:
-        return Unit(name, "%", 100)
+        return Unit(name, "%", 100, bounds=ACC)
     if "loss" in col:
-        return Unit(name, "", 1, 3)
+        return Unit(name, "", 1, 3, bounds=(-math.inf, math.inf))
     if col.endswith("_time") or col.endswith("_s"):
         return Unit(name, "s", 1, 2)
-    return Unit(name, "", 1, 3)
+    return Unit(name, "", 1, 3, bounds=(-math.inf, math.inf))
 
 
 def target_label(col: str) -> str:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .analysis import (DEVICE_COLORS, MAX_HEATMAP_PAIRS, Analysis, Factor, aggregate, fmt, mean_std,
@@ -70,41 +71,64 @@ def by(f: Factor) -> str:
     return f" by {f.name}" if f.columns else ""
 
 CURVE_METRICS = ("val_acc", "val_loss")
+MAX_RUN_LINES = 10  # per level: up to this many runs are also drawn one by one
+
+
+def _span(values: np.ndarray, pad: float = 0.08) -> Tuple[float, float]:
+    """Axis limits around the data (not around the CIs: with n = 2 a 95% CI is ±9 std wide)."""
+    v = values[np.isfinite(values)]
+    if not len(v):
+        return 0.0, 1.0
+    lo, hi = float(v.min()), float(v.max())
+    d = (hi - lo) or max(abs(hi) * 0.05, 1e-3)
+    return lo - pad * d, hi + pad * d
 
 
 @figure("factor")
 def learning_curves(a: Analysis, f: Factor) -> Iterator[Figure]:
-    """Validation accuracy and loss vs epoch: mean and 95% CI band over the runs at each level."""
+    """Validation accuracy and loss vs epoch: mean and 95% CI band per level, and the runs themselves."""
     c = a.curves[a.curves["status"].isin(COUNTED)]
     cols = [m for m in CURVE_METRICS if m in c.columns and c[m].notna().any()]
     if c.empty or not cols:
         return
     fig, axes = new_figure(1, len(cols), height=0.85)
     handles = []
+    clipped = False
     for ax, col in zip(axes[0], cols):
         u = unit(col)
-        agg = aggregate(c, [f.column, "epoch"], col)
+        agg = aggregate(c, [f.column, "epoch"], col, bounds=u.bounds)
         many = agg["epoch"].nunique() > 25
         for lvl in f.levels:
             d = agg[agg[f.column] == lvl].sort_values("epoch")
             if d.empty:
                 continue
             color = f.colors[lvl]
-            ax.plot(d["epoch"], d["mean"] * u.scale, color=color, lw=1.8, marker=None if many else "o", ms=3.5)
-            ax.fill_between(d["epoch"], d["lo"] * u.scale, d["hi"] * u.scale, color=color, alpha=0.18, lw=0)
+            runs = c[c[f.column] == lvl]
+            if runs["run"].nunique() <= MAX_RUN_LINES:  # few seeds: show each, not only their mean
+                for _, r in runs.groupby(["sweep", "run"]):
+                    ax.plot(r["epoch"], r[col] * u.scale, color=color, lw=0.7, alpha=0.45)
+            ax.plot(d["epoch"], d["mean"] * u.scale, color=color, lw=2.2, marker=None if many else "o", ms=4)
+            ax.fill_between(d["epoch"], d["lo"] * u.scale, d["hi"] * u.scale, color=color, alpha=0.15, lw=0)
             if col == cols[0]:
-                handles.append(Line2D([], [], color=color, lw=2, label=f"{lvl} (n={int(d['n'].max())})"))
+                handles.append(Line2D([], [], color=color, lw=2.2, label=f"{lvl} (n={int(d['n'].max())})"))
+        lo, hi = _span(c[col].to_numpy(float) * u.scale)
+        clipped |= bool((agg["lo"] * u.scale < lo).any() or (agg["hi"] * u.scale > hi).any())
+        ax.set_ylim(lo, hi)
         ax.set_xlabel("epoch")
         ax.set_ylabel(u.axis())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(u.label.capitalize())
+    handles.append(Line2D([], [], color="0.4", lw=0.7, label="one run"))
+    handles.append(Patch(color="0.4", alpha=0.2, label="95% CI of the mean"))
     _legend_outside(axes[0, -1], handles, f.name)
     ns = aggregate(c, [f.column, "epoch"], cols[0])["n"]
     varying = " The number of runs drops at later epochs where runs stopped early." if ns.nunique() > 1 else ""
+    cut = " Axes span the runs' values; wider bands (few seeds) run off the plot." if clipped else ""
     yield Figure(key=f"curves-{f.column}", title=f"Learning curves{by(f)}",
-                 caption=(f"Mean over the finished and early-stopped runs at each level of {f.name} (n = runs, "
-                          f"over seeds{' and the other factors' if len(a.factors) > 1 else ''}); shaded: 95% "
-                          f"confidence interval of the mean (Student t; none where n = 1).{varying}"),
+                 caption=(f"Thick line: mean over the finished and early-stopped runs at each level of {f.name} "
+                          f"(n = runs, over seeds{' and the other factors' if len(a.factors) > 1 else ''}); "
+                          f"thin lines: the runs themselves (up to {MAX_RUN_LINES} per level); shaded: 95% "
+                          f"confidence interval of the mean (Student t; none where n = 1).{varying}{cut}"),
                  fig=fig)
 
 
@@ -116,25 +140,31 @@ def final_metric(a: Analysis, f: Factor) -> Iterator[Figure]:
         return
     u = a.metric_unit
     order = a.ranked_levels(f.column)
-    agg = aggregate(ok, [f.column], a.metric).set_index(f.column)
+    agg = aggregate(ok, [f.column], a.metric, bounds=u.bounds).set_index(f.column)
     fig, axes = new_figure(height=0.3 + 0.08 * len(order))
     ax = axes[0, 0]
     rng = np.random.default_rng(0)
+    lo, hi = _span(ok[a.metric].to_numpy(float) * u.scale, pad=0.25)
+    clipped = False
     for i, lvl in enumerate(order):
         color = f.colors.get(lvl, (0.5, 0.5, 0.5))
         vals = ok.loc[ok[f.column] == lvl, a.metric].to_numpy(float) * u.scale
-        ax.scatter(vals, i + rng.uniform(-0.18, 0.18, len(vals)), s=16, color=color, alpha=0.55, lw=0, zorder=2)
+        ax.scatter(vals, i + rng.uniform(-0.22, 0.22, len(vals)), s=30, color=color, alpha=0.8, lw=0.5,
+                   edgecolor="white", zorder=4)
         label = not_counted(a.runs[a.runs[f.column] == lvl], a.metric)
         if lvl in agg.index:
             r = agg.loc[lvl]
             m = r["mean"] * u.scale
             err = None if r["n"] < 2 else [[m - r["lo"] * u.scale], [r["hi"] * u.scale - m]]
-            ax.errorbar([m], [i], xerr=err, fmt="D", ms=7, mfc=color, mec="black", ecolor="black",
+            ax.errorbar([m], [i], xerr=err, fmt="D", ms=8, mfc=color, mec="black", ecolor="black",
                         capsize=4, lw=1.4, zorder=3)
-            text = mean_std(r["mean"], r["std"], int(r["n"]), u) + (f"; {label}" if label else "")
+            ci = f"; CI {fmt(r['lo'], u)}–{fmt(r['hi'], u)}" if r["n"] >= 2 else ""
+            clipped |= bool(r["n"] >= 2 and (r["lo"] * u.scale < lo or r["hi"] * u.scale > hi))
+            text = mean_std(r["mean"], r["std"], int(r["n"]), u) + ci + (f"; {label}" if label else "")
         else:
             text = f"no counted run ({label})"
         ax.annotate(text, xy=(1.01, i), xycoords=("axes fraction", "data"), va="center", fontsize=9)
+    ax.set_xlim(lo, hi)
     ax.set_yticks(range(len(order)), order)
     for tick, lvl in zip(ax.get_yticklabels(), order):
         tick.set_color(f.colors.get(lvl, "black"))
@@ -142,11 +172,12 @@ def final_metric(a: Analysis, f: Factor) -> Iterator[Figure]:
     ax.set_xlabel(f"{u.axis()}: {'higher' if a.goal == 'maximize' else 'lower'} is better")
     ax.set_ylabel(f.name)
     ax.grid(axis="y", visible=False)
+    cut = " Bars without a cap run past the plot's edge: their ends are given on the right." if clipped else ""
     yield Figure(key=f"final-{f.column}", title=f"{u.label.capitalize()}{by(f)}",
                  caption=(f"Each dot is one run ({a.metric}); diamond and bar: mean and 95% confidence "
                           "interval of the mean (Student t over the runs at that level). Right: mean ± "
-                          "standard deviation (n). Runs that diverged, failed or did not finish have no "
-                          "value and are counted beside their level."),
+                          "standard deviation (n) and the CI. Runs that diverged, failed or did not finish have "
+                          f"no value and are counted beside their level.{cut}"),
                  fig=fig)
 
 
@@ -245,8 +276,9 @@ def throughput(a: Analysis) -> Iterator[Figure]:
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}")
     ax.yaxis.set_major_formatter(plain)
     lo, hi = r["samples_per_s"].min(), r["samples_per_s"].max()
-    if hi / lo < 30:  # a narrow range has few decades: label the minor ticks too, in plain numbers
-        ax.yaxis.set_minor_formatter(plain)
+    if hi / lo < 30:  # a narrow range has few decades: label some minor ticks too, in plain numbers
+        ax.yaxis.set_minor_formatter(FuncFormatter(
+            lambda v, _: f"{v:,.0f}" if round(v / 10 ** np.floor(np.log10(v))) in (2, 3, 5) else ""))
         ax.tick_params(axis="y", which="minor", labelsize=8)
     ax.set_xticks(range(len(groups)), groups, rotation=20 if len(groups) > 6 else 0, ha="right" if len(groups) > 6 else "center")
     ax.set_xlabel(axis_name)

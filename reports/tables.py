@@ -53,7 +53,7 @@ def _group_rows(a: Analysis, column: str, order: List[str]) -> List[Dict[str, st
     """Per level of `column`: the metric, its CI, time and throughput, and the runs not counted."""
     u = a.metric_unit
     ok = a.ok
-    m = aggregate(ok, [column], a.metric).set_index(column)
+    m = aggregate(ok, [column], a.metric, bounds=u.bounds).set_index(column)
     extra = {c: aggregate(ok, [column], c).set_index(column) for c in ("train_time_total", "samples_per_s")
              if c in ok.columns}
     rows = []
@@ -164,7 +164,7 @@ def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table
             u = unit(c)
             v = pd.to_numeric(d[c], errors="coerce").dropna()
             reached = f"{len(v)}/{len(d)} reached"
-            head = f"{u.label} ({u.unit})"
+            head = u.axis()
             if v.empty:
                 row[head] = f"not reached (0/{len(d)})"
             else:
