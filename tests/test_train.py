@@ -289,3 +289,12 @@ def test_wandb_failure_never_stops_training(tiny, tmp_path, monkeypatch):
 def _wandb_log(root: Path) -> str:
     logs = sorted(root.glob("wandb/offline-run-*/logs/debug*.log"))
     return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in logs)
+
+
+@pytest.mark.parametrize("model", ["mlp", "fc", "lenet", "wide_cnn"])
+@pytest.mark.parametrize("task", ["mnist", "cifar10"])
+def test_every_model_trains_on_every_input_shape(tiny, tmp_path, model, task):
+    s = run({**tiny, "task": task, "model": model, "epochs": 1, "train_size": 128, "eval_batch_size": 128,
+             "test_size": 64}, tmp_path)
+    assert s["status"] == "finished" and s["params"] > 0 and s["flops_per_sample"] > 0
+    assert math.isfinite(metrics(tmp_path)["train_loss"].iloc[0])
