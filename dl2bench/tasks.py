@@ -97,12 +97,13 @@ def prepare_classification(task: Task, cfg, device: torch.device, reg) -> Proble
                     augment=task.augment if reg.augment else None, **common)
     evals = {name: batches(*getattr(splits, name), batch_size=cfg.eval_batch_size, shuffle=False, **common)
              for name in ("val", "test")}
-    criterion = nn.CrossEntropyLoss(label_smoothing=reg.label_smoothing)
+    smoothing = reg.label_smoothing
+    cross_entropy = torch.nn.functional.cross_entropy  # the function: a Module call costs hooks
 
     def loss(m: nn.Module, batch, detail: bool) -> Tuple[torch.Tensor, torch.Tensor, int, Dict[str, torch.Tensor]]:
         x, y = batch
         logits = m(x)
-        data_loss = criterion(logits, y)
+        data_loss = cross_entropy(logits, y, label_smoothing=smoothing)
         objective = data_loss if reg.penalty is None else data_loss + reg.penalty(m)
         stats = {}
         if detail:  # counted on the device and read once per epoch: no host sync per step

@@ -116,6 +116,7 @@ class Trainer:
         self.opt = OPTIMIZERS[cfg.optimizer](self.model.parameters(), cfg)
         self.sched = LRController(self.opt, cfg, len(self.problem.train_batches))
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+        self.amp = amp is not None
         self.autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
 
@@ -203,7 +204,8 @@ class Trainer:
         model.train()
         steps = len(p.train_batches)
         bar = self._bar(epoch, steps)
-        loss_sum = torch.zeros((), device=dev)  # the data loss, over every batch
+        losses: List[torch.Tensor] = []  # each batch's mean data loss, summed once per epoch
+        sizes: List[int] = []
         sums: Dict[str, torch.Tensor] = {}  # the task's stats, over every `every`-th batch
         every = cfg.train_stats_every
         samples, detail_samples = 0, 0
@@ -219,7 +221,10 @@ class Trainer:
             batch = next(batches)
             data_time += time.perf_counter() - td  # host time only: device work stays queued
             detail = i % every == 0
-            with self.autocast():
+            if self.amp:
+                with self.autocast():
+                    objective, data_loss, n, stats = p.loss(model, batch, detail)
+            else:  # no context manager at all: on a tiny CPU model every microsecond is ~0.1%
                 objective, data_loss, n, stats = p.loss(model, batch, detail)
             opt.zero_grad(set_to_none=True)
             if scaler is None:
@@ -235,7 +240,8 @@ class Trainer:
                 scaler.step(opt)
                 scaler.update()
             sched.step()
-            loss_sum.add_(data_loss.detach(), alpha=n)
+            losses.append(data_loss.detach())  # a view, not a kernel: cheaper than adding up
+            sizes.append(n)
             samples += n
             if detail:
                 detail_samples += n
@@ -248,7 +254,7 @@ class Trainer:
                 synchronize(dev)  # throughput counts from here: warm-up excluded
                 warm_at, warm_samples = time.perf_counter(), samples
                 self.warm = True
-            if (i + 1) % NAN_CHECK_EVERY == 0 and not torch.isfinite(loss_sum).item():
+            if (i + 1) % NAN_CHECK_EVERY == 0 and not torch.isfinite(torch.stack(losses[-NAN_CHECK_EVERY:]).sum()).item():
                 break  # diverged: no point finishing the epoch
             if bar is not None:
                 bar.update()
@@ -266,7 +272,8 @@ class Trainer:
         self.measured[1] += t1 - warm_at
         row = {"epoch": epoch, "lr": sched.lr, "train_time": t1 - t0, "data_time": data_time,
                "samples_per_s": (samples - warm_samples) / max(t1 - warm_at, 1e-9),
-               "peak_mem_mb": peak, "train_loss": loss_sum.item() / samples}
+               "peak_mem_mb": peak,
+               "train_loss": (torch.stack(losses).float() @ torch.tensor(sizes, dtype=torch.float32, device=dev)).item() / samples}
         for k, v in sums.items():
             row["train_acc" if k == "correct" else f"train_{k}"] = v.item() / detail_samples
         return row

@@ -124,7 +124,16 @@ def mean_std(mean: float, std: float, n: int, u: Unit, with_unit: bool = False) 
         return "– (n=0)"
     if n == 1 or not math.isfinite(std):
         return f"{fmt(mean, u)}{sfx} (n=1, no spread)"
-    return f"{fmt(mean, u)} ± {fmt(std, u)}{sfx} (n={n})"
+    d = spread_digits(std * u.scale, u.digits)
+    return f"{fmt(mean, u, d)} ± {fmt(std, u, d)}{sfx} (n={n})"
+
+
+def spread_digits(spread: float, digits: int) -> int:
+    """Decimals that show a spread with two significant digits (at least `digits`, at most 4),
+    so a small std never prints as a bare '± 0.0'."""
+    if not math.isfinite(spread) or spread <= 0:
+        return digits
+    return int(min(4, max(digits, 1 - math.floor(math.log10(spread)))))
 
 
 def level_str(v: Any) -> str:
@@ -217,7 +226,8 @@ def find_factors(sw: Sweep, preferred: Sequence[str] = ()) -> List[Factor]:
             levels = sorted(lab.unique(), key=_natural)
         name = head if not rest else f"{head} + {' + '.join(rest)}"
         factors.append(Factor(name=name, columns=g, column=col, levels=levels, numeric=numeric))
-    factors.sort(key=lambda f: (order.get(f.columns[0], len(order)), f.columns[0]))
+    # the factors with most levels first (they carry the comparison), then in the schema's order
+    factors.sort(key=lambda f: (-len(f.levels), order.get(f.columns[0], len(order)), f.columns[0]))
     for f in factors:
         f.colors = palette(f)
     return factors
@@ -291,7 +301,8 @@ class Analysis:
 
 
 def analyse(sw: Sweep) -> Analysis:
-    """Find the factors, label each run's configuration, and join the curves with them."""
+    """Find the factors, label each run's configuration (columns added to sw.runs), and join the
+    curves with them."""
     try:
         from dl2bench.config import RunConfig  # the schema's order reads naturally: model before lr
 
@@ -300,10 +311,11 @@ def analyse(sw: Sweep) -> Analysis:
         preferred = []
     factors = find_factors(sw, preferred)
     runs = sw.runs
-    if factors:
+    if len(factors) == 1:
+        runs["configuration"] = runs[factors[0].column]
+    elif factors:  # "optimizer=sgd, lr=0.05, batch_size=64"
         runs["configuration"] = runs[[f.column for f in factors]].apply(
-            lambda r: ", ".join(f"{f.columns[0]}={v}" if not f.name.count("+") else v
-                                for f, v in zip(factors, r)) if len(factors) > 1 else r.iloc[0], axis=1)
+            lambda r: ", ".join(f"{f.columns[0]}={v}" for f, v in zip(factors, r)), axis=1)
     else:
         runs["configuration"] = "all runs"
     if REPLICATE not in runs.columns:

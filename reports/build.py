@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 if __package__ in (None, ""):  # run as a script: make `reports` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Tuple
+from typing import Callable, Iterator, List, Tuple
 
 import numpy as np
 import pandas as pd
@@ -157,7 +157,7 @@ def final_metric(a: Analysis, f: Factor) -> Iterator[Figure]:
             m = r["mean"] * u.scale
             err = None if r["n"] < 2 else [[m - r["lo"] * u.scale], [r["hi"] * u.scale - m]]
             ax.errorbar([m], [i], xerr=err, fmt="D", ms=8, mfc=color, mec="black", ecolor="black",
-                        capsize=4, lw=1.4, zorder=3)
+                        capsize=4, lw=1.4, zorder=5)  # above the dots: with 200 runs they would hide it
             ci = f"; CI {fmt(r['lo'], u)}–{fmt(r['hi'], u)}" if r["n"] >= 2 else ""
             clipped |= bool(r["n"] >= 2 and (r["lo"] * u.scale < lo or r["hi"] * u.scale > hi))
             text = mean_std(r["mean"], r["std"], int(r["n"]), u) + ci + (f"; {label}" if label else "")
@@ -267,8 +267,8 @@ def throughput(a: Analysis) -> Iterator[Figure]:
             ax.scatter(x + rng.uniform(-width / 6, width / 6, len(vals)), vals, s=22, color=color, alpha=0.8, lw=0,
                        zorder=3)
             s = agg[(agg["group"] == g) & (agg["dev"] == dev)].iloc[0]
-            err = None if s["n"] < 2 else [[s["mean"] - max(s["lo"], 1e-9)], [s["hi"] - s["mean"]]]
-            ax.errorbar([x], [s["mean"]], yerr=err, fmt="_", ms=22, mew=1.5, color="black", capsize=4, lw=1, zorder=2)
+            err = None if s["n"] < 2 else [[s["mean"] - max(s["lo"], s["mean"] * 1e-3)], [s["hi"] - s["mean"]]]
+            ax.errorbar([x], [s["mean"]], yerr=err, fmt="_", ms=22, mew=1.5, color="black", capsize=4, lw=1, zorder=5)
             ax.annotate(f"{s['mean']:,.0f}\nn={int(s['n'])}", (x + width * 0.28, s["mean"]), va="center",
                         fontsize=8, bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.8), zorder=4)
     ax.set_xlim(-0.5, len(groups) - 0.5)
@@ -276,6 +276,7 @@ def throughput(a: Analysis) -> Iterator[Figure]:
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}")
     ax.yaxis.set_major_formatter(plain)
     lo, hi = r["samples_per_s"].min(), r["samples_per_s"].max()
+    ax.set_ylim(lo / 1.4, hi * 1.4)  # the runs set the range; a wide CI (few runs) may run off it
     if hi / lo < 30:  # a narrow range has few decades: label some minor ticks too, in plain numbers
         ax.yaxis.set_minor_formatter(FuncFormatter(
             lambda v, _: f"{v:,.0f}" if round(v / 10 ** np.floor(np.log10(v))) in (2, 3, 5) else ""))

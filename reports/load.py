@@ -5,7 +5,6 @@ builds the same records, so everything after `assemble` never knows where the da
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -248,11 +247,13 @@ def assemble(name: str, metric: Optional[Tuple[str, str]], records: Iterable[Dic
     metric_name, goal, note = choose_metric(metric, runs)
     if note:
         notes.append(note)
-    for col in runs.columns:  # JSON null in numeric columns -> NaN, so aggregations just work
-        if runs[col].dtype == object and col not in config_keys:
-            converted = pd.to_numeric(runs[col], errors="coerce")
-            if converted.notna().sum() == runs[col].notna().sum():
-                runs[col] = converted
+    if metric_name not in runs.columns:  # no run has finished yet: every figure must still work
+        runs[metric_name] = float("nan")
+    for col in runs.columns:  # JSON numbers with nulls -> float with NaN, so aggregations just work
+        if runs[col].dtype == object and col not in config_keys:  # (strings such as "13.0" stay strings)
+            vals = runs[col].dropna()
+            if len(vals) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+                runs[col] = pd.to_numeric(runs[col], errors="coerce")
     return Sweep(name=name, metric=metric_name, goal=goal, runs=runs, curves=curves,
                  config_keys=[k for k in config_keys], sources=list(sources),
                  git_sha=list(dict.fromkeys(git_sha)), created=list(created), notes=notes)
@@ -280,6 +281,3 @@ def choose_metric(metric: Optional[Tuple[str, str]], runs: pd.DataFrame) -> Tupl
     note = fallback + f"no run has {name}; ranking by {FALLBACK_METRIC} (validation) instead"
     return FALLBACK_METRIC, "maximize", note
 
-
-def finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)

@@ -6,7 +6,6 @@ import base64
 import contextlib
 import html
 import io
-import math
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,8 @@ PNG_DPI = 100  # 1170 px wide pages: sharp on a laptop screen, ~100 KB per figur
 
 @dataclass
 class Section:
+    """A titled part of the report: an intro sentence and its figures and tables, in order."""
+
     key: str
     title: str
     intro: str
@@ -183,13 +184,20 @@ MARGIN = 0.45  # inches
 BOTTOM = 0.75  # inches kept free at the page bottom (page number)
 FONT = 8.0  # table text, points
 CHAR_W = 0.6 * FONT / 72  # average DejaVu Sans glyph width in inches (a safe over-estimate)
-LINE_H = 1.3 * FONT / 72
+LINE_H = 1.25 * FONT / 72
 ROW_PAD = 0.05
 
 
 def _text(fig: MplFigure, x: float, y: float, s: str, **kw) -> None:
     """Text at (x, y) in inches from the page's bottom left."""
     fig.text(x / PAGE[0], y / PAGE[1], s, va="top", **kw)
+
+
+def _cell(fig: MplFigure, x: float, top: float, lines: List[str], **kw) -> None:
+    """Table cell text, one baseline per line: va="top" aligns ink, so '64' would sit lower than 'batch_size'."""
+    for i, line in enumerate(lines):
+        y = top - ROW_PAD - 0.8 * FONT / 72 - i * LINE_H
+        fig.text(x / PAGE[0], y / PAGE[1], line, va="baseline", fontsize=FONT, **kw)
 
 
 def _decorate(fig: MplFigure, title: str, caption: str, subtitle: str = "") -> float:
@@ -303,7 +311,7 @@ class PdfLayout:
         while True:
             y = self.y
             for j, lines in enumerate(head):
-                _text(self.page, xs[j], y - ROW_PAD, "\n".join(lines), fontsize=FONT, weight="bold", linespacing=1.15)
+                _cell(self.page, xs[j], y, lines, weight="bold")
             y -= head_h
             self.page.add_artist(Rectangle((MARGIN / w, y / PAGE[1]), (xs[-1] - MARGIN) / w, 0.012 / PAGE[1],
                                            color="0.3", transform=self.page.transFigure))
@@ -316,10 +324,10 @@ class PdfLayout:
                 for j, lines in enumerate(body[i]):
                     x = xs[j]
                     if j == 0 and swatch and i < len(t.colors) and t.colors[i] is not None:
-                        self.page.add_artist(Rectangle(((x - 0.02) / w, (y - ROW_PAD - 0.11) / PAGE[1]), 0.09 / w,
+                        self.page.add_artist(Rectangle(((x - 0.02) / w, (y - ROW_PAD - 0.1) / PAGE[1]), 0.09 / w,
                                                        0.09 / PAGE[1], color=t.colors[i], transform=self.page.transFigure))
                         x += swatch
-                    _text(self.page, x, y - ROW_PAD, "\n".join(lines), fontsize=FONT, linespacing=1.15)
+                    _cell(self.page, x, y, lines)
                 y -= row_h[i]
                 i += 1
             self.y = y

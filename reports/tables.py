@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
-import numpy as np
 import pandas as pd
 
-from .analysis import Analysis, Factor, aggregate, fmt, level_str, mean_std, not_counted, status_counts, unique_str, unit
+from .analysis import (Analysis, Factor, aggregate, fmt, level_str, mean_std, not_counted, spread_digits,
+                       status_counts, unique_str, unit)
 from .figures import by, speed_groups
 from .load import BOOKKEEPING, COUNTED, REPLICATE
 
@@ -61,14 +61,14 @@ def _group_rows(a: Analysis, column: str, order: List[str]) -> List[Dict[str, st
         row = {column: lvl}
         if lvl in m.index:
             r = m.loc[lvl]
-            row[f"{u.label} ({u.unit}), mean ± std (n)"] = mean_std(r["mean"], r["std"], int(r["n"]), u)
+            row[f"{u.axis()}, mean ± std (n)"] = mean_std(r["mean"], r["std"], int(r["n"]), u)
             row["95% CI of the mean"] = _ci(r, u)
         else:
-            row[f"{u.label} ({u.unit}), mean ± std (n)"] = "– (n=0)"
+            row[f"{u.axis()}, mean ± std (n)"] = "– (n=0)"
             row["95% CI of the mean"] = "–"
         for c, e in extra.items():
             cu = unit(c)
-            row[f"{cu.label} ({cu.unit})"] = mean_std(e.loc[lvl, "mean"], e.loc[lvl, "std"], int(e.loc[lvl, "n"]), cu) \
+            row[cu.axis()] = mean_std(e.loc[lvl, "mean"], e.loc[lvl, "std"], int(e.loc[lvl, "n"]), cu) \
                 if lvl in e.index else "–"
         row["runs not counted"] = not_counted(a.runs[a.runs[column] == lvl], a.metric) or "none"
         rows.append(row)
@@ -133,8 +133,11 @@ def speedup(a: Analysis) -> Iterator[Table]:
             # standard error of a ratio of independent means, to first order
             rel = math.sqrt(sum((s["std"] / s["mean"]) ** 2 / s["n"] for s in (c, g_) if s["n"] > 1)) \
                 if c["n"] > 1 or g_["n"] > 1 else float("nan")
-            row["speedup GPU/CPU (×)"] = f"{ratio:,.1f} ± {ratio * rel:,.1f}" if math.isfinite(rel) and (c["n"] > 1 and g_["n"] > 1) \
-                else f"{ratio:,.1f} (n=1 on a side, no spread)"
+            if math.isfinite(rel) and c["n"] > 1 and g_["n"] > 1:
+                d = spread_digits(ratio * rel, 1)
+                row["speedup GPU/CPU (×)"] = f"{ratio:,.{d}f} ± {ratio * rel:,.{d}f}"
+            else:
+                row["speedup GPU/CPU (×)"] = f"{ratio:,.1f} (n=1 on a side, no spread)"
         else:
             row["speedup GPU/CPU (×)"] = "–"
         rows.append(row)
@@ -172,7 +175,7 @@ def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table
         rows.append(row)
     u0 = unit(cols[0])
     yield Table(key=key, title=title,
-                caption=(f"Over the runs that reached the target: mean ± std ({u0.unit}), and how many of the "
+                caption=(f"Over the runs that reached the target: mean ± std{f' ({u0.unit})' if u0.unit else ''}, and how many of the "
                          "runs with a summary reached it. 'not reached' = no run got there within its epochs. "
                          "Time is training time only (evaluation excluded)."),
                 df=pd.DataFrame(rows))
@@ -252,8 +255,8 @@ def header(a: Analysis) -> List[Tuple[str, str]]:
     def env(c: str) -> pd.Series:  # where a run ran is only known from its summary
         return col(c)[r["status"] != "incomplete"] if c in r.columns else col(c)
 
-    def counted(c: str, fallback: str = "not recorded") -> str:
-        vc = env(c).dropna().map(level_str).value_counts()
+    def counted(c: str, fallback: str = "not recorded", every_run: bool = False) -> str:
+        vc = (col(c) if every_run else env(c)).dropna().map(level_str).value_counts()
         if vc.empty:
             return fallback
         return "; ".join(f"{k} ({v} run{'s' if v != 1 else ''})" for k, v in vc.items())
@@ -271,7 +274,7 @@ def header(a: Analysis) -> List[Tuple[str, str]]:
         ("sweep created", ", ".join(sw.created) or "no manifest"),
         ("git sha", counted("git_sha", ", ".join(shas) or "not recorded") if len(shas) > 1 else (shas[0] if shas else "not recorded")),
         ("runs", f"{n}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sc.items() if v or k in ("finished", "diverged", "failed", "early_stopped"))),
-        ("task", counted("task")),
+        ("task", counted("task", every_run=True)),
         ("metric", f"{a.metric} ({a.goal}); {'n/a' if a.ok.empty else f'{len(a.ok)} counted runs'}"),
         ("factors", "; ".join(f"{f.name} ({len(f.levels)} levels)" for f in a.factors) or "none: every run has the same config"),
         ("seeds", f"{col(REPLICATE).nunique()} ({', '.join(unique_str(sorted(col(REPLICATE).dropna().unique())))})" if REPLICATE in r else "not recorded"),
