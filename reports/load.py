@@ -191,9 +191,14 @@ def load_folders(folders: Sequence[Path]) -> Sweep:
         records += runs
         names.append(runs[0]["sweep"] if is_run_folder(folder) else sweep_name(manifest, folder))
         metric = metric or manifest_metric(manifest)
+        # dl2bench's launcher records each submission (time, git sha); older manifests, one of each
+        subs = [s for s in manifest.get("submissions") or [] if isinstance(s, dict)]
+        shas += [str(s["git_sha"]) for s in subs if s.get("git_sha")]
         if manifest.get("git_sha"):
             shas.append(str(manifest["git_sha"]))
-        if manifest.get("created"):
+        if subs and subs[0].get("time"):
+            created.append(str(subs[0]["time"]) + (f" ({len(subs)} submissions)" if len(subs) > 1 else ""))
+        elif manifest.get("created"):
             created.append(str(manifest["created"]))
     name = " + ".join(dict.fromkeys(names))
     return assemble(name, metric, records, [str(f) for f in folders], shas, created)
