@@ -69,16 +69,18 @@ class AgentJob(submitit.helpers.Checkpointable):
     one array start `stagger_s` apart (agents started together can get the same parameters)."""
 
     def __init__(self, sweep_id: str, project: str, entity: str, out_root: str, group: str,
-                 count: int, stagger_s: float):
+                 count: int, stagger_s: float, parallel: int = 1):
         self.sweep_id, self.project, self.entity = sweep_id, project, entity
         self.out_root, self.group, self.count, self.stagger_s = out_root, group, count, stagger_s
+        self.parallel = max(1, parallel)
 
     def __call__(self, index: int) -> None:
         import functools
 
         import wandb
 
-        time.sleep(self.stagger_s * index)
+        # only tasks that can start together need spreading out: at most `parallel` run at once
+        time.sleep(self.stagger_s * (index % self.parallel))
         wandb.agent(self.sweep_id, function=functools.partial(agent_train, self.out_root, self.group),
                     count=self.count, project=self.project or None, entity=self.entity or None)
 
@@ -439,7 +441,8 @@ def submit_online(sweep: Sweep, root: Path, cluster: str, command: str) -> Dict[
     root.mkdir(parents=True, exist_ok=True)
     ex = make_executor(cluster, root / "logs", sweep.slurm, res, f"dl2bench-{sweep.name}")
     job = AgentJob(sweep_id, wb.get("project") or "dl2bench", wb.get("entity") or "", str(root),
-                   sweep.name, per, sweep.slurm["agent_stagger_s"])
+                   sweep.name, per, sweep.slurm["agent_stagger_s"],
+                   min(n_agents, sweep.slurm["array_parallelism"]) if cluster == "slurm" else 1)
     jobs = ex.map_array(job, list(range(n_agents)))
     manifest = load_manifest(root)
     sub = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "cluster": cluster,
