@@ -169,6 +169,9 @@ class LoopComparison:
     n_train: int
     bare: List[List[float]] = field(default_factory=list)
     dl2bench: List[List[float]] = field(default_factory=list)
+    # a second bare loop (another seed, so other weights and allocations): the noise floor; on a
+    # shared VM two identical loops were seen to differ by several percent
+    control: List[List[float]] = field(default_factory=list)
     order: List[str] = field(default_factory=list)  # which side went first in each repeat
 
     @property
@@ -183,11 +186,16 @@ class LoopComparison:
     def ratio(self) -> float:
         return self.dl2bench_median / self.bare_median
 
+    @property
+    def control_ratio(self) -> float:
+        return statistics.median(v for block in self.control for v in block) / self.bare_median
+
     def to_dict(self, device: torch.device) -> Dict[str, Any]:
         return {"model": self.model, "task": self.task, "data_source": self.source, "n_train": self.n_train,
                 "bare_samples_per_s": self.bare, "dl2bench_samples_per_s": self.dl2bench,
                 "first_in_repeat": self.order, "bare_median": self.bare_median,
                 "dl2bench_median": self.dl2bench_median, "ratio": self.ratio,
+                "control_samples_per_s": self.control, "control_ratio": self.control_ratio,
                 "target_ratio": TARGET_RATIO if device.type == "cpu" else None,
                 "meets_target": self.ratio >= TARGET_RATIO if device.type == "cpu" else None}
 
@@ -199,11 +207,14 @@ def compare_loops(model_name: str, data_root: str, train_size: int, epochs: int,
     result = LoopComparison(model_name, task, data.source, len(data.y))
     for r in range(repeats):
         # alternate who goes first, so a drift in machine speed does not favour one side
-        sides = ("bare", "dl2bench") if r % 2 == 0 else ("dl2bench", "bare")
+        sides = ("bare", "dl2bench", "control")
+        sides = sides[r % 3:] + sides[: r % 3]
         result.order.append(sides[0])
         for side in sides:
             if side == "bare":
                 result.bare.append(bare_block(model_name, data, epochs, device, threads, seed=r))
+            elif side == "control":
+                result.control.append(bare_block(model_name, data, epochs, device, threads, seed=r + 1000))
             else:
                 rows, _ = dl2bench_run(model_name, task, tmp / f"{model_name}-r{r}", epochs, device, threads,
                                        data_root, train_size)
@@ -272,15 +283,17 @@ def print_loops(results: List[LoopComparison], device: torch.device) -> None:
     target = f">= {TARGET_RATIO:.2f}" if device.type == "cpu" else "(CPU only)"
     print(f"\n## dl2bench vs bare PyTorch loop: training samples/s, median over all epochs of all repeats; "
           f"target dl2bench/bare {target}")
-    print(f"{'model':<7}{'task':<15}{'n_train':>8}{'bare':>11}{'dl2bench':>11}{'ratio':>8}  verdict")
+    print(f"{'model':<7}{'task':<15}{'n_train':>8}{'bare':>11}{'dl2bench':>11}{'ratio':>8}"
+          f"{'bare2/bare (noise floor)':>26}  verdict")
     for res in results:
         verdict = ("ok" if res.ratio >= TARGET_RATIO else "BELOW TARGET") if device.type == "cpu" else "-"
         print(f"{res.model:<7}{res.task:<15}{res.n_train:>8}{res.bare_median:>11.0f}{res.dl2bench_median:>11.0f}"
-              f"{res.ratio:>8.3f}  {verdict}")
+              f"{res.ratio:>8.3f}{res.control_ratio:>26.3f}  {verdict}")
     for res in results:
         print(f"  {res.model} per epoch, one [..] per repeat (first in each repeat: {', '.join(res.order)})")
         print(f"    bare     {_fmt_rates(res.bare)}")
         print(f"    dl2bench {_fmt_rates(res.dl2bench)}")
+        print(f"    bare2    {_fmt_rates(res.control)}")
 
 
 def print_loaders(results: List[LoaderResult]) -> None:
