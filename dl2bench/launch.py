@@ -321,9 +321,9 @@ def run_status(root: Path, manifest: Dict[str, Any], mark_lost: bool = True) -> 
         if st in SLURM_ACTIVE or (cluster == "local" and st == "RUNNING") or (st == "UNKNOWN" and jid in fresh):
             out[rid] = ("running" if st == "RUNNING" else "queued", f"job {jid} {st}")
         else:
-            if read_summary(root / rid) is not None:  # it finished between the two looks
-                s = read_summary(root / rid)
-                out[rid] = (s.get("status", "failed"), s.get("reason") or "")
+            late = read_summary(root / rid)
+            if late is not None:  # it finished between the two looks
+                out[rid] = (late.get("status", "failed"), late.get("reason") or "")
                 continue
             reason = f"job {jid} ended ({st}) without writing a summary"
             out[rid] = ("failed", reason)

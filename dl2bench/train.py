@@ -32,14 +32,16 @@ NAN_CHECK_EVERY = 100  # steps between divergence checks: each check is one host
 
 def resolve_device(cfg: RunConfig) -> torch.device:
     """cpu | cuda | auto -> a torch.device; asking for CUDA without one is a config error."""
-    if cfg.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device: 'cuda' requested but torch.cuda.is_available() is False on "
                           "this machine; use --device cpu or auto, or run on a GPU node")
-    if cfg.precision == "fp16" and cfg.device != "cuda":
-        raise ConfigError("precision: fp16 needs device cuda (use bf16 or fp32 on the CPU)")
-    return torch.device(cfg.device)
+    name = cfg.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if cfg.precision == "fp16" and name != "cuda":
+        raise ConfigError(f"precision: fp16 needs a CUDA device (device {cfg.device!r} is the CPU "
+                          "here); use bf16 or fp32 on the CPU")
+    return torch.device(name)
 
 
 def run(config: Union[RunConfig, Mapping[str, Any]], out_dir: Union[str, Path]) -> Dict[str, Any]:
@@ -49,8 +51,6 @@ def run(config: Union[RunConfig, Mapping[str, Any]], out_dir: Union[str, Path]) 
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     cfg = cfg.resolve()
     device = resolve_device(cfg)
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise ConfigError("precision: fp16 needs a CUDA device (use bf16 or fp32 on the CPU)")
     run_id = cfg.run_id()
     tracker = Tracker(cfg, Path(out_dir), run_id)
     trainer = Trainer(cfg, device, tracker, run_id)
@@ -80,7 +80,7 @@ class Trainer:
         self.best_epoch = 0
         self.bad_epochs = 0
         self.best_state: Optional[Dict[str, torch.Tensor]] = None
-        self.warm = False  # the first warmup_steps of a process are compile/allocator warm-up
+        self.warm = False  # the first warmup_steps of a run (or of a resumed run) are warm-up
         self.measured = [0, 0.0]  # samples and seconds after warm-up, over all epochs
         self.progress = cfg.progress
         if self.progress == "auto":

@@ -95,7 +95,9 @@ def submit(args) -> int:
 
         mode = wandb_mode("auto")
     online = mode == "online"
-    sw = S.load(args.sweep, smoke=args.smoke, overrides={k: v for k, v in overrides.items() if k != "wandb"} if online else overrides, online=online)
+    if online:  # the mode is the command's; other overrides are refused online (W&B picks values)
+        overrides.pop("wandb", None)
+    sw = S.load(args.sweep, smoke=args.smoke, overrides=overrides, online=online)
     for flag in SLURM_FLAGS:
         value = getattr(args, f"slurm_{flag}")
         if value is not None:

@@ -220,7 +220,7 @@ def test_failure_is_recorded(tiny, tmp_path, monkeypatch):
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["status"] == "failed"
 
 
-@pytest.mark.parametrize("bad,key", [({"lr": -1.0}, "lr"), ({"model": "resnet"}, "model"), ({"optimizer": "adamm"}, "optimizer"),
+@pytest.mark.parametrize("bad,key", [({"lr": -1.0}, "lr"), ({"precision": "fp16", "device": "cpu"}, "precision"), ({"model": "resnet"}, "model"), ({"optimizer": "adamm"}, "optimizer"),
                                      ({"device": "tpu"}, "device"), ({"learning_rate": 0.1}, "learning_rate"),
                                      ({"epochs": "three"}, "epochs"), ({"task": "imagenet"}, "task")])
 def test_bad_config_raises_before_writing(tiny, tmp_path, bad, key):
@@ -298,3 +298,11 @@ def test_every_model_trains_on_every_input_shape(tiny, tmp_path, model, task):
              "test_size": 64}, tmp_path)
     assert s["status"] == "finished" and s["params"] > 0 and s["flops_per_sample"] > 0
     assert math.isfinite(metrics(tmp_path)["train_loss"].iloc[0])
+
+
+def test_fp16_with_auto_device_on_a_cpu_machine_is_refused(tiny, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ConfigError, match="precision: fp16 needs a CUDA device"):
+        run({**tiny, "precision": "fp16", "device": "auto"}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
