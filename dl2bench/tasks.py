@@ -4,6 +4,8 @@ A task turns a resolved config into a `Problem`: the model the optimizer trains,
 batches, the loss of one batch, and an evaluation of a split. The one training loop in train.py
 only ever talks to a Problem, so a task with another loss (reconstruction, Dice), another data
 source (an environment) or other metrics plugs in by writing these four things, not a new loop.
+A task with two models and two optimizers (a GAN) will need one more Problem hook — its own
+optimisation step — which train.Trainer.train_epoch would call instead of its single update.
 """
 from __future__ import annotations
 
