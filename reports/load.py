@@ -11,9 +11,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
-# Config keys that never change results, so they never count as factors (seed is the replicate axis).
-BOOKKEEPING = frozenset({"wandb", "project", "entity", "group", "tags", "progress", "data_root",
-                         "download", "checkpoint", "run_id"})
+from dl2bench.config import BOOKKEEPING as RUN_BOOKKEEPING
+
+# Config keys that never change results (the ones the run id leaves out), so they never count as
+# factors; seed is the replicate axis.
+BOOKKEEPING = RUN_BOOKKEEPING | {"run_id"}
 REPLICATE = "seed"
 STATUSES = ("finished", "early_stopped", "diverged", "failed", "incomplete")
 COUNTED = ("finished", "early_stopped")  # runs whose final metric means what it says
