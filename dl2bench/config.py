@@ -122,7 +122,7 @@ class RunConfig:
                          ("optimizer", registries.OPTIMIZERS), ("schedule", registries.SCHEDULES),
                          ("init", registries.INITS), ("regularizer", registries.REGULARIZERS)):
             value = getattr(self, key)
-            if value is not None and value not in reg:
+            if value is not None:
                 try:
                     reg[value]
                 except KeyError as e:  # the registry's message lists the known names

@@ -78,7 +78,7 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
     if unknown:
         raise SweepError(f"{where}: unknown top-level key {unknown[0]!r}; expected W&B sweep keys "
                          f"({', '.join(WANDB_KEYS)}) or the launcher block {LAUNCH_BLOCK!r}")
-    slurm = _slurm_block(raw.get(LAUNCH_BLOCK) or {}, where)
+    slurm = slurm_block(raw.get(LAUNCH_BLOCK) or {}, where)
     wb = {k: copy.deepcopy(v) for k, v in raw.items() if k != LAUNCH_BLOCK}
     for key in ("method", "parameters"):
         if key not in wb:
@@ -121,7 +121,8 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     return data
 
 
-def _slurm_block(block: Any, where: str) -> Dict[str, Any]:
+def slurm_block(block: Any, where: str) -> Dict[str, Any]:
+    """The launcher block checked key by key, with defaults filled; SweepError names the bad key."""
     if not isinstance(block, dict):
         raise SweepError(f"{where}: {LAUNCH_BLOCK}: expected a mapping, got {type(block).__name__}")
     out = dict(SLURM_DEFAULTS)

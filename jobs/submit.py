@@ -23,11 +23,8 @@ from dl2bench.config import ConfigError  # noqa: E402
 from dl2bench.launch import LaunchError  # noqa: E402
 from dl2bench.sweep import SLURM_KEYS, SweepError  # noqa: E402
 
-SLURM_FLAGS = {  # --flag -> slurm block key; they override the sweep file's block
-    "partition": str, "account": str, "qos": str, "reservation": str, "constraint": str,
-    "time_min": int, "cpus_per_task": int, "mem_gb": float, "gpus_per_task": int, "gpu_style": str,
-    "gres_name": str, "array_parallelism": int, "runs_per_task": int, "max_requeues": int,
-}
+# every scalar key of the sweep's slurm: block is also a flag (--time-min 30) that overrides it
+SLURM_FLAGS = {k: t for k, t in SLURM_KEYS.items() if t in (str, int, float)}
 
 
 def parse(argv):
@@ -110,7 +107,7 @@ def submit(args) -> int:
             raise SweepError(f"--gres {args.gres!r}: expected NAME:COUNT, e.g. gpu:1 or gpu:a100:1")
         sw.slurm.update(gpu_style="gres", gres_name=name, gpus_per_task=int(count))
     sw.slurm["sbatch"] = {**sw.slurm["sbatch"], **pairs(args.sbatch, "sbatch")}
-    S._slurm_block({k: v for k, v in sw.slurm.items()}, f"{args.sweep} (with command-line overrides)")
+    S.slurm_block(sw.slurm, f"{args.sweep} (with command-line overrides)")
     root = Path(args.out) / sw.name
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
 
