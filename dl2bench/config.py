@@ -1,5 +1,10 @@
 """The flat run config: its fields are the schema (nanoGPT style), primitives only, so it
-pickles small, hashes stably and goes to wandb.init(config=...) as it is."""
+pickles small, hashes stably and goes to wandb.init(config=...) as it is.
+
+The schema is the core keys below plus the keys each task family declares in its own module
+(`KEYS` in dl2bench/tasks/<family>.py), so a family adds its settings without touching this file.
+The run id hashes every key of the first schema and, of every key added since, only the values
+that differ from the task's default: adding a key never orphans an existing run."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,75 +12,111 @@ import functools
 import hashlib
 import json
 import typing
-from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
+from .errors import ConfigError
+from .tasks import family_keys
+from .tasks.base import Key
 
-class ConfigError(ValueError):
-    """A bad key or value in a run config; the message names the key and what was expected."""
+__all__ = ["ConfigError", "RunConfig", "BOOKKEEPING", "KEY_DOCS"]
 
-
-@dataclass(frozen=True)
-class RunConfig:
-    """One run. `None` means "the task's known-good default" (filled in by `resolve`)."""
-
+CORE_KEYS: Dict[str, Key] = {
     # what
-    task: str = "fashion_mnist"
-    model: Optional[str] = None
-    seed: int = 0
-    epochs: Optional[int] = None
-    batch_size: Optional[int] = None
-    eval_batch_size: int = 1000
+    "task": Key(str, "fashion_mnist", "what to learn (python -m dl2bench list tasks)"),
+    "model": Key(Optional[str], None, "architecture; None = the task's default"),
+    "seed": Key(int, 0, "model init, dropout, batch order and augmentation"),
+    "epochs": Key(Optional[int], None, "training epochs; None = the task's default"),
+    "batch_size": Key(Optional[int], None, "training batch; None = the task's default"),
+    "eval_batch_size": Key(int, 1000, "batch for evaluation (does not change results)"),
     # optimizer (hyperparameters left None take the optimizer's own default)
-    optimizer: Optional[str] = None
-    lr: Optional[float] = None
-    momentum: Optional[float] = None
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: Optional[float] = None
-    weight_decay: float = 0.0
+    "optimizer": Key(Optional[str], None, "update rule; None = the task's default"),
+    "lr": Key(Optional[float], None, "peak learning rate; None = the task's default"),
+    "momentum": Key(Optional[float], None, "SGD/RMSprop momentum; None = the optimizer's default"),
+    "beta1": Key(float, 0.9, "Adam-family first-moment decay"),
+    "beta2": Key(float, 0.999, "Adam-family second-moment decay"),
+    "eps": Key(Optional[float], None, "optimizer epsilon; None = the optimizer's default"),
+    "weight_decay": Key(float, 0.0, "the optimizer's weight decay (L2 in the gradient; decoupled for adamw)"),
     # learning-rate schedule
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    step_every: int = 0  # epochs between `step` decays; 0 = a third of the run
-    step_gamma: float = 0.1
-    min_lr_ratio: float = 0.0  # floor for cosine/onecycle, as a fraction of lr
-    plateau_patience: int = 2
-    plateau_factor: float = 0.1
+    "schedule": Key(str, "constant", "lr schedule (python -m dl2bench list schedules)"),
+    "warmup_epochs": Key(float, 0.0, "linear lr warm-up, in epochs"),
+    "step_every": Key(int, 0, "epochs between `step` decays; 0 = a third of the run"),
+    "step_gamma": Key(float, 0.1, "factor of each `step` decay"),
+    "min_lr_ratio": Key(float, 0.0, "floor for cosine/onecycle, as a fraction of lr"),
+    "plateau_patience": Key(int, 2, "epochs without validation-loss gain before `plateau` decays"),
+    "plateau_factor": Key(float, 0.1, "factor of each `plateau` decay"),
     # initialisation and regularisation: one categorical factor each
-    init: str = "default"
-    init_std: float = 0.01  # for `normal`
-    regularizer: str = "none"
-    reg_strength: Optional[float] = None  # its meaning depends on the regularizer (see `list`)
+    "init": Key(str, "default", "weight initialisation (python -m dl2bench list inits)"),
+    "init_std": Key(float, 0.01, "standard deviation for init `normal`"),
+    "regularizer": Key(str, "none", "one regulariser (python -m dl2bench list regularizers)"),
+    "reg_strength": Key(Optional[float], None, "its strength; meaning and default per regulariser"),
     # data
-    data_root: str = ""  # "" = $DL2BENCH_DATA, then the default search path
-    download: bool = False
-    train_size: int = 0  # 0 = the whole training split (after carving out validation)
-    val_size: int = 5000
-    test_size: int = 0
-    loader: str = "tensor"  # tensor (resident, device-side batches) | dataloader
-    num_workers: int = 2  # for loader=dataloader
+    "data_root": Key(str, "", "dataset folders (os.pathsep separated); '' = $DL2BENCH_DATA, then the defaults"),
+    "download": Key(bool, False, "download missing datasets with torchvision"),
+    "train_size": Key(int, 0, "training examples; 0 = the whole training split (after validation)"),
+    "val_size": Key(Optional[int], None, "validation examples carved from training; None = the task's default"),
+    "test_size": Key(int, 0, "test examples; 0 = the whole test split"),
+    "loader": Key(str, "tensor", "tensor (resident, device-side batches) | dataloader (torch DataLoader)"),
+    "num_workers": Key(int, 2, "DataLoader workers (loader=dataloader)"),
     # device and speed
-    device: str = "auto"  # cpu | cuda | auto
-    threads: int = 0  # 0 = $SLURM_CPUS_PER_TASK, else all usable cores
-    precision: str = "fp32"  # fp32 | bf16 | fp16
-    compile: bool = False
-    channels_last: bool = False
-    deterministic: bool = False
-    warmup_steps: int = 5  # excluded from throughput figures
+    "device": Key(str, "auto", "cpu | cuda | auto (cuda when there is one)"),
+    "threads": Key(int, 0, "CPU threads; 0 = $SLURM_CPUS_PER_TASK, else every usable core"),
+    "precision": Key(str, "fp32", "fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler, CUDA only)"),
+    "compile": Key(bool, False, "torch.compile the model"),
+    "channels_last": Key(bool, False, "NHWC memory format for conv nets"),
+    "deterministic": Key(bool, False, "deterministic algorithms (bit-identical reruns, slower)"),
+    "warmup_steps": Key(int, 5, "steps excluded from throughput figures"),
     # training accuracy is counted on every Nth batch: counting it on all costs ~7% of an mlp step
     # on a CPU; the loss is averaged over every batch regardless
-    train_stats_every: int = 10
+    "train_stats_every": Key(int, 10, "batches between training-metric counts (the loss counts every batch)"),
     # bookkeeping (does not change results, so not part of the run id)
-    wandb: str = "auto"  # auto | online | offline | disabled
-    project: str = "dl2bench"
-    entity: str = ""
-    group: str = ""
-    tags: str = ""  # comma separated
-    progress: str = "auto"  # auto | bar | log | none
-    checkpoint: bool = True
+    "wandb": Key(str, "auto", "auto | online | offline | disabled"),
+    "project": Key(str, "dl2bench", "W&B project"),
+    "entity": Key(str, "", "W&B entity ('' = your default)"),
+    "group": Key(str, "", "W&B group (a sweep sets its name)"),
+    "tags": Key(str, "", "W&B tags, comma separated"),
+    "progress": Key(str, "auto", "auto | bar | log | none"),
+    "checkpoint": Key(bool, True, "checkpoint every epoch and resume from it"),
+    # added in schema 2 (hashed only where they differ from the task's default)
+    "loss": Key(Optional[str], None, "the training loss; None = the task's default (its losses: python -m dl2bench list tasks)"),
+    "save_weights": Key(bool, True, "leave the trained weights (model.pt) in the run folder"),
+}
 
-    # ----------------------------------------------------------------------------------
+# The keys of the first schema: every one of them is hashed, so run ids made before a key was
+# added stay what they were (tests/data/run_ids_v1.json pins the shipped sweeps' ids).
+V1_KEYS = frozenset((
+    "task", "model", "seed", "epochs", "batch_size", "eval_batch_size", "optimizer", "lr", "momentum",
+    "beta1", "beta2", "eps", "weight_decay", "schedule", "warmup_epochs", "step_every", "step_gamma",
+    "min_lr_ratio", "plateau_patience", "plateau_factor", "init", "init_std", "regularizer",
+    "reg_strength", "data_root", "download", "train_size", "val_size", "test_size", "loader",
+    "num_workers", "device", "threads", "precision", "compile", "channels_last", "deterministic",
+    "warmup_steps", "train_stats_every", "wandb", "project", "entity", "group", "tags", "progress",
+    "checkpoint"))
+
+BOOKKEEPING = frozenset({"wandb", "project", "entity", "group", "tags", "progress", "data_root",
+                         "download", "checkpoint", "save_weights"})
+
+CHOICES = {"loader": ("tensor", "dataloader"), "device": ("cpu", "cuda", "auto"),
+           "precision": ("fp32", "bf16", "fp16"), "progress": ("auto", "bar", "log", "none"),
+           "wandb": ("auto", "online", "offline", "disabled")}
+
+
+def _all_keys() -> Dict[str, Key]:
+    keys = dict(CORE_KEYS)
+    for family, declared in family_keys().items():
+        for name, key in declared.items():
+            if name in keys:
+                raise ValueError(f"config key {name!r} of family {family!r} is already a config key")
+            keys[name] = key._replace(family=family)
+    return keys
+
+
+KEY_SPECS: Dict[str, Key] = _all_keys()
+KEY_DOCS: Dict[str, str] = {k: v.doc for k, v in KEY_SPECS.items()}
+
+
+class _Methods:
+    """RunConfig's behaviour; its fields come from KEY_SPECS."""
+
     @classmethod
     def keys(cls) -> list:
         return list(_keys())
@@ -83,14 +124,18 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RunConfig":
         """Build from a mapping; unknown keys and ill-typed values raise ConfigError."""
-        unknown = sorted(set(d) - set(cls.keys()))
+        unknown = sorted(set(d) - set(_keys()))
         if unknown:
+            import difflib
+
+            hint = difflib.get_close_matches(unknown[0], _keys(), n=1)
+            maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
             raise ConfigError(
-                f"unknown config key {unknown[0]!r}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
-                + f"; valid keys: {', '.join(cls.keys())}"
+                f"unknown config key {unknown[0]!r}{maybe}" + (f" (and {unknown[1:]})" if unknown[1:] else "")
+                + f"; valid keys: {', '.join(_keys())}"
             )
         hints = _hints()
-        return cls(**{k: _coerce(k, v, hints[k]) for k, v in d.items()})
+        return RunConfig(**{k: _coerce(k, v, hints[k]) for k, v in d.items()})
 
     def replace(self, **changes: Any) -> "RunConfig":
         return RunConfig.from_dict({**self.to_dict(), **changes})
@@ -100,57 +145,15 @@ class RunConfig:
 
     def resolve(self) -> "RunConfig":
         """Fill `None` fields from the task's known-good defaults and check names and ranges."""
-        from . import registries  # late: registries import the heavy modules
+        from . import registries  # late: the registries' modules are only needed to resolve
 
-        try:
-            task = registries.TASKS[self.task]()
-        except KeyError as e:  # the registry's message lists the known names
-            raise ConfigError(f"task: {e}") from None
-        d = self.to_dict()
-        for k, v in task.defaults.items():
-            if d.get(k) is None:
-                d[k] = v
-        cfg = RunConfig.from_dict(d)
-        cfg.validate()
-        return cfg
+        return registries.resolve(self)
 
     def validate(self) -> None:
         """Names must be registered and numbers in range; raises ConfigError naming the key."""
         from . import registries
 
-        for key, reg in (("task", registries.TASKS), ("model", registries.MODELS),
-                         ("optimizer", registries.OPTIMIZERS), ("schedule", registries.SCHEDULES),
-                         ("init", registries.INITS), ("regularizer", registries.REGULARIZERS)):
-            value = getattr(self, key)
-            if value is not None:
-                try:
-                    reg[value]
-                except KeyError as e:  # the registry's message lists the known names
-                    raise ConfigError(f"{key}: {e}") from None
-        choices = {"loader": ("tensor", "dataloader"), "device": ("cpu", "cuda", "auto"),
-                   "precision": ("fp32", "bf16", "fp16"), "progress": ("auto", "bar", "log", "none"),
-                   "wandb": ("auto", "online", "offline", "disabled")}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        positive = ("epochs", "batch_size", "eval_batch_size", "lr", "train_stats_every")
-        for key in positive:
-            v = getattr(self, key)
-            if v is not None and not v > 0:
-                raise ConfigError(f"{key}: expected a positive number, got {v!r}")
-        non_negative = ("weight_decay", "warmup_epochs", "step_every", "train_size", "val_size",
-                        "test_size", "num_workers", "threads", "warmup_steps", "init_std",
-                        "plateau_patience", "min_lr_ratio")
-        for key in non_negative:
-            v = getattr(self, key)
-            if v < 0:
-                raise ConfigError(f"{key}: expected a number >= 0, got {v!r}")
-        if self.reg_strength is not None and self.reg_strength < 0:
-            raise ConfigError(f"reg_strength: expected a number >= 0, got {self.reg_strength!r}")
-        for key in ("beta1", "beta2", "step_gamma", "plateau_factor"):
-            v = getattr(self, key)
-            if not 0 <= v < 1 and not (key == "step_gamma" and v == 1):
-                raise ConfigError(f"{key}: expected a number in [0, 1), got {v!r}")
+        registries.validate(self)
 
     def run_id(self) -> str:
         """A stable hash of everything that changes the results (bookkeeping keys excluded);
@@ -158,25 +161,40 @@ class RunConfig:
         resolved = all(getattr(self, k) is not None for k in ("model", "optimizer", "lr", "batch_size", "epochs"))
         return _run_id(self if resolved else self.resolve())
 
+    def non_default(self) -> Dict[str, Any]:
+        """The keys whose value differs from the field default (what a user set)."""
+        return {k: v for k, v in self.to_dict().items() if v != KEY_SPECS[k].default}
 
-BOOKKEEPING = frozenset({"wandb", "project", "entity", "group", "tags", "progress", "data_root",
-                         "download", "checkpoint"})
+
+RunConfig = dataclasses.make_dataclass(
+    "RunConfig", [(k, spec.type, dataclasses.field(default=spec.default)) for k, spec in KEY_SPECS.items()],
+    bases=(_Methods,), frozen=True,
+    namespace={"__doc__": 'One run. `None` means "the task\'s known-good default" (filled in by `resolve`).',
+               "__module__": __name__})
+
+
+@functools.lru_cache(maxsize=64)
+def task_baseline(task: str) -> Dict[str, Any]:
+    """The resolved default config of a task: what a key added after schema 1 is compared with."""
+    return RunConfig(task=task).resolve().to_dict()
 
 
 @functools.lru_cache(maxsize=4096)  # a sweep asks for each run's id several times
-def _run_id(cfg: RunConfig) -> str:
-    d = {k: v for k, v in cfg.to_dict().items() if k not in BOOKKEEPING}
+def _run_id(cfg) -> str:
+    base = task_baseline(cfg.task)
+    d = {k: v for k, v in cfg.to_dict().items()
+         if k not in BOOKKEEPING and (k in V1_KEYS or v != base.get(k))}
     return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
 @functools.lru_cache(maxsize=1)
-def _keys() -> tuple:
-    return tuple(f.name for f in fields(RunConfig))
+def _keys() -> Tuple[str, ...]:
+    return tuple(KEY_SPECS)
 
 
 @functools.lru_cache(maxsize=1)
 def _hints() -> Dict[str, Any]:
-    return typing.get_type_hints(RunConfig)
+    return {k: spec.type for k, spec in KEY_SPECS.items()}
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:

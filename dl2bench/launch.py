@@ -20,11 +20,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import submitit
 
+from . import record as R
 from .config import RunConfig
-from .sweep import Sweep, SweepError
+from .sweep import Sweep, SweepError, _values
 from .track import write_json_atomic
 
-DONE = ("finished", "diverged", "early_stopped")
+DONE = R.DONE
 # SLURM states in which a job will still run (or is running) by itself
 SLURM_ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED",
                 "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED", "SPECIAL_EXIT"}
@@ -303,11 +304,11 @@ def run_status(root: Path, manifest: Dict[str, Any], mark_lost: bool = True) -> 
     for rid in manifest["runs"]:
         s = read_summary(root / rid)
         if s is not None:
-            out[rid] = (s.get("status", "failed"), s.get("reason") or s.get("error") or "")
+            out[rid] = (s.get("status", R.FAILED), s.get("reason") or s.get("error") or "")
         elif rid in jobs:
             pending.append(rid)
         else:
-            out[rid] = ("missing", "never submitted")
+            out[rid] = (R.MISSING, "never submitted")
     by_cluster: Dict[str, List[str]] = {}
     for rid in pending:
         by_cluster.setdefault(jobs[rid][0], []).append(jobs[rid][1])
@@ -319,17 +320,17 @@ def run_status(root: Path, manifest: Dict[str, Any], mark_lost: bool = True) -> 
         cluster, jid = jobs[rid]
         st = states.get((cluster, jid), "UNKNOWN")
         if st in SLURM_ACTIVE or (cluster == "local" and st == "RUNNING") or (st == "UNKNOWN" and jid in fresh):
-            out[rid] = ("running" if st == "RUNNING" else "queued", f"job {jid} {st}")
+            out[rid] = (R.RUNNING if st == "RUNNING" else R.QUEUED, f"job {jid} {st}")
         else:
             late = read_summary(root / rid)
             if late is not None:  # it finished between the two looks
-                out[rid] = (late.get("status", "failed"), late.get("reason") or "")
+                out[rid] = (late.get("status", R.FAILED), late.get("reason") or "")
                 continue
             reason = f"job {jid} ended ({st}) without writing a summary"
-            out[rid] = ("failed", reason)
+            out[rid] = (R.FAILED, reason)
             if mark_lost and st != "UNKNOWN":
                 (root / rid).mkdir(parents=True, exist_ok=True)
-                write_json_atomic(root / rid / "summary.json", {"run_id": rid, "status": "failed",
+                write_json_atomic(root / rid / "summary.json", {"run_id": rid, "status": R.FAILED,
                                                                 "reason": reason, "error": reason,
                                                                 "job_id": jid, "job_state": st})
     return out
@@ -360,7 +361,7 @@ def plan(sweep: Sweep, root: Path, cluster: str, force: bool = False, parallel: 
     for cfg in sweep.runs:
         rid = cfg.run_id()
         st = status.get(rid, ("missing", ""))
-        if not force and st[0] in DONE + ("queued", "running"):
+        if not force and st[0] in DONE + (R.QUEUED, R.RUNNING):
             skipped[rid] = st
             continue
         groups.setdefault(resources(cfg, sweep.slurm, offered), []).append(cfg)
@@ -453,9 +454,3 @@ def submit_online(sweep: Sweep, root: Path, cluster: str, command: str) -> Dict[
                          "metric": sweep.metric, "wandb_sweep_id": sweep_id}
     write_json_atomic(manifest_path(root), manifest)
     return sub
-
-
-def _values(spec: Any) -> List[Any]:
-    if not isinstance(spec, dict):
-        return []
-    return list(spec.get("values", [spec["value"]] if "value" in spec else []))

@@ -1,4 +1,11 @@
-"""Every registry in one place (for config validation and `python -m dl2bench list`)."""
+"""Every registry in one place, and what needs them all: resolving a config (the task's
+known-good defaults) and validating it (names registered, values in range, keys that belong to
+the task). config.py calls these lazily, so no registry module ever imports the config."""
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigError
 from .inits import INITS
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULES
@@ -7,3 +14,90 @@ from .tasks import TASKS
 
 ALL = {"tasks": TASKS, "models": MODELS, "optimizers": OPTIMIZERS, "schedules": SCHEDULES,
        "inits": INITS, "regularizers": REGULARIZERS}
+
+
+def task_of(cfg: Any):
+    try:
+        return TASKS[cfg.task]()
+    except KeyError as e:  # the registry's message lists the known names
+        raise ConfigError(f"task: {e}") from None
+
+
+def resolve(cfg: Any):
+    """Fill `None` fields from the task's known-good defaults (its first loss for `loss`), then validate."""
+    from .config import KEY_SPECS
+
+    task = task_of(cfg)
+    d = cfg.to_dict()
+    defaults = {**task.defaults, "loss": task.losses[0] if task.losses else None}
+    for k, v in defaults.items():
+        if k not in KEY_SPECS:
+            raise ValueError(f"task {task.name!r}: default for unknown config key {k!r}")
+        if d.get(k) is None:
+            d[k] = v
+    out = type(cfg).from_dict(d)
+    validate(out)
+    return out
+
+
+def validate(cfg: Any) -> None:
+    """Names must be registered and numbers in range; raises ConfigError naming the key."""
+    from .config import CHOICES, KEY_SPECS
+
+    task = task_of(cfg)
+    for key, reg in (("model", MODELS), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
+                     ("init", INITS), ("regularizer", REGULARIZERS)):
+        value = getattr(cfg, key)
+        if value is not None:
+            try:
+                reg[value]
+            except KeyError as e:  # the registry's message lists the known names
+                raise ConfigError(f"{key}: {e}") from None
+    if cfg.model is not None and task.model_family:
+        family = MODELS.meta(cfg.model).get("family")
+        if family != task.model_family:
+            fits = ", ".join(n for n in MODELS.names() if MODELS.meta(n).get("family") == task.model_family)
+            raise ConfigError(f"model: {cfg.model!r} is a {family} model; task {task.name!r} "
+                              f"({task.family}) takes {fits}")
+    if cfg.loss is not None and cfg.loss not in task.losses:
+        raise ConfigError(f"loss: {cfg.loss!r} is not a loss of task {task.name!r} ({task.family}); "
+                          f"its losses: {', '.join(task.losses)}")
+    for key, allowed in CHOICES.items():
+        if getattr(cfg, key) not in allowed:
+            raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
+    positive = ("epochs", "batch_size", "eval_batch_size", "lr", "train_stats_every")
+    for key in positive:
+        v = getattr(cfg, key)
+        if v is not None and not v > 0:
+            raise ConfigError(f"{key}: expected a positive number, got {v!r}")
+    non_negative = ("weight_decay", "warmup_epochs", "step_every", "train_size", "val_size",
+                    "test_size", "num_workers", "threads", "warmup_steps", "init_std",
+                    "plateau_patience", "min_lr_ratio", "reg_strength")
+    for key in non_negative:
+        v = getattr(cfg, key)
+        if v is not None and v < 0:
+            raise ConfigError(f"{key}: expected a number >= 0, got {v!r}")
+    for key in ("beta1", "beta2", "step_gamma", "plateau_factor"):
+        v = getattr(cfg, key)
+        if not 0 <= v < 1 and not (key == "step_gamma" and v == 1):
+            raise ConfigError(f"{key}: expected a number in [0, 1), got {v!r}")
+    # a family's keys: set only on that family's tasks, each within its declared choices/range
+    for key, spec in KEY_SPECS.items():
+        if spec.family is None:
+            continue
+        v = getattr(cfg, key)
+        if spec.family != task.family:
+            if v != spec.default:
+                raise ConfigError(f"{key}: a setting of the {spec.family} family; task {task.name!r} is "
+                                  f"{task.family} and does not use it")
+            continue
+        if v is None:
+            continue
+        if spec.choices and v not in spec.choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(map(str, spec.choices))}, got {v!r}")
+        if spec.min is not None and v < spec.min:
+            raise ConfigError(f"{key}: expected a number >= {spec.min:g}, got {v!r}")
+        if spec.max is not None and v > spec.max:
+            raise ConfigError(f"{key}: expected a number <= {spec.max:g}, got {v!r}")
+    if task.check is not None:
+        task.check(cfg)

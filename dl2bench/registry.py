@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from typing import Callable, Dict, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 
 F = TypeVar("F", bound=Callable)
 
@@ -21,15 +21,18 @@ class Registry:
     def __init__(self, kind: str):
         self.kind = kind
         self._entries: Dict[str, Callable] = {}
+        self._meta: Dict[str, Dict[str, Any]] = {}
 
-    def register(self, fn: Optional[F] = None, *, name: Optional[str] = None):
-        """Decorator: `@REG.register` or `@REG.register(name="x")`; the default name is the function's."""
+    def register(self, fn: Optional[F] = None, *, name: Optional[str] = None, **meta: Any):
+        """Decorator: `@REG.register` or `@REG.register(name="x", family="...")`; the default name
+        is the function's; keyword facts (e.g. which family a model belongs to) go to `meta`."""
 
         def add(f: F) -> F:
             key = name or f.__name__
             if key in self._entries:
                 raise ValueError(f"{self.kind} {key!r} is registered twice")
             self._entries[key] = f
+            self._meta[key] = dict(meta)
             return f
 
         return add(fn) if fn is not None else add
@@ -56,6 +59,11 @@ class Registry:
     def names(self, pattern: str = "*") -> List[str]:
         """Registered names matching a shell-style pattern, in registration order."""
         return [n for n in self._entries if fnmatch.fnmatch(n, pattern)]
+
+    def meta(self, key: str) -> Dict[str, Any]:
+        """The keyword facts given at registration (empty if none)."""
+        self[key]  # unknown names raise the helpful error
+        return self._meta[key]
 
     def doc(self, key: str) -> str:
         """First line of an entry's docstring (for `python -m dl2bench list`)."""

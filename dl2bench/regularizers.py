@@ -62,7 +62,7 @@ def dropout(cfg) -> Reg:
     """Dropout with p = strength (default 0.5) after hidden layers."""
     p = _strength(cfg, 0.5)
     if not 0 <= p < 1:
-        from .config import ConfigError
+        from .errors import ConfigError
         raise ConfigError(f"reg_strength: dropout p must be in [0, 1), got {p}")
     return Reg(model_kwargs={"dropout": p})
 
@@ -96,6 +96,6 @@ def label_smoothing(cfg) -> Reg:
     """Cross-entropy with label smoothing eps = strength (default 0.1)."""
     eps = _strength(cfg, 0.1)
     if not 0 <= eps < 1:
-        from .config import ConfigError
+        from .errors import ConfigError
         raise ConfigError(f"reg_strength: label smoothing must be in [0, 1), got {eps}")
     return Reg(label_smoothing=eps)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+from . import record
 from .config import ConfigError, RunConfig
 
 WANDB_KEYS = ("program", "method", "metric", "parameters", "run_cap", "early_terminate", "name",
@@ -65,7 +66,16 @@ class Sweep:
 
     @property
     def metric(self) -> Dict[str, Any]:
-        return self.wandb_config.get("metric") or {"name": "test_acc", "goal": "maximize"}
+        """The file's metric, else the headline metric its task declares (on the test split)."""
+        given = self.wandb_config.get("metric")
+        if given:
+            return given
+        tasks = [r.task for r in self.runs] or _values(self.wandb_config["parameters"].get("task")) \
+            or [RunConfig().task]
+        from .registries import task_of
+
+        task = task_of(RunConfig(task=str(tasks[0])))
+        return {"name": record.test_key(task.headline), "goal": task.metric(task.headline).goal}
 
 
 def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str, str]] = None,
@@ -305,3 +315,10 @@ def _plain(v: Any) -> Any:
 
 def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
+
+
+def _values(spec: Any) -> List[Any]:
+    """The values a parameter spec lists (`value` or `values`); [] for distributions."""
+    if not isinstance(spec, dict):
+        return []
+    return list(spec.get("values", [spec["value"]] if "value" in spec else []))

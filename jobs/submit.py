@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from dl2bench import record as R  # noqa: E402
 from dl2bench.config import ConfigError  # noqa: E402
 from dl2bench.launch import LaunchError  # noqa: E402
 from dl2bench.sweep import SLURM_KEYS, SweepError  # noqa: E402
@@ -209,13 +210,13 @@ def report_status(root: Path, st) -> int:
         counts[s] = counts.get(s, 0) + 1
     print(f"{root}: {len(st)} run(s)")
     print("status         runs")
-    for s in ("finished", "early_stopped", "diverged", "failed", "queued", "running", "missing"):
+    for s in R.STATUSES + R.LAUNCH_STATES:
         if counts.get(s):
             print(f"{s:<14} {counts[s]}")
     for rid, (s, reason) in sorted(st.items()):
-        if s in ("diverged", "failed"):
+        if s in (R.DIVERGED, R.FAILED):
             print(f"  {rid} {s}: {reason.splitlines()[0] if reason else ''}")
-    return 1 if counts.get("failed") else 0
+    return 1 if counts.get(R.FAILED) else 0
 
 
 if __name__ == "__main__":

@@ -83,11 +83,11 @@ def _isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
-    from dl2bench import tasks
+    from dl2bench.data import datasets
 
-    tasks._raw.cache_clear()
+    datasets._load.cache_clear()
     yield
-    tasks._raw.cache_clear()
+    datasets._load.cache_clear()
 
 
 @pytest.fixture(scope="session")

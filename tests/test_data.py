@@ -34,7 +34,7 @@ def test_idx_truncated_file_is_a_clear_error(tmp_path):
 
 @pytest.mark.parametrize("task,label", [("mnist", "MNIST"), ("fashion_mnist", "Fashion-MNIST")])
 def test_idx_tasks_read_torchvision_layout(data_root, task, label):
-    raw = TASKS[task]().load(str(data_root), False)
+    raw = D.IMAGE_DATASETS[task](str(data_root), False)
     assert raw.train_x.shape == (N_TRAIN, 1, 28, 28) and raw.test_x.shape == (N_TEST, 1, 28, 28)
     assert raw.train_y.dtype == torch.long and set(raw.train_y.tolist()) == set(range(10))
     assert raw.source.startswith(label)
@@ -42,12 +42,12 @@ def test_idx_tasks_read_torchvision_layout(data_root, task, label):
 
 def test_debian_fashion_mnist_layout(tmp_path):
     make_idx_dataset(tmp_path / "fashion-mnist", seed=9)
-    raw = TASKS["fashion_mnist"]().load(str(tmp_path), False)
+    raw = D.IMAGE_DATASETS["fashion_mnist"](str(tmp_path), False)
     assert str(tmp_path / "fashion-mnist") in raw.source
 
 
 def test_cifar_pickles(data_root):
-    raw = TASKS["cifar10"]().load(str(data_root), False)
+    raw = D.IMAGE_DATASETS["cifar10"](str(data_root), False)
     assert raw.train_x.shape == (N_TRAIN, 3, 32, 32) and raw.test_x.shape == (N_TEST, 3, 32, 32)
     assert raw.classes == CLASSES and raw.source.startswith("CIFAR-10 (pickle)")
     x, y = learnable_images(N_TRAIN, (3, 32, 32), 3)  # what conftest wrote, in the same order
@@ -68,7 +68,7 @@ def test_image_folder_and_tar(tmp_path, packing):
                 info = tarfile.TarInfo(f"cifar10-jpeg/{rel}")
                 info.size = len(blob)
                 tar.addfile(info, __import__("io").BytesIO(blob))
-    raw = TASKS["cifar10"]().load(str(tmp_path), False)
+    raw = D.IMAGE_DATASETS["cifar10"](str(tmp_path), False)
     assert raw.source.startswith("CIFAR-10 (JPEG)")
     train = sorted((rel, px, lab) for rel, _, px, lab in items if rel.startswith("train/"))
     assert raw.train_x.shape == (len(train), 3, 32, 32)
@@ -79,7 +79,7 @@ def test_image_folder_and_tar(tmp_path, packing):
     # decoded once: the second load comes from the tensor cache
     cached = list(D.cache_dir().glob("cifar10-jpeg*.pt"))
     assert len(cached) == 1
-    again = TASKS["cifar10"]().load(str(tmp_path), False)
+    again = D.IMAGE_DATASETS["cifar10"](str(tmp_path), False)
     assert torch.equal(again.train_x, raw.train_x)
 
 
@@ -88,17 +88,17 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
         p = tmp_path / "cifar10-jpeg" / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(blob)
-    first = TASKS["cifar10"]().load(str(tmp_path), False)
+    first = D.IMAGE_DATASETS["cifar10"](str(tmp_path), False)
     (cache,) = D.cache_dir().glob("cifar10-jpeg*.pt")
     cache.write_bytes(b"torn")
-    assert torch.equal(TASKS["cifar10"]().load(str(tmp_path), False).train_x, first.train_x)
+    assert torch.equal(D.IMAGE_DATASETS["cifar10"](str(tmp_path), False).train_x, first.train_x)
 
 
 def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DL2BENCH_DATA", str(tmp_path / "nowhere"))
     with pytest.raises(D.DatasetNotFound) as e:
-        TASKS["cifar10"]().load("", False)
+        D.IMAGE_DATASETS["cifar10"]("", False)
     msg = str(e.value)
     assert str(tmp_path / "nowhere" / "cifar-10-batches-py") in msg
     assert "cifar10-jpeg.tar.gz" in msg and "--download true" in msg
@@ -117,15 +117,15 @@ def test_download_path_uses_torchvision(tmp_path, monkeypatch):
             make_idx_dataset(Path(root) / "FashionMNIST" / "raw", seed=4)
 
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeFashion)
-    monkeypatch.setattr(D, "default_roots", lambda: [])  # this machine has the real one installed
+    monkeypatch.setattr(D.sources, "default_roots", lambda: [])  # this machine has the real one installed
     monkeypatch.chdir(tmp_path)
-    raw = TASKS["fashion_mnist"]().load(str(tmp_path / "dl"), True)
+    raw = D.IMAGE_DATASETS["fashion_mnist"](str(tmp_path / "dl"), True)
     assert calls and calls[0] == (str(tmp_path / "dl"), True, True)
     assert raw.train_x.shape[0] == N_TRAIN
 
 
 def test_splits_are_disjoint_fixed_and_subsettable(data_root):
-    raw = TASKS["mnist"]().load(str(data_root), False)
+    raw = D.IMAGE_DATASETS["mnist"](str(data_root), False)
     a = D.make_splits(raw, val_size=100)
     b = D.make_splits(raw, val_size=100)
     assert torch.equal(a.val[0], b.val[0]) and len(a.val[1]) == 100 and len(a.train[1]) == N_TRAIN - 100

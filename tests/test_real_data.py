@@ -33,7 +33,7 @@ def real_cache(tmp_path_factory):
 def test_fashion_mnist_real_files(monkeypatch, tmp_path):
     need(FASHION, "apt-get install dataset-fashion-mnist")
     monkeypatch.chdir(tmp_path)
-    raw = TASKS["fashion_mnist"]().load("", False)
+    raw = D.IMAGE_DATASETS["fashion_mnist"]("", False)
     assert raw.train_x.shape == (60000, 1, 28, 28) and raw.test_x.shape == (10000, 1, 28, 28)
     assert torch.bincount(raw.train_y).tolist() == [6000] * 10
     assert torch.bincount(raw.test_y).tolist() == [1000] * 10
@@ -53,7 +53,7 @@ def test_cifar10_jpeg_real_tar(monkeypatch, tmp_path, real_cache):
     monkeypatch.setenv("DL2BENCH_CACHE", str(real_cache))
     monkeypatch.setenv("DL2BENCH_DATA", str(SHARED))
     monkeypatch.chdir(tmp_path)
-    raw = TASKS["cifar10"]().load("", False)
+    raw = D.IMAGE_DATASETS["cifar10"]("", False)
     assert raw.source.startswith("CIFAR-10 (JPEG)")
     assert raw.train_x.shape == (50000, 3, 32, 32) and raw.test_x.shape == (10000, 3, 32, 32)
     assert raw.classes == D.CIFAR10_CLASSES

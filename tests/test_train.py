@@ -214,7 +214,7 @@ def test_failure_is_recorded(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("DL2BENCH_DATA", str(tmp_path / "empty"))
     from dl2bench import data as D
 
-    monkeypatch.setattr(D, "default_roots", lambda: [])
+    monkeypatch.setattr(D.sources, "default_roots", lambda: [])
     s = run({**tiny, "task": "mnist"}, tmp_path / "out")
     assert s["status"] == "failed" and "DatasetNotFound" in s["error"] and "not found" in s["error"]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["status"] == "failed"

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from dl2bench import env as E
-from dl2bench.data import DatasetNotFound, make_splits
+from dl2bench.data import IMAGE_DATASETS, DatasetNotFound, make_splits
 from dl2bench.models import MODELS
 from dl2bench.tasks import TASKS
 from dl2bench.train import run
@@ -81,7 +81,7 @@ class TrainData:
 def load_train_data(task: str, data_root: str, train_size: int) -> TrainData:
     """The same split `run` makes (same val_size/train_size, fixed split seed), so both loops see
     identical examples; only the training split is kept, the rest of the raw set is dropped."""
-    raw = TASKS[task]().load(data_root, False)
+    raw = IMAGE_DATASETS[task](data_root, False)
     splits = make_splits(raw, VAL_SIZE, train_size)
     x, y = splits.train
     return TrainData(task, x, y, splits.mean, splits.std, len(splits.classes), splits.source)

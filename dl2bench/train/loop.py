@@ -1,6 +1,8 @@
-"""The only training loop: `run(config, out_dir) -> summary`, for every task.
+"""The only training loop: `run(config, out_dir) -> summary`, for every task family.
 
-    python -m dl2bench.train --task fashion_mnist --model mlp --optimizer adam --lr 1e-3 --epochs 3 --out runs/try
+It knows a task only through its declarations (metrics, headline, monitored metric, targets)
+and its Problem (batches, evaluate, and either a loss for the default step or a step of its own),
+so best epoch, early stopping, targets and the summary follow whatever the task declares.
 """
 from __future__ import annotations
 
@@ -13,19 +15,21 @@ import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 import torch
 
-from . import checkpoint as ckpt
-from . import env as E
-from .config import ConfigError, RunConfig
-from .models import count_parameters, flops_per_sample
-from .optim import OPTIMIZERS, LRController
-from .regularizers import REGULARIZERS
-from .tasks import TASKS
-from .timing import Stopwatch, synchronize
-from .track import Tracker
+from .. import artifacts
+from .. import checkpoint as ckpt
+from .. import env as E
+from .. import record as R
+from ..config import ConfigError, RunConfig
+from ..models import count_parameters, flops_per_sample
+from ..regularizers import REGULARIZERS
+from ..tasks import TASKS
+from ..timing import Stopwatch, synchronize
+from ..track import Tracker
+from .step import DefaultStep
 
 NAN_CHECK_EVERY = 100  # steps between divergence checks: each check is one host-device sync
 
@@ -57,7 +61,7 @@ def run(config: Union[RunConfig, Mapping[str, Any]], out_dir: Union[str, Path]) 
     try:
         summary = trainer.fit()
     except Exception as e:  # noqa: BLE001 - recorded, so a sweep shows why the run failed
-        summary = trainer.summary("failed", error=f"{type(e).__name__}: {e}",
+        summary = trainer.summary(R.FAILED, error=f"{type(e).__name__}: {e}",
                                   traceback=traceback.format_exc())
         trainer.say(f"run {run_id} failed: {type(e).__name__}: {e}")
     tracker.finish(summary)
@@ -72,11 +76,13 @@ class Trainer:
         self.out = tracker.out
         self.ckpt_path = self.out / "checkpoint.pt"
         self.task = TASKS[cfg.task]()
+        self.monitored = self.task.monitored  # best epoch, early stopping and targets follow it
+        self.metrics = self.task.metrics
         self.history: List[Dict[str, Any]] = []
         self.facts: Dict[str, Any] = {}
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.resumes = 0
-        self.best_val = -math.inf
+        self.best_val = -math.inf if self.monitored.goal == "maximize" else math.inf
         self.best_epoch = 0
         self.bad_epochs = 0
         self.best_state: Optional[Dict[str, torch.Tensor]] = None
@@ -105,25 +111,26 @@ class Trainer:
         self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order and augmentation
 
         self.reg = REGULARIZERS[cfg.regularizer](cfg)
-        self.problem = self.task.prepare(cfg, device, self.reg)
-        self.model = self.problem.model
+        p = self.problem = self.task.prepare(self.task, cfg, device, self.reg)
+        self.metrics = p.metrics or self.task.metrics
+        self.model = p.model
+        example = p.example_input(device) if p.example_input else None
         self.facts.update(E.describe(device, self.threads))
         self.facts.update(params=count_parameters(self.model),
-                          flops_per_sample=flops_per_sample(self.model, self.problem.in_shape, device),
-                          data_source=self.problem.source, n_train=self.problem.n_train,
-                          steps_per_epoch=len(self.problem.train_batches))
+                          flops_per_sample=flops_per_sample(self.model, p.in_shape, device, example),
+                          data_source=p.source, n_train=p.n_train, steps_per_epoch=len(p.train_batches))
+        self.facts.update(p.facts)
         self.train_model = torch.compile(self.model) if cfg.compile else self.model
-        self.opt = OPTIMIZERS[cfg.optimizer](self.model.parameters(), cfg)
-        self.sched = LRController(self.opt, cfg, len(self.problem.train_batches))
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-        self.amp = amp is not None
         self.autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
-        self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
+        if p.step is not None:  # the task owns its update, optimizers and their state
+            self.step = p.step
+        else:
+            self.step = DefaultStep(self.model, self.train_model, p.loss, cfg, len(p.train_batches),
+                                    self.reg.clip_norm, self.autocast if amp else None)
 
     def state(self) -> Dict[str, Any]:
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                "sched": self.sched.state_dict(),
-                "scaler": self.scaler.state_dict() if self.scaler else None,
+        return {"model": self.model.state_dict(), "step": self.step.state_dict(),
                 "rng": ckpt.rng_state(self.data_gen), "history": self.history,
                 "best": (self.best_val, self.best_epoch, self.bad_epochs), "best_state": self.best_state,
                 "resumes": self.resumes, "started": self.started, "run_id": self.run_id,
@@ -134,10 +141,7 @@ class Trainer:
             raise RuntimeError(f"{self.ckpt_path} belongs to run {s.get('run_id')}, not {self.run_id}; "
                                "remove it or use another out_dir")
         self.model.load_state_dict(s["model"])
-        self.opt.load_state_dict(s["opt"])
-        self.sched.load_state_dict(s["sched"])
-        if self.scaler and s["scaler"]:
-            self.scaler.load_state_dict(s["scaler"])
+        self.step.load_state_dict(s.get("step") or s)  # schema 1 kept opt/sched/scaler at the top
         ckpt.set_rng_state(s["rng"], self.data_gen)
         self.history = s["history"]
         self.best_val, self.best_epoch, self.bad_epochs = s["best"]
@@ -156,41 +160,48 @@ class Trainer:
             self.say(f"resuming after epoch {len(self.history)} from {self.ckpt_path}")
         self.tracker.restart_metrics(self.history)  # exactly the checkpointed epochs, none twice
         self.tracker.start_wandb(resumed=saved is not None)
-        status, reason = "finished", None
+        status, reason = R.FINISHED, None
+        monitor = R.val_key(self.monitored.name)
         for epoch in range(len(self.history) + 1, cfg.epochs + 1):
             row = self.train_epoch(epoch)
             if not math.isfinite(row["train_loss"]):
-                status, reason = "diverged", f"non-finite training loss in epoch {epoch}"
+                status, reason = R.DIVERGED, f"non-finite training loss in epoch {epoch}"
                 self.history.append(row)
                 self.tracker.log(row)
                 self.say(reason)
                 break
             val = self.evaluate("val")
-            row.update(val_loss=val["loss"], val_acc=val["acc"], eval_time=val["time"])
-            self.sched.epoch_end(val["loss"])
-            stop = self.early_stopping(epoch, val["acc"])
+            row.update({R.val_key(k): v for k, v in val.items() if k != "time"}, eval_time=val["time"])
+            epoch_end = getattr(self.step, "epoch_end", None)
+            if epoch_end is not None:
+                epoch_end(val["loss"])
+            stop = self.early_stopping(epoch, row[monitor])
             self.history.append(row)
             if cfg.checkpoint:  # before logging: a kill between the two loses no logged epoch
                 ckpt.save(self.ckpt_path, self.state())
             self.tracker.log(row)
             self.report(row)
             if stop:
-                status, reason = "early_stopped", (f"no val_acc gain for {self.reg.patience} epochs; "
+                status, reason = R.EARLY_STOPPED, (f"no {monitor} gain for {self.reg.patience} epochs; "
                                                    f"best at epoch {self.best_epoch}")
                 break
-        test = None
-        if status != "diverged":
+        test, final = None, {}
+        if status != R.DIVERGED:
             if self.best_state is not None:  # early stopping tests the best epoch's weights
                 self.model.load_state_dict(self.best_state)
             test = self.evaluate("test")
-        summary = self.summary(status, reason=reason, test=test)
+            if self.problem.final is not None:
+                final = self.problem.final(self.model, self.autocast) or {}
+            if cfg.save_weights:  # what later evaluations (attacks, feature spaces) load by run id
+                artifacts.save_weights(self.out, self.run_id, cfg, self.problem.build, self.model)
+        summary = self.summary(status, reason=reason, test=test, **final)
         if cfg.checkpoint and self.ckpt_path.exists():
             self.ckpt_path.unlink()  # done: summary.json is the record; checkpoints are large
         return summary
 
-    def early_stopping(self, epoch: int, val_acc: float) -> bool:
-        if val_acc > self.best_val:
-            self.best_val, self.best_epoch, self.bad_epochs = val_acc, epoch, 0
+    def early_stopping(self, epoch: int, value: float) -> bool:
+        if self.monitored.better(value, self.best_val):
+            self.best_val, self.best_epoch, self.bad_epochs = value, epoch, 0
             if self.reg.patience:
                 self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
             return False
@@ -199,9 +210,8 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> Dict[str, Any]:
-        cfg, dev, p = self.cfg, self.device, self.problem
-        model, opt, sched, scaler, clip = self.train_model, self.opt, self.sched, self.scaler, self.reg.clip_norm
-        model.train()
+        cfg, dev, p, step = self.cfg, self.device, self.problem, self.step
+        self.model.train()
         steps = len(p.train_batches)
         bar = self._bar(epoch, steps)
         losses: List[torch.Tensor] = []  # each batch's mean data loss, summed once per epoch
@@ -221,25 +231,7 @@ class Trainer:
             batch = next(batches)
             data_time += time.perf_counter() - td  # host time only: device work stays queued
             detail = i % every == 0
-            if self.amp:
-                with self.autocast():
-                    objective, data_loss, n, stats = p.loss(model, batch, detail)
-            else:  # no context manager at all: on a tiny CPU model every microsecond is ~0.1%
-                objective, data_loss, n, stats = p.loss(model, batch, detail)
-            opt.zero_grad(set_to_none=True)
-            if scaler is None:
-                objective.backward()
-                if clip:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-                opt.step()
-            else:
-                scaler.scale(objective).backward()
-                if clip:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-                scaler.step(opt)
-                scaler.update()
-            sched.step()
+            data_loss, n, stats = step(batch, detail)
             losses.append(data_loss.detach())  # a view, not a kernel: cheaper than adding up
             sizes.append(n)
             samples += n
@@ -270,12 +262,12 @@ class Trainer:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.measured[0] += samples - warm_samples
         self.measured[1] += t1 - warm_at
-        row = {"epoch": epoch, "lr": sched.lr, "train_time": t1 - t0, "data_time": data_time,
+        row = {"epoch": epoch, "lr": getattr(step, "lr", None), "train_time": t1 - t0, "data_time": data_time,
                "samples_per_s": (samples - warm_samples) / max(t1 - warm_at, 1e-9),
                "peak_mem_mb": peak,
                "train_loss": (torch.stack(losses).float() @ torch.tensor(sizes, dtype=torch.float32, device=dev)).item() / samples}
         for k, v in sums.items():
-            row["train_acc" if k == "correct" else f"train_{k}"] = v.item() / detail_samples
+            row[R.train_key(k)] = v.item() / detail_samples
         return row
 
     def evaluate(self, split: str) -> Dict[str, float]:
@@ -297,28 +289,38 @@ class Trainer:
     def report(self, row: Dict[str, Any]) -> None:
         if self.progress == "none":
             return
-        self.say(f"epoch {row['epoch']}/{self.cfg.epochs} train_loss {row['train_loss']:.4f} "
-                 f"train_acc {row.get('train_acc', float('nan')):.4f} val_loss {row['val_loss']:.4f} "
-                 f"val_acc {row['val_acc']:.4f} lr {row['lr']:.3g} train {row['train_time']:.1f}s "
+        shown = [k for k in row if k.startswith(("train_", "val_")) and k != "train_time"]
+        values = " ".join(f"{k} {row[k]:.4f}" for k in shown if isinstance(row[k], (int, float)))
+        lr = f" lr {row['lr']:.3g}" if row.get("lr") is not None else ""
+        self.say(f"epoch {row['epoch']}/{self.cfg.epochs} {values}{lr} train {row['train_time']:.1f}s "
                  f"({row['samples_per_s']:.0f} samples/s) eval {row['eval_time']:.1f}s")
 
     def summary(self, status: str, reason: Optional[str] = None, test: Optional[Dict] = None,
                 **extra: Any) -> Dict[str, Any]:
-        """The run's outcome, flat (one row of the report's table)."""
+        """The run's outcome, flat (one row of the report's table); keys named by dl2bench.record."""
         h = self.history
-        done = [r for r in h if "val_acc" in r]
+        mon = self.monitored.name
+        done = [r for r in h if R.val_key(mon) in r]
         train_time = sum(r["train_time"] for r in h)
+        headline = self.task.metric(self.task.headline)
         s: Dict[str, Any] = {
-            "run_id": self.run_id, "status": status, "reason": reason,
-            "task": self.cfg.task, "metric": self.task.metric, "goal": self.task.goal,
+            "run_id": self.run_id, "status": status, "reason": reason, "schema": R.SCHEMA_VERSION,
+            "task": self.cfg.task, "family": self.task.family,
+            "metric": R.test_key(headline.name), "goal": headline.goal,
+            "headline": headline.name, "monitor": mon,
+            "metrics": {m.name: m.to_dict() for m in self.metrics},
             "epochs_completed": len(done),
-            "best_val_acc": max((r["val_acc"] for r in done), default=None),
+            R.best_val_key(mon): (self.best_val if done and math.isfinite(self.best_val) else None),
             "best_epoch": self.best_epoch or None,
-            "final_val_acc": done[-1]["val_acc"] if done else None,
-            "final_val_loss": done[-1]["val_loss"] if done else None,
             "final_train_loss": h[-1]["train_loss"] if h else None,
-            "test_acc": test["acc"] if test else None,
-            "test_loss": test["loss"] if test else None,
+        }
+        for m in self.metrics:
+            if "val" in m.splits:
+                s[R.final_val_key(m.name)] = done[-1].get(R.val_key(m.name)) if done else None
+        for m in self.metrics:
+            if "test" in m.splits:
+                s[R.test_key(m.name)] = test.get(m.name) if test else None
+        s.update({
             "test_eval_time": test["time"] if test else None,
             "train_time_total": train_time,
             "eval_time_total": sum(r.get("eval_time", 0.0) for r in h),
@@ -327,83 +329,18 @@ class Trainer:
             "started_at": self.started,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resumes": self.resumes,
-        }
+        })
         cum = 0.0
         reached: Dict[float, tuple] = {}
         for r in h:
             cum += r["train_time"]
             for t in self.task.targets:
-                if t not in reached and r.get("val_acc", -1) >= t:
+                v = r.get(R.val_key(mon))
+                if t not in reached and v is not None and self.monitored.reached(v, t):
                     reached[t] = (cum, r["epoch"])
         for t in self.task.targets:
-            s[f"time_to_val_acc_{t:.2f}"] = reached.get(t, (None, None))[0]
-            s[f"epochs_to_val_acc_{t:.2f}"] = reached.get(t, (None, None))[1]
+            time_key, epochs_key = R.target_keys(mon, t)
+            s[time_key], s[epochs_key] = reached.get(t, (None, None))
         s.update(self.facts)
         s.update(extra)
         return s
-
-
-# ---------------------------------------------------------------------------------------------
-# command line
-
-def parse_args(argv: Sequence[str]) -> tuple:
-    """`--key value` and `--key=value` (what a W&B agent passes) over the config's keys, plus --out."""
-    keys = RunConfig.keys()
-    values: Dict[str, str] = {}
-    out = None
-    args = list(argv)
-    i = 0
-    while i < len(args):
-        a = args[i]
-        if not a.startswith("--"):
-            raise ConfigError(f"unexpected argument {a!r}; expected --key value or --key=value")
-        if "=" in a:
-            key, value = a[2:].split("=", 1)
-        else:
-            if i + 1 >= len(args):
-                raise ConfigError(f"--{a[2:]} needs a value")
-            key, value = a[2:], args[i + 1]
-            i += 1
-        i += 1
-        key = key.replace("-", "_")
-        if key in ("out", "out_dir"):
-            out = value
-        elif key not in keys:
-            raise ConfigError(f"unknown key --{key}; valid keys: --out, " + ", ".join(f"--{k}" for k in keys))
-        else:
-            values[key] = value
-    return RunConfig.from_dict(values), out
-
-
-def usage() -> str:
-    lines = ["usage: python -m dl2bench.train [--key value | --key=value ...] --out DIR", "", "keys (default):"]
-    for k, v in RunConfig().to_dict().items():
-        lines.append(f"  --{k} ({'task default' if v is None else repr(v)})")
-    lines.append("\nnames: python -m dl2bench list")
-    return "\n".join(lines)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(usage())
-        return 0
-    try:
-        cfg, out = parse_args(argv)
-        cfg = cfg.resolve()
-        if out is None:
-            out = str(Path("runs") / "single" / cfg.run_id())
-        summary = run(cfg, out)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"status {summary['status']}; test_acc {summary.get('test_acc')}; best_val_acc "
-          f"{summary.get('best_val_acc')} (epoch {summary.get('best_epoch')}); results in {out}")
-    if summary["status"] == "failed":
-        print(f"error: {summary.get('error')}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,21 +1,15 @@
-"""MODELS: the course's architectures, one decorated function each. Every builder takes the
-task's input shape and class count plus two switches the regularisers set (dropout p, batchnorm),
-and returns logits (softmax lives in the loss)."""
+"""Classifiers: the course's MLPs and CNNs. Every builder takes the task's input shape and class
+count plus two switches the regularisers set (dropout p, batchnorm), and returns logits (softmax
+lives in the loss)."""
 from __future__ import annotations
 
 import math
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
-from .registry import Registry
+from .base import MODELS
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
-
-# torch is imported inside the functions: listing and validating names (jobs/submit.py
-# expanding 1,000 runs) must not pay torch's ~1.5 s import
-
-MODELS = Registry("model")
 
 
 def _hidden(layers: List[nn.Module], width: int, batchnorm: bool, dropout: float, conv: bool) -> None:
@@ -52,7 +46,7 @@ def _flat_size(features: nn.Module, in_shape: Tuple[int, ...]) -> int:
     return n
 
 
-@MODELS.register
+@MODELS.register(family="classification")
 def mlp(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] = None,
         batchnorm: bool = False) -> nn.Module:
     """784-64-32-10 MLP, ReLU (52,650 parameters on MNIST)."""
@@ -62,7 +56,7 @@ def mlp(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] = 
                                                      batchnorm, dropout or 0.0))
 
 
-@MODELS.register
+@MODELS.register(family="classification")
 def fc(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] = None,
        batchnorm: bool = False) -> nn.Module:
     """3072-1024-256-64-10 fully connected net, ReLU (3,426,250 parameters on CIFAR-10)."""
@@ -72,7 +66,7 @@ def fc(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] = N
                                                      batchnorm, dropout or 0.0))
 
 
-@MODELS.register
+@MODELS.register(family="classification")
 def lenet(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] = None,
           batchnorm: bool = False) -> nn.Module:
     """LeNet-5 style CNN: conv5-6, pool, conv5-16, pool, 120-84-10 (62,006 parameters on CIFAR-10)."""
@@ -90,7 +84,7 @@ def lenet(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] 
     return nn.Sequential(*features, *head)
 
 
-@MODELS.register
+@MODELS.register(family="classification")
 def wide_cnn(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] = None,
              batchnorm: bool = False) -> nn.Module:
     """Wide CNN: 3x2 3x3 convs 32-64/128-128/256-256, 4096-1024-512-10 (5,852,170 params on CIFAR-10).
@@ -119,22 +113,3 @@ def wide_cnn(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[floa
         head.append(nn.Dropout(p))
     head.append(nn.Linear(512, num_classes))
     return nn.Sequential(*features, *head)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def flops_per_sample(model: nn.Module, in_shape: Tuple[int, ...], device: torch.device) -> int:
-    """Forward-pass FLOPs for one sample (a multiply-add counts 2), from torch's flop counter."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    was_training = model.training
-    model.eval()
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(torch.zeros(1, *in_shape, device=device))
-    model.train(was_training)
-    return int(counter.get_total_flops())

@@ -1,0 +1,135 @@
+"""What every task family shares: the TASKS registry, the declarations a task makes (its metrics,
+losses, config keys and known-good defaults) and the `Problem` it hands the one training loop.
+
+The loop only ever talks to a Problem, so a family plugs in by building one:
+- the default update (one optimizer, AMP, scaler, clipping) needs only `loss`;
+- a family with other state (two networks and two optimizers, a replay buffer and a target
+  network) supplies `step` and `state`; the loop then builds no optimizer, calls `step` once per
+  batch and checkpoints `state` with the rest;
+- what one epoch is, is `len(train_batches)`: batches of a dataset, or N environment steps.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, NamedTuple, Optional, Tuple
+
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# torch is imported inside the families' functions: listing and validating names (jobs/submit.py
+# expanding 1,000 runs) must not pay torch's ~1.5 s import
+
+TASKS = Registry("task")
+
+
+class Key(NamedTuple):
+    """One config key: its type, default, what it means, and (for family keys) checks."""
+
+    type: Any
+    default: Any
+    doc: str
+    family: Optional[str] = None  # set for keys a family declares; None for core keys
+    choices: Tuple[Any, ...] = ()
+    min: Optional[float] = None  # inclusive bounds, checked when the value is not None
+    max: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A quantity a task reports: its direction, unit and how to read it."""
+
+    name: str  # summary keys are derived from it (dl2bench.record)
+    goal: str  # maximize | minimize
+    unit: str = ""  # "nats", "MSE", "bits/dim", "" for a fraction
+    label: str = ""  # for a reader: "accuracy", "mean IoU (foreground)"
+    percent: bool = False  # a fraction shown as a percentage
+    splits: Tuple[str, ...] = ("train", "val", "test")  # where it exists
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"goal": self.goal, "unit": self.unit, "label": self.label or self.name,
+                "percent": self.percent, "splits": list(self.splits)}
+
+    def better(self, a: float, b: float) -> bool:
+        """a is strictly better than b."""
+        return a > b if self.goal == "maximize" else a < b
+
+    def reached(self, value: float, target: float) -> bool:
+        return value >= target if self.goal == "maximize" else value <= target
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random crop after `pad` pixels of zero padding, plus horizontal flip where it makes sense;
+    applied jointly to an image and its mask where the target is an image."""
+
+    pad: int = 4
+    flip: bool = True
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task's fixed facts; `prepare(task, cfg, device, reg)` builds its Problem."""
+
+    name: str
+    description: str
+    family: str
+    prepare: Callable[..., "Problem"]
+    metrics: Tuple[Metric, ...]  # every one the task reports; one must be named "loss"
+    headline: str  # the metric a sweep ranks by, evaluated on the test split
+    monitor: Optional[str] = None  # the validation metric for best epoch, early stopping and
+    # targets; None = the headline (a one-class task has no anomalies to validate on)
+    losses: Tuple[str, ...] = ()  # values of config `loss`; the first is the default
+    model_family: str = ""  # models registered with this family fit the task
+    defaults: Dict[str, Any] = field(default_factory=dict)  # known-good settings for None config fields
+    targets: Tuple[float, ...] = ()  # values of the monitored validation metric whose time/epochs-to-reach are recorded
+    data: Any = None  # the family's dataset handle (e.g. a loader function)
+    augment: Augment = Augment()
+    check: Optional[Callable[[Any], None]] = None  # the family's own config checks (raise ConfigError)
+
+    def metric(self, name: str) -> Metric:
+        for m in self.metrics:
+            if m.name == name:
+                return m
+        raise KeyError(f"task {self.name!r} declares no metric {name!r}; it has "
+                       f"{', '.join(m.name for m in self.metrics)}")
+
+    @property
+    def monitored(self) -> Metric:
+        return self.metric(self.monitor or self.headline)
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.metrics]
+        if "loss" not in names or self.headline not in names or (self.monitor and self.monitor not in names):
+            raise ValueError(f"task {self.name!r}: metrics {names} must include 'loss', the headline "
+                             f"{self.headline!r} and the monitored {self.monitor!r}")
+
+
+@dataclass
+class Problem:
+    """What the training loop needs from a task, ready on the device."""
+
+    model: nn.Module  # trained, evaluated, counted and saved
+    build: Dict[str, Any]  # {"model": name, "args": [...], "kwargs": {...}}: MODELS[name](*args, **kwargs) rebuilds it
+    train_batches: object  # .iterate(generator) -> batches; len() = steps per epoch
+    eval_splits: Dict[str, object]  # "val", "test" -> batches
+    # (model, batches, autocast) -> {metric name: value} for the metrics that exist on that split
+    evaluate: Callable
+    n_train: int
+    source: str  # what data was read, for the record
+    in_shape: Tuple[int, ...] = ()  # one sample's shape, for FLOPs (or give example_input)
+    # the default update: (model, batch, detail) -> (objective to minimise, data loss (mean over the
+    # batch), batch size, {metric: tensor summed over the batch}); stats are asked for on every
+    # train_stats_every-th batch
+    loss: Optional[Callable] = None
+    # a task's own update instead: (batch, detail) -> (data loss, batch size, {metric: sum}); the
+    # task owns its optimizers, and `state` (state_dict/load_state_dict) is checkpointed
+    step: Optional[Callable] = None
+    state: Optional[Any] = None
+    example_input: Optional[Callable[[torch.device], torch.Tensor]] = None
+    metrics: Tuple[Metric, ...] = ()  # this run's declarations (a loss's unit depends on the loss)
+    facts: Dict[str, Any] = field(default_factory=dict)  # for the summary: loss, noise, scaling, ...
+    # after the test evaluation: extra summary values from the final model (e.g. a grid of images)
+    final: Optional[Callable[[nn.Module, Any], Dict[str, Any]]] = None

@@ -1,0 +1,101 @@
+"""Image classification (the course's MLPs and CNNs on MNIST, Fashion-MNIST, CIFAR-10):
+cross-entropy with the regulariser's smoothing and penalty; accuracy is the headline."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, Tuple
+
+from ..inits import INITS
+from ..models import MODELS
+from .base import TASKS, Augment, Metric, Problem, Task
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+FAMILY = "classification"
+METRICS = (Metric("acc", "maximize", "", "accuracy", percent=True),
+           Metric("loss", "minimize", "nats", "cross-entropy"))
+
+
+def build_model(cfg, in_shape, num_classes: int, reg):
+    """The configured classifier, initialised, and the recipe that rebuilds it."""
+    build = {"model": cfg.model, "args": [list(in_shape), num_classes], "kwargs": dict(reg.model_kwargs)}
+    model = MODELS[cfg.model](tuple(in_shape), num_classes, **reg.model_kwargs)
+    INITS[cfg.init](model, cfg)
+    return model, build
+
+
+def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
+    """Cross-entropy (with the regulariser's smoothing and penalty), accuracy."""
+    import torch
+    from torch import nn
+
+    from .. import data as D
+
+    splits = D.make_splits(D.load(task.data, cfg.data_root, cfg.download), cfg.val_size, cfg.train_size,
+                           cfg.test_size)
+    model, build = build_model(cfg, splits.in_shape, len(splits.classes), reg)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    train, evals = D.split_batches(splits, cfg, device, task.augment if reg.augment else None)
+    smoothing = reg.label_smoothing
+    cross_entropy = torch.nn.functional.cross_entropy  # the function: a Module call costs hooks
+
+    def loss(m: nn.Module, batch, detail: bool) -> Tuple[torch.Tensor, torch.Tensor, int, Dict[str, torch.Tensor]]:
+        x, y = batch
+        logits = m(x)
+        data_loss = cross_entropy(logits, y, label_smoothing=smoothing)
+        objective = data_loss if reg.penalty is None else data_loss + reg.penalty(m)
+        stats = {}
+        if detail:  # counted on the device and read once per epoch: no host sync per step
+            with torch.no_grad():
+                stats["acc"] = (logits.argmax(1) == y).sum()
+        return objective, data_loss, len(y), stats
+
+    def evaluate(m: nn.Module, eval_batches, autocast) -> Dict[str, float]:
+        total_loss = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        n = 0
+        plain = nn.CrossEntropyLoss(reduction="sum")  # the unregularised loss, comparable across runs
+        with torch.inference_mode(), autocast():
+            for x, y in eval_batches.iterate():
+                logits = m(x)
+                total_loss += plain(logits.float(), y)
+                correct += (logits.argmax(1) == y).sum()
+                n += len(y)
+        return {"loss": total_loss.item() / n, "acc": correct.item() / n}
+
+    return Problem(model=model, build=build, train_batches=train, eval_splits=evals, evaluate=evaluate,
+                   n_train=len(splits.train[1]), source=splits.source, in_shape=splits.in_shape, loss=loss,
+                   metrics=METRICS, facts={"loss": "cross_entropy", "normalised": "per-channel mean/std"})
+
+
+def _task(name: str, description: str, defaults: Dict, targets: Tuple[float, ...], augment: Augment) -> Task:
+    return Task(name, description, FAMILY, prepare, METRICS, headline="acc", losses=("cross_entropy",),
+                model_family=FAMILY, defaults={**defaults, "val_size": 5000}, targets=targets, data=name,
+                augment=augment)
+
+
+@TASKS.register
+def mnist() -> Task:
+    """MNIST digits, 28x28 grey, 10 classes (60k train incl. 5k validation, 10k test)."""
+    return _task("mnist", "MNIST",
+                 {"model": "mlp", "optimizer": "momentum", "lr": 0.01, "batch_size": 64, "epochs": 10},
+                 (0.90, 0.95, 0.97, 0.98, 0.99), Augment(pad=2, flip=False))
+
+
+@TASKS.register
+def fashion_mnist() -> Task:
+    """Fashion-MNIST, 28x28 grey, 10 classes; known good: mlp, SGD momentum 0.9, lr 0.01, batch 64, 12 epochs -> ~88%."""
+    return _task("fashion_mnist", "Fashion-MNIST",
+                 {"model": "mlp", "optimizer": "momentum", "lr": 0.01, "batch_size": 64, "epochs": 12},
+                 (0.80, 0.85, 0.87, 0.90), Augment(pad=2, flip=True))
+
+
+@TASKS.register
+def cifar10() -> Task:
+    """CIFAR-10, 32x32 RGB, 10 classes; known good: lenet, momentum 0.9, lr 0.01, batch 64, 10 epochs -> ~60%."""
+    return _task("cifar10", "CIFAR-10",
+                 {"model": "lenet", "optimizer": "momentum", "lr": 0.01, "batch_size": 64, "epochs": 10},
+                 (0.50, 0.60, 0.70, 0.80, 0.90), Augment(pad=4, flip=True))

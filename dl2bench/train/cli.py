@@ -1,0 +1,78 @@
+"""The command line of one run:
+
+    python -m dl2bench.train --task fashion_mnist --model mlp --optimizer adam --lr 1e-3 --epochs 3 --out runs/try
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Dict, Optional, Sequence
+
+from .. import record as R
+from ..config import KEY_DOCS, ConfigError, RunConfig
+from .loop import run
+
+def parse_args(argv: Sequence[str]) -> tuple:
+    """`--key value` and `--key=value` (what a W&B agent passes) over the config's keys, plus --out."""
+    keys = RunConfig.keys()
+    values: Dict[str, str] = {}
+    out = None
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--"):
+            raise ConfigError(f"unexpected argument {a!r}; expected --key value or --key=value")
+        if "=" in a:
+            key, value = a[2:].split("=", 1)
+        else:
+            if i + 1 >= len(args):
+                raise ConfigError(f"--{a[2:]} needs a value")
+            key, value = a[2:], args[i + 1]
+            i += 1
+        i += 1
+        key = key.replace("-", "_")
+        if key in ("out", "out_dir"):
+            out = value
+        elif key not in keys:
+            raise ConfigError(f"unknown key --{key}; valid keys: --out, " + ", ".join(f"--{k}" for k in keys))
+        else:
+            values[key] = value
+    return RunConfig.from_dict(values), out
+
+
+def usage() -> str:
+    lines = ["usage: python -m dl2bench.train [--key value | --key=value ...] [--out DIR]", "",
+             "  --out DIR  where the run's files go (default runs/single/<run_id>)", "", "keys (default): meaning"]
+    for k, v in RunConfig().to_dict().items():
+        lines.append(f"  --{k} ({'task default' if v is None else repr(v)}): {KEY_DOCS[k]}")
+    lines.append("\nnames: python -m dl2bench list")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage())
+        return 0
+    try:
+        cfg, out = parse_args(argv)
+        cfg = cfg.resolve()
+        if out is None:
+            out = str(Path("runs") / "single" / cfg.run_id())
+        summary = run(cfg, out)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    headline, monitor = summary.get("headline"), summary.get("monitor")
+    print(f"status {summary['status']}; {R.test_key(headline)} {summary.get(R.test_key(headline))}; "
+          f"{R.best_val_key(monitor)} {summary.get(R.best_val_key(monitor))} (epoch {summary.get('best_epoch')}); "
+          f"results in {out}")
+    if summary["status"] == R.FAILED:
+        print(f"error: {summary.get('error')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
