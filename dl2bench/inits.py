@@ -1,5 +1,5 @@
-"""INITS: weight initialisations applied to every Linear and Conv layer (BatchNorm keeps its
-own 1/0). Biases are zeroed by every scheme except `default`, which is PyTorch's own."""
+"""INITS: weight initialisations applied to every Linear, Conv and ConvTranspose layer (BatchNorm
+keeps its own 1/0). Biases are zeroed by every scheme except `default`, which is PyTorch's own."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
@@ -20,7 +20,8 @@ def _each(model: nn.Module, weight_fn: Callable[[torch.Tensor], None]) -> nn.Mod
     import torch
     from torch import nn
 
-    layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    layers = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+              nn.ConvTranspose3d)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, layers):

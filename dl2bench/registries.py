@@ -10,6 +10,7 @@ from .inits import INITS
 from .models import MODELS
 from .optim import OPTIMIZERS, SCHEDULES
 from .regularizers import REGULARIZERS
+from .schema import CHOICES, KEY_SPECS
 from .tasks import TASKS
 
 ALL = {"tasks": TASKS, "models": MODELS, "optimizers": OPTIMIZERS, "schedules": SCHEDULES,
@@ -25,8 +26,6 @@ def task_of(cfg: Any):
 
 def resolve(cfg: Any):
     """Fill `None` fields from the task's known-good defaults (its first loss for `loss`), then validate."""
-    from .config import KEY_SPECS
-
     task = task_of(cfg)
     d = cfg.to_dict()
     defaults = {**task.defaults, "loss": task.losses[0] if task.losses else None}
@@ -42,8 +41,6 @@ def resolve(cfg: Any):
 
 def validate(cfg: Any) -> None:
     """Names must be registered and numbers in range; raises ConfigError naming the key."""
-    from .config import CHOICES, KEY_SPECS
-
     task = task_of(cfg)
     for key, reg in (("model", MODELS), ("optimizer", OPTIMIZERS), ("schedule", SCHEDULES),
                      ("init", INITS), ("regularizer", REGULARIZERS)):
@@ -57,7 +54,7 @@ def validate(cfg: Any) -> None:
         family = MODELS.meta(cfg.model).get("family")
         if family != task.model_family:
             fits = ", ".join(n for n in MODELS.names() if MODELS.meta(n).get("family") == task.model_family)
-            raise ConfigError(f"model: {cfg.model!r} is a {family} model; task {task.name!r} "
+            raise ConfigError(f"model: {cfg.model!r} belongs to the {family} family; task {task.name!r} "
                               f"({task.family}) takes {fits}")
     if cfg.loss is not None and cfg.loss not in task.losses:
         raise ConfigError(f"loss: {cfg.loss!r} is not a loss of task {task.name!r} ({task.family}); "

@@ -229,13 +229,20 @@ def _validate_parameters(params: Dict[str, Any], where: str) -> None:
             raise SweepError(f"{where}: parameters.{name}: unknown parameter"
                              + (f" (did you mean {hint[0]!r}?)" if hint else "")
                              + f"; valid parameters: {', '.join(keys)}")
-        if isinstance(spec, dict):
-            values = spec.get("values", [spec["value"]] if "value" in spec else [])
-            for v in values:  # categorical values are checked now, sampled ones after expansion
+    # categorical values are checked now, each against the sweep's task(s) with their defaults
+    # (whether a model or a family's key fits depends on the task); sampled ones after expansion
+    tasks = [str(t) for t in _values(params.get("task"))] or [RunConfig().task]
+    for name, spec in params.items():
+        for v in _values(spec):
+            errors = []
+            for task in ([str(v)] if name == "task" else tasks):
                 try:
-                    RunConfig.from_dict({name: v}).validate()
+                    RunConfig.from_dict({"task": task, name: v}).resolve()
+                    break
                 except ConfigError as e:
-                    raise SweepError(f"{where}: parameters.{name}: {e}") from None
+                    errors.append(e)
+            else:
+                raise SweepError(f"{where}: parameters.{name}: {errors[0]}") from None
 
 
 def _grid_axes(params: Dict[str, Any]) -> List[tuple]:

@@ -131,5 +131,6 @@ class Problem:
     example_input: Optional[Callable[[torch.device], torch.Tensor]] = None
     metrics: Tuple[Metric, ...] = ()  # this run's declarations (a loss's unit depends on the loss)
     facts: Dict[str, Any] = field(default_factory=dict)  # for the summary: loss, noise, scaling, ...
-    # after the test evaluation: extra summary values from the final model (e.g. a grid of images)
-    final: Optional[Callable[[nn.Module, Any], Dict[str, Any]]] = None
+    # after the test evaluation: (model, autocast, run folder) -> extra summary values; it may also
+    # write the family's files for the report (e.g. examples.npz: a few test inputs and outputs)
+    final: Optional[Callable[[nn.Module, Any, Any], Dict[str, Any]]] = None

@@ -68,7 +68,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
 
     return Problem(model=model, build=build, train_batches=train, eval_splits=evals, evaluate=evaluate,
                    n_train=len(splits.train[1]), source=splits.source, in_shape=splits.in_shape, loss=loss,
-                   metrics=METRICS, facts={"loss": "cross_entropy", "normalised": "per-channel mean/std"})
+                   metrics=METRICS, facts={"pixels": "normalised per channel (training mean/std)"})
 
 
 def _task(name: str, description: str, defaults: Dict, targets: Tuple[float, ...], augment: Augment) -> Task:
