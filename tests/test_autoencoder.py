@@ -50,6 +50,17 @@ def test_reconstruction_has_the_input_shape(name, shape):
     assert m.encode(torch.rand(2, *shape)).shape == (2, 8)
 
 
+@pytest.mark.parametrize("name", AE_MODELS)
+@pytest.mark.parametrize("switches", [{"dropout": 0.3}, {"batchnorm": True}], ids=["dropout", "bn"])
+def test_regulariser_switches_reach_the_model(name, switches):
+    kinds = {type(m).__name__: m for m in MODELS[name]((1, 28, 28), 8, **switches).modules()}
+    if "batchnorm" in switches:
+        assert {"BatchNorm1d", "BatchNorm2d"} & set(kinds)
+    else:
+        assert kinds["Dropout"].p == 0.3
+    assert not {"BatchNorm1d", "BatchNorm2d", "Dropout"} & {type(m).__name__ for m in MODELS[name]((1, 28, 28), 8).modules()}
+
+
 @pytest.mark.parametrize("model", AE_MODELS)
 def test_autoencoder_beats_the_mean_image(ae, tmp_path, model):
     s = run({**ae, "model": model}, tmp_path)

@@ -243,6 +243,15 @@ def test_sweep_metric_defaults_to_the_tasks_headline(tmp_path):
     assert S.load(p).metric == {"name": "test_mse", "goal": "minimize"}
 
 
+def test_every_model_has_a_task_and_every_task_a_fitting_default():
+    families = {TASKS[t]().model_family for t in TASKS.names()}
+    for name in MODELS.names():
+        assert MODELS.meta(name).get("family") in families, f"model {name!r} fits no task"
+    for t in TASKS.names():
+        cfg = RunConfig(task=t).resolve()  # raises if the default model or loss does not fit
+        assert cfg.loss == TASKS[t]().losses[0]
+
+
 def test_family_keys_belong_to_their_family():
     with pytest.raises(ConfigError, match="code_size: a setting of the autoencoder family"):
         RunConfig(task="fashion_mnist", code_size=8).resolve()

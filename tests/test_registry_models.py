@@ -61,7 +61,10 @@ def test_course_parameter_counts(name, shape, count):
     assert count_parameters(MODELS[name](shape, 10)) == count
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+CLASSIFIERS = [n for n in MODELS.names() if MODELS.meta(n).get("family") == "classification"]
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)  # each other family's models: in its own test file
 @pytest.mark.parametrize("shape", [MNIST, CIFAR], ids=["1x28x28", "3x32x32"])
 @pytest.mark.parametrize("switches", [{}, {"dropout": 0.3}, {"batchnorm": True}], ids=["plain", "dropout", "bn"])
 def test_models_adapt_to_inputs_and_switches(name, shape, switches):
