@@ -8,7 +8,7 @@ import netrc
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

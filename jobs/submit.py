@@ -11,7 +11,6 @@ Exit status: 0 submitted (or all done), 1 some run failed (with --wait) or submi
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import time

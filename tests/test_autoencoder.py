@@ -106,7 +106,6 @@ def test_denoising_corrupts_the_input_only(ae, tmp_path):
     assert ((recon - orig) ** 2).mean() < ((noisy - orig) ** 2).mean()
     # validation is corrupted with a fixed generator: two evaluations of one model agree exactly
     assert s["status"] == "finished"
-    from dl2bench import data as D
 
     from dl2bench.regularizers import REGULARIZERS
     cfg = RunConfig.from_dict({**ae, "noise": "masking", "noise_level": 0.5}).resolve()
