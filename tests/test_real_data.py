@@ -64,3 +64,22 @@ def test_cifar10_jpeg_real_tar(monkeypatch, tmp_path, real_cache):
     s = run({"task": "cifar10", "model": "lenet", "epochs": 1, "train_size": 10000, "wandb": "disabled",
              "progress": "none"}, tmp_path / "out")
     assert s["status"] == "finished" and s["test_acc"] > 0.25, s
+
+
+def test_autoencoders_on_real_data(monkeypatch, tmp_path, real_cache):
+    """Fashion-MNIST and CIFAR-10 (JPEG) reconstruction beat the mean image after one short epoch;
+    one-class anomaly detection on real trousers (class 1) is far above chance."""
+    need(FASHION, "apt-get install dataset-fashion-mnist")
+    need(SHARED / "cifar10-jpeg.tar.gz", "the shared CIFAR-10 (JPEG) tar")
+    monkeypatch.setenv("DL2BENCH_CACHE", str(real_cache))
+    monkeypatch.setenv("DL2BENCH_DATA", str(SHARED))
+    monkeypatch.chdir(tmp_path)
+    common = {"epochs": 2, "train_size": 5000, "test_size": 2000, "wandb": "disabled", "progress": "none"}
+    for task, model in (("fashion_mnist_ae", "conv_ae"), ("cifar10_ae", "dense_ae")):
+        s = run({**common, "task": task, "model": model}, tmp_path / task)
+        raw = D.load(task.rsplit("_", 1)[0])
+        mean_image_mse = (raw.test_x[:2000].float() / 255 - raw.train_x.float().mean(0) / 255).pow(2).mean().item()
+        assert s["status"] == "finished" and s["test_mse"] < 0.6 * mean_image_mse, (task, s.get("test_mse"), mean_image_mse)
+    s = run({**common, "task": "fashion_mnist_anomaly", "normal_class": 1, "train_size": 0, "epochs": 3},
+            tmp_path / "anomaly")
+    assert s["status"] == "finished" and s["test_auroc"] > 0.9, s.get("test_auroc")
