@@ -2,6 +2,7 @@
 aggregates with n and spread, and the units and number formats every figure and table shares."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -10,7 +11,10 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from .load import BOOKKEEPING, COUNTED, REPLICATE, RESOLVED_BY_SUMMARY, Sweep
+from .load import BOOKKEEPING, COUNTED, REPLICATE, RESOLVED_BY_SUMMARY, UNKNOWN_TASK, Sweep
+from .units import TaskDecl, Unit, goal_word
+
+__all__ = ["Analysis", "Factor", "Unit", "aggregate", "analyse", "analyse_tasks", "fmt", "mean_std", "unit"]
 
 # two-sided 95% Student-t quantiles for df = 1..30 (no scipy needed); beyond, a Cornish-Fisher step
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -46,64 +50,58 @@ def aggregate(df: pd.DataFrame, by: Sequence[str], value: str,
 
 
 # ---------------------------------------------------------------------------------------------
-# units: every axis label and table header says what the number is measured in
+# units: every axis label and table header says what the number is measured in. A metric's unit
+# comes from its task's declarations (Analysis.unit); this table holds what every task shares.
 
-@dataclass(frozen=True)
-class Unit:
-    label: str  # what it is, for a reader
-    unit: str  # "" for a pure count
-    scale: float = 1.0  # stored value x scale = shown value
-    digits: int = 2
-    bounds: Tuple[float, float] = (0.0, math.inf)  # the stored value's possible range
-
-    def axis(self) -> str:
-        return f"{self.label} ({self.unit})" if self.unit else self.label
-
-
-ACC = (0.0, 1.0)
 UNITS: Dict[str, Unit] = {
-    "test_acc": Unit("test accuracy", "%", 100, bounds=ACC),
-    "best_val_acc": Unit("best validation accuracy", "%", 100, bounds=ACC),
-    "final_val_acc": Unit("final validation accuracy", "%", 100, bounds=ACC),
-    "val_acc": Unit("validation accuracy", "%", 100, bounds=ACC),
-    "train_acc": Unit("training accuracy", "%", 100, bounds=ACC),
-    "val_loss": Unit("validation loss", "cross-entropy, nats", 1, 3),
-    "train_loss": Unit("training loss", "cross-entropy, nats", 1, 3),
-    "test_loss": Unit("test loss", "cross-entropy, nats", 1, 3),
-    "final_val_loss": Unit("final validation loss", "cross-entropy, nats", 1, 3),
     "samples_per_s": Unit("training throughput", "samples/s", 1, 0),
     "train_time_total": Unit("training time", "s", 1, 1),
     "eval_time_total": Unit("evaluation time", "s", 1, 2),
+    "test_eval_time": Unit("test evaluation time", "s", 1, 2),
     "peak_mem_mb": Unit("peak memory", "MiB", 1, 0),
     "epoch": Unit("epoch", "", 1, 0),
+    "epochs_completed": Unit("epochs completed", "", 1, 0),
+    "best_epoch": Unit("best epoch", "", 1, 0),
 }
 
 
-def unit(col: str) -> Unit:
-    """The display unit of a column; unknown accuracy/loss/time columns are guessed from their names."""
+def unit(col: str, decl: Optional[TaskDecl] = None, digits: int = 3) -> Unit:
+    """The display unit of a column: a declared metric's (with `decl`), a shared one, or guessed
+    from the name (time columns in s; anything else plain)."""
+    if decl is not None:
+        u = decl.unit(col, digits)
+        if u is not None:
+            return u
     if col in UNITS:
         return UNITS[col]
     name = col.replace("_", " ")
     if col.startswith("time_to_"):
-        return Unit(f"time to {target_label(col)}", "s", 1, 1)
+        return Unit(f"time to {target_label(col, decl)}", "s", 1, 1)
     if col.startswith("epochs_to_"):
-        return Unit(f"epochs to {target_label(col)}", "", 1, 1)
-    if "acc" in col:
-        return Unit(name, "%", 100, bounds=ACC)
-    if "loss" in col:
-        return Unit(name, "", 1, 3, bounds=(-math.inf, math.inf))
+        return Unit(f"epochs to {target_label(col, decl)}", "", 1, 1)
     if col.endswith("_time") or col.endswith("_s"):
         return Unit(name, "s", 1, 2)
-    return Unit(name, "", 1, 3, bounds=(-math.inf, math.inf))
+    return Unit(name, "", 1, digits, bounds=(-math.inf, math.inf))
 
 
-def target_label(col: str) -> str:
-    """time_to_val_acc_0.80 -> 'val_acc ≥ 80%'."""
+def target_label(col: str, decl: Optional[TaskDecl] = None) -> str:
+    """time_to_val_acc_0.80 -> 'val_acc ≥ 80%' (the direction and % from the declarations)."""
+    if decl is not None:
+        label = decl.target_label(col)
+        if label:
+            return label
     m = re.match(r"(?:time|epochs)_to_(.+)_([0-9.]+)$", col)
-    if not m:
-        return col
-    what, t = m.group(1), float(m.group(2))
-    return f"{what} ≥ {t * 100:g}%" if "acc" in what else f"{what} ≥ {t:g}"
+    return f"{m.group(1)} reaching {float(m.group(2)):g}" if m else col
+
+
+def magnitude_digits(values: np.ndarray) -> int:
+    """Decimals that show three significant digits of a typical value (at least 3, at most 6):
+    an MSE of 0.0123 prints as 0.0123, a loss of 0.35 as 0.350."""
+    v = np.abs(values[np.isfinite(values)])
+    v = v[v > 0]
+    if not len(v):
+        return 3
+    return int(min(6, max(3, 2 - math.floor(math.log10(float(np.median(v)))))))
 
 
 def fmt(x: Any, u: Unit, digits: Optional[int] = None) -> str:
@@ -274,6 +272,41 @@ class Analysis:
     metric: str
     goal: str
     curves: pd.DataFrame  # sweep.curves joined with status, seed and the factor columns
+    decl: TaskDecl = field(default_factory=lambda: TaskDecl(UNKNOWN_TASK))  # the task's declarations
+    _digits: Dict[str, int] = field(default_factory=dict, repr=False)
+    _fraction: Dict[str, bool] = field(default_factory=dict, repr=False)
+
+    @property
+    def task(self) -> str:
+        return self.decl.task
+
+    @property
+    def family(self) -> str:
+        return self.decl.family
+
+    @property
+    def better(self) -> str:
+        """'higher is better' / 'lower is better' for the ranking metric."""
+        return goal_word(self.goal)
+
+    def unit(self, col: str) -> Unit:
+        """The display unit of a column, from the task's declarations; its decimals from the data,
+        and a unit-less score whose values all lie in [0, 1] (IoU, Dice, AUROC) bounded there."""
+        sm = self.decl.split_metric(col)
+        if sm is None:
+            return unit(col, self.decl)
+        name = sm[1].name
+        if name not in self._digits:
+            cols = [c for c in self.runs.columns if (x := self.decl.split_metric(c)) and x[1].name == name]
+            ccols = [c for c in self.curves.columns if (x := self.decl.split_metric(c)) and x[1].name == name]
+            vals = [pd.to_numeric(self.runs[c], errors="coerce").to_numpy(float) for c in cols]
+            vals += [self.curves[c].to_numpy(float) for c in ccols]
+            v = np.concatenate(vals) if vals else np.array([])
+            v = v[np.isfinite(v)]
+            self._digits[name] = magnitude_digits(v)
+            self._fraction[name] = bool(len(v)) and not sm[1].unit and float(v.min()) >= 0 and float(v.max()) <= 1
+        u = unit(col, self.decl, self._digits[name])
+        return dataclasses.replace(u, bounds=(0.0, 1.0)) if self._fraction[name] and not sm[1].percent else u
 
     @property
     def runs(self) -> pd.DataFrame:
@@ -286,7 +319,7 @@ class Analysis:
 
     @property
     def metric_unit(self) -> Unit:
-        return unit(self.metric)
+        return self.unit(self.metric)
 
     @property
     def ascending(self) -> bool:
@@ -301,8 +334,31 @@ class Analysis:
 
 
 def analyse(sw: Sweep) -> Analysis:
-    """Find the factors, label each run's configuration (columns added to sw.runs), and join the
-    curves with them."""
+    """A one-task sweep's Analysis: find the factors, label each run's configuration (columns
+    added to sw.runs), and join the curves with them. A sweep of several tasks: analyse_tasks."""
+    parts = analyse_tasks(sw)
+    if len(parts) > 1:
+        raise ValueError(f"{sw.name}: runs of {len(parts)} tasks ({', '.join(a.task for a in parts)}); "
+                         "use analyse_tasks (one Analysis per task)")
+    return parts[0]
+
+
+def analyse_tasks(sw: Sweep) -> List[Analysis]:
+    """One Analysis per task, in the order the tasks first appear: runs of different tasks are
+    never compared. Each part's configuration labels are written back to sw.runs (runs.csv)."""
+    tasks = list(dict.fromkeys(sw.task_of()))
+    if len(tasks) == 1:  # the sweep itself (its runs frame gets the labels), less other families' keys
+        decl = sw.tasks.get(tasks[0]) or TaskDecl(tasks[0])
+        return [_analyse(dataclasses.replace(sw, config_keys=sw.keys_for(decl)), decl)]
+    parts = []
+    for task in tasks:
+        part = sw.part(task)
+        parts.append(_analyse(part, part.tasks[task]))
+    sw.runs["configuration"] = pd.concat([a.runs["configuration"] for a in parts])
+    return parts
+
+
+def _analyse(sw: Sweep, decl: TaskDecl) -> Analysis:
     try:
         from dl2bench.config import RunConfig  # the schema's order reads naturally: model before lr
 
@@ -323,7 +379,7 @@ def analyse(sw: Sweep) -> Analysis:
     keep = ["sweep", "run", "status", REPLICATE, "configuration"] + [f.column for f in factors]
     curves = sw.curves.merge(runs[keep], on=["sweep", "run"], how="left")
     return Analysis(sweep=sw, factors=factors, config_column="configuration", metric=sw.metric,
-                    goal=sw.goal, curves=curves)
+                    goal=sw.goal, curves=curves, decl=decl)
 
 
 def status_counts(runs: pd.DataFrame) -> Dict[str, int]:

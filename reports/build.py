@@ -20,16 +20,21 @@ from typing import Dict, Optional, Sequence
 if __package__ in (None, ""):  # run as a script: make `reports` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reports.analysis import analyse  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from reports.analysis import analyse_tasks  # noqa: E402
 from reports.load import ReportError, Sweep, load_folders  # noqa: E402
 
 OUTPUTS = ("report.html", "report.pdf", "runs.csv", "curves.csv")
 
 
 def tables_for_csv(sw: Sweep) -> Dict[str, "object"]:
-    """runs.csv: one row per run (ids, status, config, then summary); curves.csv: one row per run x epoch."""
+    """runs.csv: one row per run (ids, summary schema, status, config, then summary); curves.csv: one
+    row per run x epoch."""
     runs = sw.runs
-    first = ["sweep", "run", "status", "reason", "configuration"]
+    runs = runs.assign(schema=pd.to_numeric(runs["schema"], errors="coerce").astype("Int64")
+                       if "schema" in runs.columns else pd.NA)  # empty for a run without a summary
+    first = ["sweep", "run", "schema", "status", "reason", "configuration"]
     config = [c for c in sw.config_keys if c in runs.columns and c not in first]
     helper = [c for c in runs.columns if c.startswith("factor:")]  # report-internal labels
     rest = [c for c in runs.columns if c not in first + config + helper]
@@ -52,11 +57,11 @@ def build_report(sw: Sweep, out: Path) -> Dict[str, Path]:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ReportError(f"{out}: cannot create the output folder ({e.strerror or e})") from None
-    a = analyse(sw)
+    parts = analyse_tasks(sw)  # one per task: runs of different tasks are never compared
     tmp = {name: out / f".{name}.tmp{os.getpid()}" for name in OUTPUTS}
     try:
         with style():
-            doc = document(a)
+            doc = document(parts)
             tmp["report.html"].write_text(to_html(doc), encoding="utf-8")
             to_pdf(doc, tmp["report.pdf"], sw.name)
         for name, df in tables_for_csv(sw).items():

@@ -2,12 +2,16 @@
 Analysis (and, for section "factor", one Factor) and yields Figure objects, or nothing when it
 does not apply to this sweep. Adding a plot = adding one function here.
 
-Sections: "overview" (the whole sweep), "factor" (called once per factor), "speed"."""
+Sections: "overview" (the whole sweep), "factor" (called once per factor), "speed", and "family"
+(a task family's own figures: `@figure("family", family="autoencoder")` in
+reports/families/<family>.py, drawn only for the runs of that family).
+
+Every metric is drawn as its task declares it (unit, label, direction): nothing here names one."""
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Tuple
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import pandas as pd
@@ -18,6 +22,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .analysis import (DEVICE_COLORS, MAX_HEATMAP_PAIRS, Analysis, Factor, aggregate, fmt, mean_std,
                        not_counted, unit)
+from .units import cap, goal_word
 from .load import COUNTED
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches: every figure is drawn at page size (vector in the PDF)
@@ -34,13 +39,14 @@ class Figure:
     fig: MplFigure
 
 
-FIGURES: List[Tuple[str, Callable[..., Iterator[Figure]]]] = []
+FIGURES: List[Tuple[str, Callable[..., Iterator[Figure]], Optional[str]]] = []
 
 
-def figure(section: str) -> Callable:
-    """Register a figure function for a section ("overview", "factor" or "speed")."""
+def figure(section: str, family: Optional[str] = None) -> Callable:
+    """Register a figure function for a section ("overview", "factor", "speed" or "family");
+    with `family`, it is drawn only for that family's tasks."""
     def deco(fn: Callable[..., Iterator[Figure]]) -> Callable[..., Iterator[Figure]]:
-        FIGURES.append((section, fn))
+        FIGURES.append((section, fn, family))
         return fn
     return deco
 
@@ -70,7 +76,7 @@ def by(f: Factor) -> str:
     """' by optimizer' for a title; nothing for the stand-in factor of a sweep where nothing varies."""
     return f" by {f.name}" if f.columns else ""
 
-CURVE_METRICS = ("val_acc", "val_loss")
+MAX_CURVES = 2  # learning-curve panels: the monitored metric (or headline) and the loss
 MAX_RUN_LINES = 10  # per level: up to this many runs are also drawn one by one
 
 
@@ -84,18 +90,29 @@ def _span(values: np.ndarray, pad: float = 0.08) -> Tuple[float, float]:
     return lo - pad * d, hi + pad * d
 
 
+def _same(x: pd.Series, y: pd.Series) -> bool:
+    both = x.notna() & y.notna()
+    return bool(both.any()) and bool(np.allclose(x[both].to_numpy(float), y[both].to_numpy(float), rtol=1e-9, atol=0))
+
+
 @figure("factor")
 def learning_curves(a: Analysis, f: Factor) -> Iterator[Figure]:
-    """Validation accuracy and loss vs epoch: mean and 95% CI band per level, and the runs themselves."""
+    """The monitored validation metric and the loss vs epoch: mean and 95% CI band per level, and
+    the runs themselves."""
     c = a.curves[a.curves["status"].isin(COUNTED)]
-    cols = [m for m in CURVE_METRICS if m in c.columns and c[m].notna().any()]
+    wanted = a.decl.curve_metrics() or tuple(m for m in c.columns if m.startswith("val_"))
+    cols: List[str] = []
+    for m in wanted:  # a loss that is the monitored metric itself (an MSE-trained autoencoder) once only
+        if m in c.columns and c[m].notna().any() and not any(_same(c[m], c[k]) for k in cols):
+            cols.append(m)
+    cols = cols[:MAX_CURVES]
     if c.empty or not cols:
         return
     fig, axes = new_figure(1, len(cols), height=0.85)
     handles = []
     clipped = False
     for ax, col in zip(axes[0], cols):
-        u = unit(col)
+        u = a.unit(col)
         agg = aggregate(c, [f.column, "epoch"], col, bounds=u.bounds)
         many = agg["epoch"].nunique() > 25
         for lvl in f.levels:
@@ -117,7 +134,8 @@ def learning_curves(a: Analysis, f: Factor) -> Iterator[Figure]:
         ax.set_xlabel("epoch")
         ax.set_ylabel(u.axis())
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(u.label.capitalize())
+        goal = a.decl.goal_of(col)
+        ax.set_title(cap(u.label) + (f" ({goal_word(goal)})" if goal else ""))
     handles.append(Line2D([], [], color="0.4", lw=0.7, label="one run"))
     handles.append(Patch(color="0.4", alpha=0.2, label="95% CI of the mean"))
     _legend_outside(axes[0, -1], handles, f.name)
@@ -169,11 +187,11 @@ def final_metric(a: Analysis, f: Factor) -> Iterator[Figure]:
     for tick, lvl in zip(ax.get_yticklabels(), order):
         tick.set_color(f.colors.get(lvl, "black"))
     ax.set_ylim(len(order) - 0.5, -0.5)  # best on top
-    ax.set_xlabel(f"{u.axis()}: {'higher' if a.goal == 'maximize' else 'lower'} is better")
+    ax.set_xlabel(f"{u.axis()}: {a.better}")
     ax.set_ylabel(f.name)
     ax.grid(axis="y", visible=False)
     cut = " Bars without a cap run past the plot's edge: their ends are given on the right." if clipped else ""
-    yield Figure(key=f"final-{f.column}", title=f"{u.label.capitalize()}{by(f)}",
+    yield Figure(key=f"final-{f.column}", title=f"{cap(u.label)}{by(f)}",
                  caption=(f"Each dot is one run ({a.metric}); diamond and bar: mean and 95% confidence "
                           "interval of the mean (Student t over the runs at that level). Right: mean ± "
                           "standard deviation (n) and the CI. Runs that diverged, failed or did not finish have "
@@ -222,9 +240,10 @@ def _heatmap(a: Analysis, ok: pd.DataFrame, fa: Factor, fb: Factor, u) -> Figure
     ax.set_ylabel(fa.name)
     others = [f.name for f in a.factors if f not in (fa, fb)]
     avg = f" averaged over seeds and {', '.join(others)}" if others else " over seeds"
-    return Figure(key=f"heatmap-{fa.column}-{fb.column}", title=f"{u.label.capitalize()}: {fa.name} × {fb.name}",
+    return Figure(key=f"heatmap-{fa.column}-{fb.column}", title=f"{cap(u.label)}: {fa.name} × {fb.name}",
                   caption=(f"Mean {a.metric} per cell{avg}, ± standard deviation and n (counted runs: finished "
-                           f"or early stopped). {'Brighter' if a.goal == 'maximize' else 'Darker'} is better."),
+                           f"or early stopped). {a.better.capitalize()}: the colour scale is turned so that "
+                           "brighter is better."),
                   fig=fig)
 
 

@@ -12,6 +12,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from dl2bench.config import BOOKKEEPING as RUN_BOOKKEEPING
+from dl2bench.record import SCHEMA_VERSION
+
+from .units import MetricDecl, TaskDecl, from_registry, parse_summary
 
 # Config keys that never change results (the ones the run id leaves out), so they never count as
 # factors; seed is the replicate axis.
@@ -22,10 +25,12 @@ COUNTED = ("finished", "early_stopped")  # runs whose final metric means what it
 # config.json records what was asked for ("auto", 0 = "as many as there are"); the summary
 # records what the run got, and that is what a reader compares
 RESOLVED_BY_SUMMARY = {"device": ("auto", None, ""), "threads": (0, None)}
-DEFAULT_METRIC = ("test_acc", "maximize")
-FALLBACK_METRIC = "best_val_acc"
 # identity and bookkeeping columns the loader adds to every row
 ID_COLUMNS = ("sweep", "run", "path", "config_source")
+# summary.json without a `schema` key is schema 1, which only classification tasks ever wrote
+# (best_val_acc, test_acc, ...): its declarations come from the task registry
+V1_FAMILY = "classification"
+UNKNOWN_TASK = "unknown task"  # runs whose config (and so task) is unknown
 
 
 class ReportError(Exception):
@@ -37,7 +42,7 @@ class Sweep:
     """Everything a report is built from; runs and curves are keyed by (sweep, run)."""
 
     name: str
-    metric: str  # a column of `runs`
+    metric: str  # a column of `runs`: the first task's ranking column (the only one in a one-task sweep)
     goal: str  # maximize | minimize
     runs: pd.DataFrame
     curves: pd.DataFrame
@@ -46,6 +51,58 @@ class Sweep:
     git_sha: List[str] = field(default_factory=list)  # from the manifests
     created: List[str] = field(default_factory=list)  # from the manifests
     notes: List[str] = field(default_factory=list)  # what the reader must know (fallbacks, damage)
+    tasks: Dict[str, TaskDecl] = field(default_factory=dict)  # task -> its declarations, in folder order
+    ranking: Dict[str, Tuple[str, str]] = field(default_factory=dict)  # task -> (runs column, goal)
+    key_tasks: Dict[str, set] = field(default_factory=dict)  # config/summary key -> tasks whose runs have it
+
+    def task_of(self) -> pd.Series:
+        """Each run's task (UNKNOWN_TASK where its config is unknown)."""
+        if "task" not in self.runs.columns:
+            return pd.Series(UNKNOWN_TASK, index=self.runs.index)
+        known = self.runs["task"].dropna().unique()
+        fill = str(known[0]) if len(known) == 1 else UNKNOWN_TASK  # one task: a run without config is its
+        return self.runs["task"].where(self.runs["task"].notna(), fill).astype(str)
+
+    def part(self, task: str) -> "Sweep":
+        """The runs of one task as a Sweep of their own (a copy; the config keys that are empty for
+        them, e.g. another family's settings, left out)."""
+        mask = (self.task_of() == task).to_numpy()
+        runs = self.runs[mask]
+        runs = runs[[c for c in runs.columns if task in self.key_tasks.get(c, (task,))]].copy()
+        keys = set(zip(runs["sweep"], runs["run"]))
+        curves = self.curves[[k in keys for k in zip(self.curves["sweep"], self.curves["run"])]] \
+            if len(self.curves) else self.curves
+        decl = self.tasks.get(task) or TaskDecl(task)
+        metric, goal = self.ranking.get(task, (self.metric, self.goal))
+        return Sweep(name=self.name, metric=metric, goal=goal, runs=runs, curves=curves.copy(),
+                     config_keys=self.keys_for(decl), sources=self.sources, git_sha=self.git_sha,
+                     created=self.created, notes=self.notes, tasks={task: decl}, ranking={task: (metric, goal)})
+
+    def keys_for(self, decl: TaskDecl) -> List[str]:
+        """The config keys of one task's runs: those its configs have, less another family's keys
+        (every config.json lists every family's keys, at their defaults)."""
+        return [k for k in self.config_keys
+                if (decl.task in self.key_tasks.get(k, {decl.task}) or UNKNOWN_TASK in self.key_tasks.get(k, ()))
+                and _key_family(k) in (None, decl.family)]
+
+
+def _registry_names() -> List[str]:
+    try:
+        from dl2bench.tasks import TASKS
+
+        return TASKS.names()
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def _key_family(key: str) -> Optional[str]:
+    """The family that declares a config key (None for core keys and keys unknown here)."""
+    try:
+        from dl2bench.config import KEY_SPECS
+
+        return KEY_SPECS[key].family if key in KEY_SPECS else None
+    except Exception:  # noqa: BLE001
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,11 +231,11 @@ def sweep_name(manifest: Dict[str, Any], folder: Path) -> str:
     return str(sweep.get("name") or folder.resolve().name)
 
 
-def manifest_metric(manifest: Dict[str, Any]) -> Optional[Tuple[str, str]]:
+def manifest_metric(manifest: Dict[str, Any]) -> Optional[Tuple[str, Optional[str]]]:
     sweep = manifest.get("sweep") if isinstance(manifest.get("sweep"), dict) else {}
     metric = sweep.get("metric")
-    if isinstance(metric, dict) and metric.get("name"):
-        return str(metric["name"]), str(metric.get("goal") or "maximize").lower()
+    if isinstance(metric, dict) and metric.get("name"):  # no goal: the task's declared one
+        return str(metric["name"]), (str(metric["goal"]).lower() if metric.get("goal") else None)
     return None
 
 
@@ -187,12 +244,14 @@ def load_folders(folders: Sequence[Path]) -> Sweep:
     if not folders:
         raise ReportError("no input: give one or more sweep folders, or --wandb ENTITY/PROJECT")
     records: List[Dict[str, Any]] = []
-    names, metric, shas, created = [], None, [], []
+    names, shas, created = [], [], []
+    metric: Dict[str, Tuple[str, str]] = {}  # sweep name -> its manifest's metric
     for folder in map(Path, folders):
         manifest, runs = read_store(folder)
         records += runs
         names.append(runs[0]["sweep"] if is_run_folder(folder) else sweep_name(manifest, folder))
-        metric = metric or manifest_metric(manifest)
+        if manifest_metric(manifest) and names[-1] not in metric:
+            metric[names[-1]] = manifest_metric(manifest)
         # dl2bench's launcher records each submission (time, git sha); older manifests, one of each
         subs = [s for s in manifest.get("submissions") or [] if isinstance(s, dict)]
         shas += [str(s["git_sha"]) for s in subs if s.get("git_sha")]
@@ -209,15 +268,26 @@ def load_folders(folders: Sequence[Path]) -> Sweep:
 # ---------------------------------------------------------------------------------------------
 # records -> frames (shared with the W&B adapter)
 
-def assemble(name: str, metric: Optional[Tuple[str, str]], records: Iterable[Dict[str, Any]],
+def assemble(name: str, metric: Any, records: Iterable[Dict[str, Any]],
              sources: List[str], git_sha: Sequence[str] = (), created: Sequence[str] = ()) -> Sweep:
     """Run records {sweep, run, path, config, config_source, summary|None, metrics, notes[, reason]}
-    -> a Sweep. config_source: "run" (its config.json), "manifest", or "none" (unknown)."""
+    -> a Sweep. config_source: "run" (its config.json), "manifest", or "none" (unknown).
+    `metric`: the sweep's stated metric (name, goal|None) for every run, {sweep name: (name, goal)},
+    or None (each task's declared headline)."""
     rows, curve_rows, notes = [], [], []
     config_keys: Dict[str, None] = {}
+    declared: Dict[str, Dict[str, set]] = {}  # task -> metric name -> the distinct declarations
+    heads: Dict[str, Dict[Tuple, int]] = {}  # task -> (family, headline, monitor) -> runs
+    newer: Dict[Any, int] = {}  # schema versions this report does not know -> runs
+    v1: set = set()  # tasks with a schema-1 summary
+    key_tasks: Dict[str, set] = {}
+    own: Dict[str, Dict[Tuple[str, str], int]] = {}  # task -> the summaries' own (metric, goal) -> runs
     for rec in records:
         config, summary = rec["config"], rec["summary"]
         config_keys.update(dict.fromkeys(k for k in config if k not in ID_COLUMNS))
+        rec_task = str(config.get("task") or (summary or {}).get("task") or UNKNOWN_TASK)
+        for k in config:
+            key_tasks.setdefault(k, set()).add(rec_task)
         row: Dict[str, Any] = {"sweep": rec["sweep"], "run": rec["run"], "path": rec["path"],
                                "config_source": rec.get("config_source", "run"), **config}
         for key, unresolved in RESOLVED_BY_SUMMARY.items():
@@ -227,10 +297,31 @@ def assemble(name: str, metric: Optional[Tuple[str, str]], records: Iterable[Dic
             epochs = len(rec["metrics"])
             row.update(status="incomplete",
                        reason=rec.get("reason") or f"no summary.json: still running or killed after {epochs} epoch(s)",
-                       epochs_completed=sum(1 for m in rec["metrics"] if "val_acc" in m))
+                       epochs_completed=sum(1 for m in rec["metrics"] if any(str(k).startswith("val_") for k in m)))
         else:
-            # keys in both (run_id, task; device/threads resolved above) keep the config's value
-            row.update((k, v) for k, v in summary.items() if k not in ID_COLUMNS and k not in config)
+            # keys in both (run_id, task; device/threads resolved above) keep the config's value;
+            # the declarations are read below, lists (class names) kept as JSON text
+            row.update((k, _cell(v)) for k, v in summary.items()
+                       if k not in ID_COLUMNS and k not in config and k != "metrics")
+            for k in summary:
+                key_tasks.setdefault(k, set()).add(rec_task)
+            schema = summary.get("schema", 1)
+            row["schema"] = schema
+            if not isinstance(schema, int) or isinstance(schema, bool) or schema > SCHEMA_VERSION or schema < 1:
+                newer[schema] = newer.get(schema, 0) + 1
+            task = rec_task
+            if isinstance(summary.get("metric"), str) and summary.get("goal") in ("maximize", "minimize"):
+                key = (summary["metric"], summary["goal"])
+                own.setdefault(task, {})[key] = own.get(task, {}).get(key, 0) + 1
+            if schema == 1:
+                v1.add(task)
+            if schema != 1:
+                d = parse_summary(task, summary, schema if isinstance(schema, int) else SCHEMA_VERSION)
+                if d is not None:
+                    for m in d.metrics.values():
+                        declared.setdefault(task, {}).setdefault(m.name, set()).add(m)
+                    key = (d.family, d.headline, d.monitor)
+                    heads.setdefault(task, {})[key] = heads.get(task, {}).get(key, 0) + 1
             if row.get("status") not in STATUSES:
                 row["reason"] = f"unknown status {row.get('status')!r} in summary.json; " + str(row.get("reason") or "")
                 row["status"] = "failed"
@@ -251,40 +342,114 @@ def assemble(name: str, metric: Optional[Tuple[str, str]], records: Iterable[Dic
     curves = curves.astype({"epoch": int})
     for c in curves.columns.difference(["sweep", "run"]):
         curves[c] = pd.to_numeric(curves[c], errors="coerce")
-    metric_name, goal, note = choose_metric(metric, runs)
-    if note:
-        notes.append(note)
-    if metric_name not in runs.columns:  # no run has finished yet: every figure must still work
-        runs[metric_name] = float("nan")
+    for v, n in newer.items():
+        notes.append(f"{n} run{'s' if n != 1 else ''} wrote summary.json schema {v!r}, which this report does not "
+                     f"know (it reads schemas 1-{SCHEMA_VERSION}): read as schema {SCHEMA_VERSION}, so values named "
+                     "differently there are missing. A newer dl2bench reads them in full.")
+    sw = Sweep(name=name, metric="", goal="maximize", runs=runs, curves=curves, config_keys=list(config_keys),
+               sources=list(sources), git_sha=list(dict.fromkeys(git_sha)), created=list(created), notes=notes,
+               key_tasks=key_tasks)
+    tasks = list(dict.fromkeys(sw.task_of()))
+    several = len(tasks) > 1
+    for task in tasks:
+        decl, why = declarations(task, declared.get(task, {}), heads.get(task, {}), task in v1)
+        sw.tasks[task] = decl
+        notes += [f"{task}: {w}" if several else w for w in why]
+        sub = runs[(sw.task_of() == task).to_numpy()]
+        stated = [metric[s] for s in dict.fromkeys(sub["sweep"]) if s in metric] if isinstance(metric, dict) \
+            else [metric] if metric else []
+        said = max(own[task].items(), key=lambda kv: kv[1])[0] if own.get(task) else None
+        col, goal, note = choose_metric(stated, sub, decl, said)
+        if note:
+            notes.append(f"{task}: {note}" if several else note)
+        sw.ranking[task] = (col, goal)
+        if col not in runs.columns:  # no run has finished yet: every figure must still work
+            runs[col] = float("nan")
+    sw.metric, sw.goal = sw.ranking[tasks[0]]
     for col in runs.columns:  # JSON numbers with nulls -> float with NaN, so aggregations just work
         if runs[col].dtype == object and col not in config_keys:  # (strings such as "13.0" stay strings)
             vals = runs[col].dropna()
             if len(vals) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
                 runs[col] = pd.to_numeric(runs[col], errors="coerce")
-    return Sweep(name=name, metric=metric_name, goal=goal, runs=runs, curves=curves,
-                 config_keys=[k for k in config_keys], sources=list(sources),
-                 git_sha=list(dict.fromkeys(git_sha)), created=list(created), notes=notes)
+    return sw
 
 
-def choose_metric(metric: Optional[Tuple[str, str]], runs: pd.DataFrame) -> Tuple[str, str, Optional[str]]:
-    """The manifest's metric, else test_acc (maximize), else best_val_acc; says why if it fell back."""
+def _cell(v: Any) -> Any:
+    """A summary value as one cell of the runs frame: lists and mappings as JSON text."""
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(v)
+    return v
+
+
+def declarations(task: str, declared: Dict[str, set], heads: Dict[Tuple, int],
+                 v1: bool = False) -> Tuple[TaskDecl, List[str]]:
+    """A task's declarations from its runs' summaries (schema 2 on), else from the task registry
+    (schema-1 summaries, and runs without a summary yet); with what the reader must know."""
+    why: List[str] = []
+    if not declared:
+        d = from_registry(task)
+        if d is None and v1:  # a schema-1 task this dl2bench no longer has: any classification task's
+            d = next((x for x in map(from_registry, _registry_names()) if x and x.family == V1_FAMILY), None)
+            if d is not None:
+                d = TaskDecl(task, d.family, d.headline, d.monitor, d.metrics, source="registry")
+                why.append(f"task {task!r} is not in this dl2bench's task registry; its schema-1 summaries "
+                           f"are read with the {V1_FAMILY} declarations")
+        if d is None:
+            return TaskDecl(task), [f"task {task!r} declares no metrics readable here (no schema-2 summary, and "
+                                    "not in this dl2bench's task registry): values are shown without units"]
+        return d, why
+    (family, headline, monitor), _ = max(heads.items(), key=lambda kv: kv[1])
+    if len(heads) > 1:
+        why.append(f"the runs name different headline metrics ({', '.join(sorted({str(h[1]) for h in heads}))}); "
+                   f"using {headline}")
+    metrics = {}
+    for name, decls in declared.items():
+        if len(decls) == 1:
+            metrics[name] = next(iter(decls))
+            continue
+        ds = sorted(decls, key=lambda m: (m.unit, m.label))
+        first = ds[0]
+        metrics[name] = MetricDecl(name, first.goal, " | ".join(dict.fromkeys(m.unit for m in ds if m.unit)),
+                                   " | ".join(dict.fromkeys(m.said for m in ds)), all(m.percent for m in ds),
+                                   first.splits, mixed=True)
+        why.append(f"the runs measure {name} differently ({'; '.join(f'{m.said}, {m.unit}' for m in ds)}): "
+                   f"compare {name} only between runs with the same setting")
+    return TaskDecl(task, family, headline, monitor or headline, metrics, source="summary"), why
+
+
+def choose_metric(stated: Sequence[Tuple[str, Optional[str]]], runs: pd.DataFrame, decl: TaskDecl,
+                  said: Optional[Tuple[str, str]] = None) -> Tuple[str, str, Optional[str]]:
+    """The sweep's stated metric, else the task's declared test_<headline>, else the validation
+    best_val_<monitor>; for a task whose declarations are unknown, the summaries' own `metric`.
+    Says why if it fell back. The goal of a declared metric is the declared one."""
     def present(col: str) -> bool:
         return col in runs.columns and pd.to_numeric(runs[col], errors="coerce").notna().any()
 
-    if metric:
-        name, goal = metric
-        goal = "minimize" if goal.startswith("min") else "maximize"
+    fallback = ""
+    for name, goal in stated:
+        declared_goal = decl.goal_of(name)
+        goal = "minimize" if str(goal or declared_goal or "maximize").startswith("min") else "maximize"
+        conflict = ""
+        if declared_goal and declared_goal != goal:
+            conflict = f"the sweep says {goal} {name}, but the task declares it {declared_goal}d; using {declared_goal}"
+            goal = declared_goal
         candidates = [name, f"best_{name}" if goal == "maximize" else f"final_{name}", f"final_{name}"]
         for c in candidates:
             if present(c):
                 note = None if c == name else f"the sweep's metric {name!r} is not in the run summaries; using {c!r}"
-                return c, goal, note
-        fallback = f"the sweep's metric {name!r} is in no run summary; "
-    else:
-        fallback = ""
-    name, goal = DEFAULT_METRIC
-    if present(name):
-        return name, goal, (fallback + f"using {name}") if fallback else None
-    note = fallback + f"no run has {name}; ranking by {FALLBACK_METRIC} (validation) instead"
-    return FALLBACK_METRIC, "maximize", note
-
+                note = "; ".join(n for n in (conflict, note) if n) or None
+                return c, decl.goal_of(c) or goal, note
+        fallback = fallback or f"the sweep's metric {name!r} is in no run summary; "
+    default, fb = decl.default_metric, decl.fallback_metric
+    if default and present(default[0]):
+        return default[0], default[1], (fallback + f"using {default[0]}") if fallback else None
+    if fb and present(fb[0]):
+        return fb[0], fb[1], fallback + f"no run has {default[0]}; ranking by {fb[0]} (validation) instead"
+    if default:
+        return default[0], default[1], (fallback + f"no run has {default[0]} yet") if fallback else None
+    if stated:
+        name, goal = stated[0]
+        return name, "minimize" if str(goal or "").startswith("min") else "maximize", None
+    if said and present(said[0]):
+        return said[0], said[1], f"no declared metrics: ranking by the summaries' own metric {said[0]} ({said[1]})"
+    return "test_loss", "minimize", "no declared metric and no stated one: ranking by test_loss"

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import html
 import io
+import math
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.figure import Figure as MplFigure
 from matplotlib.patches import Rectangle
 
+from . import families
 from .analysis import Analysis, Factor
 from .figures import FIGURES, PAGE, Figure
 from .tables import TABLES, Table, header
@@ -32,6 +34,8 @@ class Section:
     title: str
     intro: str
     blocks: List[Block] = field(default_factory=list)
+    part: str = ""  # in a report over several tasks: the task this section belongs to
+    head: bool = False  # the first section of a task's part (its title is the task's)
 
 
 @dataclass
@@ -44,22 +48,62 @@ class Document:
     sections: List[Section]
 
 
-def blocks(section: str, *args) -> Iterator[Block]:
-    """Every registered figure, then every table, of a section (registration order)."""
-    for sec, fn in FIGURES:
-        if sec == section:
-            yield from fn(*args)
-    for sec, fn in TABLES:
-        if sec == section:
-            yield from fn(*args)
+def blocks(section: str, a: Analysis, *args) -> Iterator[Block]:
+    """Every registered figure, then every table, of a section (registration order); a family's
+    own ones only for that family's tasks."""
+    for sec, fn, family in FIGURES:
+        if sec == section and family in (None, a.family):
+            yield from fn(a, *args)
+    for sec, fn, family in TABLES:
+        if sec == section and family in (None, a.family):
+            yield from fn(a, *args)
 
 
-def document(a: Analysis) -> Document:
-    """Lay out the report: overview, one section per factor, speed, problem runs, fixed settings."""
+def document(a: Union[Analysis, Sequence[Analysis]]) -> Document:
+    """Lay out the report. One task: overview, the family's figures, one section per factor, speed,
+    problem runs, fixed settings. Several tasks: those sections once per task, each part headed by
+    the task's facts; no figure or table mixes tasks."""
+    parts = list(a) if isinstance(a, (list, tuple)) else [a]
+    if len(parts) == 1:
+        a = parts[0]
+        return Document(title=f"Sweep report: {a.sweep.name}", facts=header(a), notes=list(a.sweep.notes),
+                        sections=task_sections(a))
+    sections: List[Section] = []
+    for p in parts:
+        head = Section(f"task-{p.task}", f"Task: {p.task} ({p.family})",
+                       f"{len(p.runs)} run{'s' if len(p.runs) != 1 else ''}; ranked by {p.metric} ({p.better}).",
+                       part=p.task, head=True)
+        head.blocks += list(blocks("task", p))
+        sections.append(head)
+        for s in task_sections(p):
+            s.key, s.part = f"{p.task}-{s.key}", p.task
+            for b in s.blocks:  # keys are anchors: unique in the page
+                b.key = f"{p.task}-{b.key}"
+            sections.append(s)
+    names = parts[0].sweep.name
+    title = f"Sweep report: {names} ({len(parts)} tasks)"
+    return Document(title=title, facts=header(parts), notes=list(notes_of(parts)), sections=sections)
+
+
+def notes_of(parts: Sequence[Analysis]) -> Iterator[str]:
+    seen = set()
+    for p in parts:
+        for n in p.sweep.notes:
+            if n not in seen:
+                seen.add(n)
+                yield n
+
+
+def task_sections(a: Analysis) -> List[Section]:
+    """The sections of one task's runs."""
     sections = [Section("overview", "Overview",
                         "How the configurations compare on the sweep's metric, and how pairs of factors interact."
                         if len(a.factors) > 1 else "")]
     sections[0].blocks += list(blocks("overview", a))
+    fam = Section("family", families.title(a), families.intro(a))
+    fam.blocks += list(blocks("family", a))
+    if fam.blocks:
+        sections.append(fam)
     for f in a.factors:
         s = Section(f"factor-{f.column.split(':', 1)[1]}", f"Factor: {f.name}",
                     f"{len(f.levels)} levels: {', '.join(f.levels)}. Each level's colour is the same in every figure.")
@@ -72,8 +116,9 @@ def document(a: Analysis) -> Document:
                     "configuration, so there is nothing to compare.")
         s.blocks += list(blocks("factor", a, everything))
         sections.append(s)
+    mon = a.decl.metric(a.decl.monitor)
     speed = Section("speed", "Speed", "Training throughput, the GPU/CPU speedup where both ran, and the time to "
-                    "the task's target accuracies.")
+                    f"the task's target values of {'the validation ' + mon.short if mon else 'its metric'}.")
     speed.blocks += list(blocks("speed", a))
     sections.append(speed)
     problems = Section("problems", "Runs that diverged, failed or did not finish", "")
@@ -84,9 +129,7 @@ def document(a: Analysis) -> Document:
     setup = Section("setup", "Settings", "")
     setup.blocks += list(blocks("setup", a))
     sections.append(setup)
-    sections = [s for s in sections if s.blocks or s.intro]
-    return Document(title=f"Sweep report: {a.sweep.name}", facts=header(a), notes=list(a.sweep.notes),
-                    sections=sections)
+    return [s for s in sections if s.blocks or s.intro]
 
 
 @contextlib.contextmanager
@@ -117,6 +160,8 @@ figcaption,.caption{color:#555;font-size:.9em;margin:.3em 0 0}
 table{border-collapse:collapse;font-size:.88em;margin:.3em 0} th,td{padding:.25em .7em;text-align:left;vertical-align:top}
 th{border-bottom:2px solid #888;background:#f3f3f3} tr:nth-child(even) td{background:#fafafa}
 td{border-bottom:1px solid #e4e4e4} .sw{display:inline-block;width:.8em;height:.8em;margin-right:.4em;border:1px solid #0004}
+h2.task{font-size:1.5em;background:#eef2f8;border-bottom:3px solid #4a6fa5;padding:.3em .4em;margin-top:2.5em}
+h2 .part{color:#4a6fa5;font-weight:normal} nav li.task{font-weight:bold;margin-top:.3em} nav li.sub{margin-left:1.2em}
 """
 
 
@@ -155,14 +200,21 @@ def to_html(doc: Document) -> str:
     out = [f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(doc.title)}</title>'
            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{CSS}</style></head><body>',
            f"<header><h1>{e(doc.title)}</h1><dl class=\"facts\">"]
-    out += [f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in doc.facts]
+    out += [f"<dt>{e(k)}</dt><dd>{'<br>'.join(map(e, v.split(chr(10))))}</dd>" for k, v in doc.facts]
     out.append("</dl>")
     if doc.notes:
         out.append('<div class="notes"><b>Notes</b><ul>' + "".join(f"<li>{e(n)}</li>" for n in doc.notes) + "</ul></div>")
-    out.append("<nav><b>Contents</b><ol>" + "".join(f'<li><a href="#{e(s.key)}">{e(s.title)}</a></li>'
-                                                   for s in doc.sections) + "</ol></nav></header>")
+    out.append("<nav><b>Contents</b><ol>" + "".join(
+        f'<li{" class=task" if s.head else " class=sub" if s.part else ""}><a href="#{e(s.key)}">{e(s.title)}</a></li>'
+        for s in doc.sections) + "</ol></nav></header>")
     for s in doc.sections:
-        out.append(f'<section id="{e(s.key)}"><h2>{e(s.title)}</h2>')
+        if s.head:  # a task's part of a report over several tasks
+            out.append(f'<section class="task" id="{e(s.key)}" data-task="{e(s.part)}"><h2 class="task">{e(s.title)}</h2>')
+        elif s.part:
+            out.append(f'<section id="{e(s.key)}" data-task="{e(s.part)}"><h2><span class="part">{e(s.part)} · </span>'
+                       f'{e(s.title)}</h2>')
+        else:
+            out.append(f'<section id="{e(s.key)}"><h2>{e(s.title)}</h2>')
         if s.intro:
             out.append(f"<p>{e(s.intro)}</p>")
         for b in s.blocks:
@@ -343,8 +395,9 @@ class PdfLayout:
         return at
 
 
-def title_page(doc: Document, contents: Sequence[Tuple[str, int]]) -> MplFigure:
-    """The summary: every header fact, the notes, and the contents with page numbers."""
+def title_pages(doc: Document, contents: Sequence[Tuple[str, int]]) -> List[MplFigure]:
+    """The summary: every header fact, the notes, and the contents with page numbers (which count
+    the title page as 1 and are shifted here by any further contents pages)."""
     fig = MplFigure(figsize=PAGE)
     h = PAGE[1]
     _text(fig, MARGIN, h - MARGIN, doc.title, fontsize=18, weight="bold")
@@ -367,34 +420,53 @@ def title_page(doc: Document, contents: Sequence[Tuple[str, int]]) -> MplFigure:
                   color="#8a5a00")
             y -= 0.2
     y -= 0.15
-    _text(fig, MARGIN, y, "Contents", fontsize=9.5, weight="bold", color="0.3")
-    per_col = max(1, int((y - 0.6) / 0.18))
-    for i, (title, page) in enumerate(contents):
-        col, row = divmod(i, per_col)
-        x = MARGIN + key_w + col * 4.6
-        _text(fig, x, y - row * 0.18, textwrap.shorten(title, 60, placeholder=" …"), fontsize=8.5)
-        _text(fig, x + 4.3, y - row * 0.18, str(page), fontsize=8.5, ha="right", color="0.4")
-    return fig
+    # the contents: two columns below the facts, continued on pages of their own when they do not fit
+    row_h, col_w = 0.18, 4.6
+    per_col = max(1, int((y - 0.6) / row_h))
+    full = max(1, int((h - 2 * MARGIN - 0.6) / row_h))
+    extra = math.ceil(max(0, len(contents) - 2 * per_col) / (2 * full))
+    pages = [fig]
+    bold = any(t.startswith(" ") for t, _ in contents)  # a report over several tasks: task titles bold
+    start, top, rows = 0, y, per_col
+    while True:
+        _text(pages[-1], MARGIN, top, "Contents" + (" (continued)" if len(pages) > 1 else ""), fontsize=9.5,
+              weight="bold", color="0.3")
+        chunk = contents[start:start + 2 * rows]
+        for i, (title, page) in enumerate(chunk):
+            col, row = divmod(i, rows)
+            x = MARGIN + key_w + col * col_w
+            sub = 0.25 if title.startswith(" ") else 0.0  # a section of a task's part: indented
+            _text(pages[-1], x + sub, top - row * row_h, textwrap.shorten(title, 60 - 3 * bool(sub), placeholder=" …"),
+                  fontsize=8.5, weight="bold" if bold and not sub else "normal")
+            _text(pages[-1], x + 4.3, top - row * row_h, str(page + extra), fontsize=8.5, ha="right", color="0.4")
+        start += len(chunk)
+        if start >= len(contents):
+            return pages
+        pages.append(MplFigure(figsize=PAGE))
+        top, rows = h - MARGIN, full
 
 
 def to_pdf(doc: Document, path: Path, name: str) -> int:
     """Write the PDF (title page with the summary, then every figure and table); returns its page count."""
     lay = PdfLayout()
     for s in doc.sections:
+        title = f"{s.part} · {s.title}" if s.part and not s.head else s.title
+        entry = s.title if s.head or not s.part else "      " + s.title
         if not s.blocks:  # a section that is only a sentence
-            lay.contents.append((s.title, lay.text(s.title, s.intro)))
+            lay.contents.append((entry, lay.text(title, s.intro)))
             continue
         for k, b in enumerate(s.blocks):
-            sub = f"{s.title}. {s.intro}" if k == 0 and s.intro else s.title
+            sub = f"{title}. {s.intro}" if k == 0 and s.intro else title
             if isinstance(b, Figure):
                 at = lay.figure(b.fig, _decorate(b.fig, b.title, b.caption, sub))
             else:
                 at = lay.table(b, sub)
             if k == 0:
-                lay.contents.append((s.title, at))
-    total = len(lay.pages) + 1
+                lay.contents.append((entry, at))
+    front = title_pages(doc, lay.contents)
+    total = len(lay.pages) + len(front)
     with PdfPages(path, metadata={"Title": doc.title, "Creator": "dl2bench reports/build.py"}) as pdf:
-        for n, fig in enumerate([title_page(doc, lay.contents)] + lay.pages, start=1):
+        for n, fig in enumerate(front + lay.pages, start=1):
             fig.text(1 - MARGIN / PAGE[0], 0.3 / PAGE[1], f"{name} · page {n} of {total}", fontsize=7.5,
                      ha="right", va="bottom", color="0.45")
             pdf.savefig(fig)

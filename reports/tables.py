@@ -15,6 +15,7 @@ from .analysis import (Analysis, Factor, aggregate, fmt, level_str, mean_std, no
                        status_counts, unique_str, unit)
 from .figures import by, speed_groups
 from .load import BOOKKEEPING, COUNTED, REPLICATE
+from .units import goal_word
 
 MAX_RANKED = 40  # the ranking shows this many configurations; runs.csv has all
 REASON_CHARS = 300
@@ -32,13 +33,14 @@ class Table:
     wide: List[str] = field(default_factory=list)  # columns with long free text (wrapped in the PDF)
 
 
-TABLES: List[Tuple[str, Callable[..., Iterator[Table]]]] = []
+TABLES: List[Tuple[str, Callable[..., Iterator[Table]], Optional[str]]] = []
 
 
-def table(section: str) -> Callable:
-    """Register a table function for a section ("overview", "factor", "speed", "problems", "setup")."""
+def table(section: str, family: Optional[str] = None) -> Callable:
+    """Register a table function for a section ("overview", "factor", "speed", "problems", "setup",
+    "family"); with `family`, it is made only for that family's tasks."""
     def deco(fn: Callable[..., Iterator[Table]]) -> Callable[..., Iterator[Table]]:
-        TABLES.append((section, fn))
+        TABLES.append((section, fn, family))
         return fn
     return deco
 
@@ -81,8 +83,8 @@ def by_level(a: Analysis, f: Factor) -> Iterator[Table]:
     order = a.ranked_levels(f.column)
     df = pd.DataFrame(_group_rows(a, f.column, order)).rename(columns={f.column: f.name})
     yield Table(key=f"table-{f.column}", title=f"Table: {a.metric_unit.label}{by(f)}",
-                caption=(f"Sorted by mean {a.metric}, best first. Counted runs: finished or early stopped; "
-                         "std: standard deviation over those runs; CI: Student t."),
+                caption=(f"Sorted by mean {a.metric}, best first ({a.better}). Counted runs: finished or early "
+                         "stopped; std: standard deviation over those runs; CI: Student t."),
                 df=df, colors=[f.colors.get(l) for l in order])
 
 
@@ -97,7 +99,8 @@ def ranking(a: Analysis) -> Iterator[Table]:
     df.insert(0, "rank", [str(i + 1) for i in range(len(shown))])
     more = f" The {len(order) - len(shown)} further configurations are in runs.csv." if len(order) > len(shown) else ""
     yield Table(key="ranking", title="Configurations ranked",
-                caption=f"All {len(order)} configurations by mean {a.metric}, best first (n: counted runs over seeds).{more}",
+                caption=(f"All {len(order)} configurations by mean {a.metric}, best first ({a.better}; n: counted runs "
+                         f"over seeds).{more}"),
                 df=df)
 
 
@@ -155,7 +158,8 @@ def _target_columns(runs: pd.DataFrame, prefix: str) -> List[str]:
 
 def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table]:
     done = a.runs[a.runs["status"] != "incomplete"]
-    cols = _target_columns(done, prefix)
+    mon = a.decl.monitor
+    cols = [c for c in _target_columns(done, prefix) if mon is None or c.startswith(f"{prefix}val_{mon}_")]
     if not cols or done.empty:
         return
     order = [l for l in a.ranked_levels(a.config_column) if l in set(done[a.config_column])][:MAX_RANKED]
@@ -164,7 +168,7 @@ def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table
         d = done[done[a.config_column] == lvl]
         row = {"configuration": lvl}
         for c in cols:
-            u = unit(c)
+            u = a.unit(c)
             v = pd.to_numeric(d[c], errors="coerce").dropna()
             reached = f"{len(v)}/{len(d)} reached"
             head = u.axis()
@@ -173,7 +177,7 @@ def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table
             else:
                 row[head] = f"{mean_std(v.mean(), v.std(), len(v), u).rsplit(' (', 1)[0]} ({reached})"
         rows.append(row)
-    u0 = unit(cols[0])
+    u0 = a.unit(cols[0])
     yield Table(key=key, title=title,
                 caption=(f"Over the runs that reached the target: mean ± std{f' ({u0.unit})' if u0.unit else ''}, and how many of the "
                          "runs with a summary reached it. 'not reached' = no run got there within its epochs. "
@@ -181,16 +185,22 @@ def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table
                 df=pd.DataFrame(rows))
 
 
+def _monitored(a: Analysis) -> str:
+    """What the task's targets are values of ('accuracy'), for a title."""
+    m = a.decl.metric(a.decl.monitor)
+    return m.short if m else "metric"
+
+
 @table("speed")
 def time_to_target(a: Analysis) -> Iterator[Table]:
-    """Training seconds to each of the task's target accuracies, per configuration."""
-    yield from _to_target(a, "time_to_", "Time to target accuracy", "time-to-target")
+    """Training seconds to each of the task's target values of its monitored metric, per configuration."""
+    yield from _to_target(a, "time_to_", f"Time to target {_monitored(a)}", "time-to-target")
 
 
 @table("speed")
 def epochs_to_target(a: Analysis) -> Iterator[Table]:
-    """Epochs to each of the task's target accuracies, per configuration."""
-    yield from _to_target(a, "epochs_to_", "Epochs to target accuracy", "epochs-to-target")
+    """Epochs to each of the task's target values of its monitored metric, per configuration."""
+    yield from _to_target(a, "epochs_to_", f"Epochs to target {_monitored(a)}", "epochs-to-target")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,10 +255,8 @@ def settings(a: Analysis) -> Iterator[Table]:
 # ---------------------------------------------------------------------------------------------
 # the header
 
-def header(a: Analysis) -> List[Tuple[str, str]]:
-    """The title page's facts: what, when, which code, how many runs of each outcome, where."""
-    r, sw = a.runs, a.sweep
-
+def _facts(r: pd.DataFrame, sw) -> Dict[str, str]:
+    """Facts about a set of runs: when, which code, outcomes, where they ran."""
     def col(c: str) -> pd.Series:
         return r[c] if c in r.columns else pd.Series([], dtype=object)
 
@@ -267,27 +275,141 @@ def header(a: Analysis) -> List[Tuple[str, str]]:
     when = f"{min(started)[:16].replace('T', ' ')} – {max(finished or started)[:16].replace('T', ' ')} UTC" if started else "not recorded"
     shas = list(dict.fromkeys(sw.git_sha + [s for s in col("git_sha").dropna().astype(str)]))
     n = len(r)
-    facts = [
-        ("sweep", sw.name),
-        ("report built", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
-        ("runs started – finished", when),
-        ("sweep created", ", ".join(sw.created) or "no manifest"),
-        ("git sha", counted("git_sha", ", ".join(shas) or "not recorded") if len(shas) > 1 else (shas[0] if shas else "not recorded")),
-        ("runs", f"{n}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sc.items() if v or k in ("finished", "diverged", "failed", "early_stopped"))),
-        ("task", counted("task", every_run=True)),
-        ("metric", f"{a.metric} ({a.goal}); {'n/a' if a.ok.empty else f'{len(a.ok)} counted runs'}"),
-        ("factors", "; ".join(f"{f.name} ({len(f.levels)} levels)" for f in a.factors) or "none: every run has the same config"),
-        ("seeds", f"{col(REPLICATE).nunique()} ({', '.join(unique_str(sorted(col(REPLICATE).dropna().unique())))})" if REPLICATE in r else "not recorded"),
-        ("devices", counted("device_name")),
-        ("threads", counted("threads")),
-        ("torch", counted("torch_version")),
-        ("CUDA", counted("cuda_version", "none (CPU only)") if col("cuda_version").notna().any() else "none (CPU only)"),
-        ("hosts", f"{col('host').nunique()} ({', '.join(unique_str(col('host'))[:6])}{', …' if col('host').nunique() > 6 else ''})" if "host" in r else "not recorded"),
-        ("data", counted("data_source")),
-        ("source", ", ".join(sw.sources)),
-    ]
+    return {
+        "sweep": sw.name,
+        "report built": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "runs started – finished": when,
+        "sweep created": ", ".join(sw.created) or "no manifest",
+        "git sha": counted("git_sha", ", ".join(shas) or "not recorded") if len(shas) > 1 else (shas[0] if shas else "not recorded"),
+        "runs": f"{n}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sc.items() if v or k in ("finished", "diverged", "failed", "early_stopped")),
+        "task": counted("task", every_run=True),
+        "seeds": f"{col(REPLICATE).nunique()} ({', '.join(unique_str(sorted(col(REPLICATE).dropna().unique())))})" if REPLICATE in r else "not recorded",
+        "devices": counted("device_name"),
+        "threads": counted("threads"),
+        "torch": counted("torch_version"),
+        "CUDA": counted("cuda_version", "none (CPU only)") if col("cuda_version").notna().any() else "none (CPU only)",
+        "hosts": f"{col('host').nunique()} ({', '.join(unique_str(col('host'))[:6])}{', …' if col('host').nunique() > 6 else ''})" if "host" in r else "not recorded",
+        "data": counted("data_source"),
+        "source": ", ".join(sw.sources),
+    }
+
+
+def _metric_fact(a: Analysis) -> str:
+    """'test_acc: test accuracy (%), higher is better; 9 counted runs'."""
+    return f"{a.metric}: {a.metric_unit.axis()}, {a.better}; {'n/a' if a.ok.empty else f'{len(a.ok)} counted runs'}"
+
+
+def _monitor_fact(a: Analysis) -> Optional[str]:
+    """The validation metric behind best epoch, early stopping and targets, where it is not the headline's."""
+    mon, head = a.decl.metric(a.decl.monitor), a.decl.metric(a.decl.headline)
+    if mon is None or head is None or mon.name == head.name:
+        return None
+    return (f"val_{mon.name}: validation {mon.said}, {goal_word(mon.goal)} (best epoch, early stopping and "
+            f"targets follow it; the headline {head.name} is measured on the {'/'.join(head.splits)} split only)"
+            if head.splits == ("test",) else
+            f"val_{mon.name}: validation {mon.said}, {goal_word(mon.goal)} (best epoch, early stopping, targets)")
+
+
+def best_fact(a: Analysis, with_label: bool = False) -> Optional[str]:
+    """The best configuration by the task's ranking metric, mean ± std (n)."""
+    if a.ok.empty:
+        return None
     best = a.ranked_levels(a.config_column)
-    if not a.ok.empty:
-        g = aggregate(a.ok, [a.config_column], a.metric).set_index(a.config_column).loc[best[0]]
-        facts.insert(8, ("best", f"{best[0]}: {mean_std(g['mean'], g['std'], int(g['n']), a.metric_unit, True)}"))
+    g = aggregate(a.ok, [a.config_column], a.metric).set_index(a.config_column).loc[best[0]]
+    what = f" {a.metric_unit.label}" if with_label else ""
+    name = f"{a.factors[0].columns[0]}={best[0]}" if with_label and len(a.factors) == 1 else best[0]
+    return f"{name}:{what} {mean_std(g['mean'], g['std'], int(g['n']), a.metric_unit, True)}"
+
+
+def declared_fact(a: Analysis) -> str:
+    """Every metric the task declares, with its full label, unit and direction."""
+    d = a.decl
+    first = [n for n in dict.fromkeys((d.headline, d.monitor)) if n in d.metrics]
+    names = first + [n for n in d.metrics if n not in first and n != "loss"] + (["loss"] if "loss" in d.metrics else [])
+    out = []
+    for m in (d.metrics[n] for n in names):
+        if m.mixed:
+            out.append(f"{m.name}: declared differently by the runs, see the notes ({goal_word(m.goal)})")
+            continue
+        unit = "%" if m.percent else m.unit
+        out.append(f"{m.name}: {m.said} ({', '.join(x for x in (unit, goal_word(m.goal)) if x)})")
+    return "; ".join(out) or "none readable"
+
+
+def _factors_fact(a: Analysis) -> str:
+    return "; ".join(f"{f.name} ({len(f.levels)} levels)" for f in a.factors) or "none: every run has the same config"
+
+
+def header(a) -> List[Tuple[str, str]]:
+    """The title page's facts: what, when, which code, how many runs of each outcome, where. For a
+    report over several tasks (a list of Analyses) the task-specific facts are given per task."""
+    parts = a if isinstance(a, list) else [a]
+    if len(parts) == 1:
+        a = parts[0]
+        f = _facts(a.runs, a.sweep)
+        keys = ["sweep", "report built", "runs started – finished", "sweep created", "git sha", "runs", "task"]
+        facts = [(k, f[k]) for k in keys]
+        facts.append(("metric", _metric_fact(a)))
+        if _monitor_fact(a):
+            facts.append(("monitored", _monitor_fact(a)))
+        facts.append(("declared metrics", declared_fact(a)))
+        if best_fact(a):
+            facts.append(("best", best_fact(a)))
+        facts.append(("factors", _factors_fact(a)))
+        facts += [(k, f[k]) for k in ("seeds", "devices", "threads", "torch", "CUDA", "hosts", "data", "source")]
+        return facts
+    runs = pd.concat([p.runs for p in parts])
+    f = _facts(runs, parts[0].sweep)
+    facts = [(k, f[k]) for k in ("sweep", "report built", "runs started – finished", "sweep created", "git sha", "runs")]
+    facts.append(("tasks", "; ".join(f"{p.task} ({p.family}, {len(p.runs)} run{'s' if len(p.runs) != 1 else ''})"
+                                      for p in parts)))
+    # never one ranking over tasks: each task's own best, by its own metric
+    facts.append(("best, per task", "\n".join(f"{p.task}: {best_fact(p, with_label=True) or f'no counted run ({p.metric})'}"
+                                               for p in parts)))
+    facts += [(k, f[k]) for k in ("devices", "threads", "torch", "CUDA", "hosts", "data", "source")]
     return facts
+
+
+@table("task")
+def task_facts(a: Analysis) -> Iterator[Table]:
+    """A task's own facts, at the head of its part of a report over several tasks."""
+    f = _facts(a.runs, a.sweep)
+    rows = [("family", a.family), ("runs", f["runs"]), ("metric", _metric_fact(a))]
+    if _monitor_fact(a):
+        rows.append(("monitored", _monitor_fact(a)))
+    rows.append(("declared metrics", declared_fact(a)))
+    rows += [("best", best_fact(a) or "no counted run yet"), ("factors", _factors_fact(a)), ("seeds", f["seeds"]),
+             ("sweeps", ", ".join(unique_str(a.runs["sweep"]))), ("data", f["data"])]
+    yield Table(key="facts", title=f"At a glance: {a.task}",
+                caption=f"The {a.task} runs only: their configurations are ranked among themselves, never against "
+                        "another task's.", df=pd.DataFrame(rows, columns=["", "  "]), wide=["  "])
+
+
+@table("overview")
+def test_metrics(a: Analysis) -> Iterator[Table]:
+    """Every test metric the task declares, per configuration, where it declares more than the
+    headline and the loss (e.g. mean IoU, Dice and pixel accuracy)."""
+    cols = [f"test_{m.name}" for m in a.decl.metrics.values() if "test" in m.splits and not m.mixed]
+    cols = [c for c in cols if c in a.runs.columns and a.runs[c].notna().any()]
+    if len(cols) < 3:
+        return
+    cols.sort(key=lambda c: (c != a.metric, c == "test_loss"))  # the ranking metric first, the loss last
+    order = a.ranked_levels(a.config_column)
+    shown = order[:MAX_RANKED]
+    ok = a.ok
+    aggs = {c: aggregate(ok, [a.config_column], c, bounds=a.unit(c).bounds).set_index(a.config_column) for c in cols}
+    rows = []
+    for lvl in shown:
+        row = {"configuration": lvl}
+        for c in cols:
+            u = a.unit(c)
+            g = aggs[c]
+            goal = a.decl.goal_of(c)
+            head = f"{u.axis()}{' ↑' if goal == 'maximize' else ' ↓' if goal == 'minimize' else ''}"
+            row[head] = mean_std(g.loc[lvl, "mean"], g.loc[lvl, "std"], int(g.loc[lvl, "n"]), u) if lvl in g.index else "–"
+        rows.append(row)
+    more = f" The {len(order) - len(shown)} further configurations are in runs.csv." if len(order) > len(shown) else ""
+    yield Table(key="test-metrics", title="All test metrics by configuration",
+                caption=(f"Mean ± std (n) of every test metric the task declares, over the counted runs; rows "
+                         f"ranked by {a.metric}. ↑: higher is better, ↓: lower is better.{more}"),
+                df=pd.DataFrame(rows))

@@ -77,7 +77,7 @@ def load_wandb(path: str, sweep: Optional[str] = None, group: Optional[str] = No
             name = str(getattr(s, "name", None) or sweep)
             m = (getattr(s, "config", None) or {}).get("metric") or {}
             if m.get("name"):
-                metric = (str(m["name"]), str(m.get("goal", "maximize")))
+                metric = (str(m["name"]), str(m["goal"]) if m.get("goal") else None)
         else:
             runs = api.runs(path, filters={"group": group} if group else None)
             name = group or path.split("/")[1]

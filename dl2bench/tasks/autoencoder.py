@@ -46,8 +46,9 @@ MSE = Metric("mse", "minimize", "MSE", "reconstruction MSE per pixel ([0, 1] pix
 BCE = Metric("bce", "minimize", "nats/pixel", "binary cross-entropy per pixel")
 AUROC = Metric("auroc", "maximize", "", "AUROC, normal class vs the rest (score: reconstruction MSE)",
                splits=("test",))
-LOSS_METRICS = {"mse": Metric("loss", "minimize", "MSE", "training loss: MSE per pixel"),
-                "bce": Metric("loss", "minimize", "nats/pixel", "training loss: binary cross-entropy per pixel")}
+# the loss is the metric that trains (`loss: mse | bce`), declared with that metric's unit
+LOSS_METRICS = {"mse": Metric("loss", "minimize", "MSE", "MSE per pixel"),
+                "bce": Metric("loss", "minimize", "nats/pixel", "binary cross-entropy per pixel")}
 
 
 def auroc(scores: torch.Tensor, positive: torch.Tensor) -> float:
