@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from dl2bench.config import BOOKKEEPING as RUN_BOOKKEEPING
+from dl2bench import record as R
 from dl2bench.record import SCHEMA_VERSION
 
 from .units import MetricDecl, TaskDecl, from_registry, parse_summary
@@ -20,8 +21,8 @@ from .units import MetricDecl, TaskDecl, from_registry, parse_summary
 # factors; seed is the replicate axis.
 BOOKKEEPING = RUN_BOOKKEEPING | {"run_id"}
 REPLICATE = "seed"
-STATUSES = ("finished", "early_stopped", "diverged", "failed", "incomplete")
-COUNTED = ("finished", "early_stopped")  # runs whose final metric means what it says
+STATUSES = R.STATUSES + (R.INCOMPLETE,)
+COUNTED = R.COUNTED  # runs whose final metric means what it says
 # config.json records what was asked for ("auto", 0 = "as many as there are"); the summary
 # records what the run got, and that is what a reader compares
 RESOLVED_BY_SUMMARY = {"device": ("auto", None, ""), "threads": (0, None)}
@@ -295,7 +296,7 @@ def assemble(name: str, metric: Any, records: Iterable[Dict[str, Any]],
                 row[key] = summary[key]
         if summary is None:
             epochs = len(rec["metrics"])
-            row.update(status="incomplete",
+            row.update(status=R.INCOMPLETE,
                        reason=rec.get("reason") or f"no summary.json: still running or killed after {epochs} epoch(s)",
                        epochs_completed=sum(1 for m in rec["metrics"] if any(str(k).startswith("val_") for k in m)))
         else:
@@ -324,7 +325,7 @@ def assemble(name: str, metric: Any, records: Iterable[Dict[str, Any]],
                     heads.setdefault(task, {})[key] = heads.get(task, {}).get(key, 0) + 1
             if row.get("status") not in STATUSES:
                 row["reason"] = f"unknown status {row.get('status')!r} in summary.json; " + str(row.get("reason") or "")
-                row["status"] = "failed"
+                row["status"] = R.FAILED
         rows.append(row)
         for m in rec["metrics"]:
             if m.get("epoch") is not None:

@@ -11,6 +11,8 @@ from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import pandas as pd
 
+from dl2bench import record as R
+
 from .analysis import (Analysis, Factor, aggregate, fmt, level_str, mean_std, not_counted, spread_digits,
                        status_counts, unique_str, unit)
 from .figures import by, speed_groups
@@ -157,7 +159,7 @@ def _target_columns(runs: pd.DataFrame, prefix: str) -> List[str]:
 
 
 def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table]:
-    done = a.runs[a.runs["status"] != "incomplete"]
+    done = a.runs[a.runs["status"] != R.INCOMPLETE]
     mon = a.decl.monitor
     cols = [c for c in _target_columns(done, prefix) if mon is None or c.startswith(f"{prefix}val_{mon}_")]
     if not cols or done.empty:
@@ -261,7 +263,7 @@ def _facts(r: pd.DataFrame, sw) -> Dict[str, str]:
         return r[c] if c in r.columns else pd.Series([], dtype=object)
 
     def env(c: str) -> pd.Series:  # where a run ran is only known from its summary
-        return col(c)[r["status"] != "incomplete"] if c in r.columns else col(c)
+        return col(c)[r["status"] != R.INCOMPLETE] if c in r.columns else col(c)
 
     def counted(c: str, fallback: str = "not recorded", every_run: bool = False) -> str:
         vc = (col(c) if every_run else env(c)).dropna().map(level_str).value_counts()
@@ -281,7 +283,7 @@ def _facts(r: pd.DataFrame, sw) -> Dict[str, str]:
         "runs started – finished": when,
         "sweep created": ", ".join(sw.created) or "no manifest",
         "git sha": counted("git_sha", ", ".join(shas) or "not recorded") if len(shas) > 1 else (shas[0] if shas else "not recorded"),
-        "runs": f"{n}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sc.items() if v or k in ("finished", "diverged", "failed", "early_stopped")),
+        "runs": f"{n}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sc.items() if v or k in R.STATUSES),
         "task": counted("task", every_run=True),
         "seeds": f"{col(REPLICATE).nunique()} ({', '.join(unique_str(sorted(col(REPLICATE).dropna().unique())))})" if REPLICATE in r else "not recorded",
         "devices": counted("device_name"),

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Mapping, Optional
 
+from dl2bench import record as R
+
 from .load import ReportError, Sweep, assemble
 
 # W&B run states -> ours, for runs that never wrote our summary (killed, crashed, still running)
-STATE = {"running": "incomplete", "pending": "incomplete", "preempted": "incomplete",
-         "crashed": "failed", "failed": "failed", "killed": "failed", "finished": "finished"}
+STATE = {"running": R.INCOMPLETE, "pending": R.INCOMPLETE, "preempted": R.INCOMPLETE,
+         "crashed": R.FAILED, "failed": R.FAILED, "killed": R.FAILED, "finished": R.FINISHED}
 HISTORY_SAMPLES = 100_000  # more than any run's epochs: history() samples down to this many rows
 
 
@@ -44,13 +46,13 @@ def run_record(run: Any, sweep: str, path: str) -> Dict[str, Any]:
     metrics.sort(key=lambda r: r["epoch"])
     state = str(getattr(run, "state", "") or "").lower()
     if "status" not in summary:  # our Tracker never finished this run: W&B's state says why
-        status = STATE.get(state, "incomplete")
-        if status == "incomplete":
+        status = STATE.get(state, R.INCOMPLETE)
+        if status == R.INCOMPLETE:
             summary = None
         else:
             summary = {**summary, "status": status,
                        "reason": f"W&B state '{state}' without a dl2bench summary (the process died)"
-                       if status == "failed" else None}
+                       if status == R.FAILED else None}
     return {"sweep": sweep, "run": str(run.id), "path": f"wandb:{path}/{run.id}", "config": config, "config_source": "run",
             "summary": summary, "metrics": metrics, "notes": []}
 
