@@ -26,11 +26,12 @@ def main() -> int:
     p.add_argument("--code-sizes", default="4,16,64")
     p.add_argument("--epochs", type=int, default=None, help="default: the task's own (20 / 30)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: every usable core)")
     p.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
     args = p.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_ae_"))
     models = args.models.split(",")
-    common = {"wandb": "disabled", "progress": "none", "seed": args.seed}
+    common = {"wandb": "disabled", "progress": "none", "seed": args.seed, "threads": args.threads}
     if args.epochs:
         common["epochs"] = args.epochs
 
