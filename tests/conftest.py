@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import gzip
 import io
-import os
 import pickle
 import struct
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -106,3 +104,28 @@ def tiny(data_root, monkeypatch):
     monkeypatch.setenv("DL2BENCH_DATA", str(data_root))
     return {"task": "fashion_mnist", "model": "mlp", "epochs": 2, "batch_size": 32, "val_size": 100,
             "wandb": "disabled", "progress": "none", "threads": 1, "eval_batch_size": 256}
+
+
+@pytest.fixture
+def killed_then_resumed(monkeypatch):
+    """run(cfg, out) killed at the start of epoch `at` (a KeyboardInterrupt: what a SLURM kill looks
+    like to the loop, not an Exception), then run again to the end; returns the resumed summary."""
+    import dl2bench.train.loop as T
+    from dl2bench.train import run
+
+    def go(cfg, out, at):
+        real = T.Trainer.train_epoch
+
+        def dies(self, epoch):
+            if epoch == at:
+                raise KeyboardInterrupt
+            return real(self, epoch)
+
+        monkeypatch.setattr(T.Trainer, "train_epoch", dies)
+        with pytest.raises(KeyboardInterrupt):
+            run(cfg, out)
+        assert (Path(out) / "checkpoint.pt").exists() and not (Path(out) / "summary.json").exists()
+        monkeypatch.setattr(T.Trainer, "train_epoch", real)
+        return run(cfg, out)
+
+    return go

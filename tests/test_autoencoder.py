@@ -118,24 +118,11 @@ def test_denoising_corrupts_the_input_only(ae, tmp_path):
     assert a == b
 
 
-def test_denoising_run_resumes_bit_identically(ae, tmp_path, monkeypatch):
+def test_denoising_run_resumes_bit_identically(ae, tmp_path, killed_then_resumed):
     """The training noise is drawn from the checkpointed RNG: a killed run resumes exactly."""
-    import dl2bench.train.loop as T
-
     cfg = {**ae, "noise": "gaussian", "noise_level": 0.3, "epochs": 3, "deterministic": True}
     full = run(cfg, tmp_path / "full")
-    real = T.Trainer.train_epoch
-
-    def dies(self, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real(self, epoch)
-
-    monkeypatch.setattr(T.Trainer, "train_epoch", dies)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "cut")
-    monkeypatch.setattr(T.Trainer, "train_epoch", real)
-    resumed = run(cfg, tmp_path / "cut")
+    resumed = killed_then_resumed(cfg, tmp_path / "cut", at=2)
     cols = ["train_loss", "val_mse", "val_bce"]
     assert pd.DataFrame(rows(tmp_path / "full"))[cols].equals(pd.DataFrame(rows(tmp_path / "cut"))[cols])
     assert resumed["test_mse"] == full["test_mse"]

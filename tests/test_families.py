@@ -145,7 +145,7 @@ def pair_task(monkeypatch):
     return task
 
 
-def test_task_owning_its_step_resumes_bit_identically(tiny, tmp_path, monkeypatch, pair_task):
+def test_task_owning_its_step_resumes_bit_identically(tiny, tmp_path, monkeypatch, pair_task, killed_then_resumed):
     import dl2bench.train.loop as T
 
     cfg = {**tiny, "task": "toy_pair", "model": "mlp", "epochs": 4, "deterministic": True}
@@ -155,18 +155,7 @@ def test_task_owning_its_step_resumes_bit_identically(tiny, tmp_path, monkeypatc
     assert full["status"] == "finished", full.get("error")
     assert full["steps_per_epoch"] == 7 and full["headline"] == "d_gap"
 
-    real = T.Trainer.train_epoch
-
-    def dies_in_epoch_3(self, epoch):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return real(self, epoch)
-
-    monkeypatch.setattr(T.Trainer, "train_epoch", dies_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, tmp_path / "cut")
-    monkeypatch.setattr(T.Trainer, "train_epoch", real)
-    resumed = run(cfg, tmp_path / "cut")
+    resumed = killed_then_resumed(cfg, tmp_path / "cut", at=3)
     cols = ["train_loss", "train_g_loss", "val_loss", "val_d_gap"]
     a, b = metrics(tmp_path / "full"), metrics(tmp_path / "cut")
     assert list(b["epoch"]) == [1, 2, 3, 4]

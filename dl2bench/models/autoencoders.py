@@ -7,21 +7,11 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
-from .base import MODELS
+from .base import MODELS, hidden_block
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-
-def _act(layers: List[nn.Module], width: int, batchnorm: bool, dropout: float, conv: bool) -> None:
-    from torch import nn
-
-    if batchnorm:
-        layers.append(nn.BatchNorm2d(width) if conv else nn.BatchNorm1d(width))
-    layers.append(nn.ReLU(inplace=True))
-    if dropout:
-        layers.append(nn.Dropout(dropout))
 
 
 def _autoencoder(encoder: nn.Module, decoder: nn.Module) -> nn.Module:
@@ -51,10 +41,10 @@ def dense_ae(in_shape: Tuple[int, ...], code_size: int, dropout: Optional[float]
 
     d, p = math.prod(in_shape), dropout or 0.0
     enc: List[nn.Module] = [nn.Flatten(), nn.Linear(d, 256)]
-    _act(enc, 256, batchnorm, p, conv=False)
+    hidden_block(enc, 256, batchnorm, p, conv=False)
     enc.append(nn.Linear(256, code_size))
     dec: List[nn.Module] = [nn.Linear(code_size, 256)]
-    _act(dec, 256, batchnorm, p, conv=False)
+    hidden_block(dec, 256, batchnorm, p, conv=False)
     dec += [nn.Linear(256, d), nn.Unflatten(1, tuple(in_shape))]
     return _autoencoder(nn.Sequential(*enc), nn.Sequential(*dec))
 
@@ -70,13 +60,13 @@ def conv_ae(in_shape: Tuple[int, ...], code_size: int, dropout: Optional[float] 
         raise ValueError(f"conv_ae needs a height and width divisible by 4, got {h}x{w}")
     p = dropout or 0.0
     enc: List[nn.Module] = [nn.Conv2d(c, 32, 3, stride=2, padding=1)]
-    _act(enc, 32, batchnorm, 0.0, conv=True)
+    hidden_block(enc, 32, batchnorm, 0.0, conv=True)
     enc.append(nn.Conv2d(32, 64, 3, stride=2, padding=1))
-    _act(enc, 64, batchnorm, 0.0, conv=True)
+    hidden_block(enc, 64, batchnorm, 0.0, conv=True)
     flat = 64 * (h // 4) * (w // 4)
     enc += [nn.Flatten()] + ([nn.Dropout(p)] if p else []) + [nn.Linear(flat, code_size)]
     dec: List[nn.Module] = [nn.Linear(code_size, flat), nn.ReLU(inplace=True), nn.Unflatten(1, (64, h // 4, w // 4)),
                             nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1)]
-    _act(dec, 32, batchnorm, 0.0, conv=True)
+    hidden_block(dec, 32, batchnorm, 0.0, conv=True)
     dec.append(nn.ConvTranspose2d(32, c, 4, stride=2, padding=1))
     return _autoencoder(nn.Sequential(*enc), nn.Sequential(*dec))

@@ -2,7 +2,7 @@
 the measurements every model gets: trainable parameters and forward FLOPs per sample."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from ..registry import Registry
 
@@ -14,6 +14,17 @@ if TYPE_CHECKING:
 # expanding 1,000 runs) must not pay torch's ~1.5 s import
 
 MODELS = Registry("model")
+
+
+def hidden_block(layers: List[nn.Module], width: int, batchnorm: bool, dropout: float, conv: bool) -> None:
+    """What follows every hidden layer, in every family: [BN] -> ReLU -> [dropout]."""
+    from torch import nn
+
+    if batchnorm:
+        layers.append(nn.BatchNorm2d(width) if conv else nn.BatchNorm1d(width))
+    layers.append(nn.ReLU(inplace=True))
+    if dropout:
+        layers.append(nn.Dropout(dropout))
 
 
 def count_parameters(model: nn.Module) -> int:

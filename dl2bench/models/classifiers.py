@@ -6,21 +6,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
-from .base import MODELS
+from .base import MODELS, hidden_block
 
 if TYPE_CHECKING:
     from torch import nn
-
-
-def _hidden(layers: List[nn.Module], width: int, batchnorm: bool, dropout: float, conv: bool) -> None:
-    """What follows every hidden layer: [BN] -> ReLU -> [dropout]."""
-    from torch import nn
-
-    if batchnorm:
-        layers.append(nn.BatchNorm2d(width) if conv else nn.BatchNorm1d(width))
-    layers.append(nn.ReLU(inplace=True))
-    if dropout:
-        layers.append(nn.Dropout(dropout))
 
 
 def _dense_stack(sizes: Sequence[int], batchnorm: bool, dropout: float) -> List[nn.Module]:
@@ -30,7 +19,7 @@ def _dense_stack(sizes: Sequence[int], batchnorm: bool, dropout: float) -> List[
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
-            _hidden(layers, b, batchnorm, dropout, conv=False)
+            hidden_block(layers, b, batchnorm, dropout, conv=False)
     return layers
 
 
@@ -73,9 +62,9 @@ def lenet(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[float] 
     from torch import nn
 
     layers: List[nn.Module] = [nn.Conv2d(in_shape[0], 6, 5)]
-    _hidden(layers, 6, batchnorm, 0.0, conv=True)
+    hidden_block(layers, 6, batchnorm, 0.0, conv=True)
     layers += [nn.MaxPool2d(2), nn.Conv2d(6, 16, 5)]
-    _hidden(layers, 16, batchnorm, 0.0, conv=True)
+    hidden_block(layers, 16, batchnorm, 0.0, conv=True)
     layers += [nn.MaxPool2d(2), nn.Flatten()]
     features = nn.Sequential(*layers)
     head = _dense_stack([_flat_size(features, in_shape), 120, 84, num_classes], batchnorm, dropout or 0.0)
@@ -98,9 +87,9 @@ def wide_cnn(in_shape: Tuple[int, ...], num_classes: int, dropout: Optional[floa
     c_in = in_shape[0]
     for a, b in ((32, 64), (128, 128), (256, 256)):
         layers.append(nn.Conv2d(c_in, a, 3, padding=1))
-        _hidden(layers, a, True, 0.0, conv=True)
+        hidden_block(layers, a, True, 0.0, conv=True)
         layers.append(nn.Conv2d(a, b, 3, padding=1))
-        _hidden(layers, b, batchnorm, 0.0, conv=True)
+        hidden_block(layers, b, batchnorm, 0.0, conv=True)
         layers.append(nn.MaxPool2d(2))
         c_in = b
     if p:
