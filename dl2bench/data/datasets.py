@@ -21,6 +21,10 @@ def _torchvision_download(cls_name: str) -> Callable:
     return download
 
 
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot"]  # the label order of the dataset's own README
+
+
 def _idx(name: str, label: str, tv_name: str, debian_dir: str) -> Callable[[str, bool], Raw]:
     def load(data_root: str, download: bool) -> Raw:
         sources = [Source(f"{tv_name}/raw", lambda p: F.load_idx_folder(p, label)),
@@ -29,7 +33,10 @@ def _idx(name: str, label: str, tv_name: str, debian_dir: str) -> Callable[[str,
                f"DL2BENCH_DATA to a folder holding {tv_name}/raw/*-ubyte.gz")
         if name == "fashion_mnist":
             how += " (on Debian: apt-get install dataset-fashion-mnist)"
-        return find(name, sources, data_root, _torchvision_download(tv_name), download, how)
+        raw = find(name, sources, data_root, _torchvision_download(tv_name), download, how)
+        if name == "fashion_mnist":
+            raw.classes = list(FASHION_MNIST_CLASSES)
+        return raw
 
     return load
 
