@@ -44,6 +44,39 @@ class Trained:
     config: Dict[str, Any]
     run_id: str
     path: Path
+    build: Dict[str, Any]
+
+    def pixel_model(self) -> nn.Module:
+        """The model as a function of [0, 1] pixels: the training run's per-channel normalisation
+        (if it had one) in front of the trained network, in eval mode."""
+        from torch import nn
+
+        norm = self.build.get("input") or {}
+        if "mean" not in norm:
+            return self.model
+        m = nn.Sequential(Normalize(norm["mean"], norm["std"]), self.model)
+        return m.eval()
+
+    @property
+    def classes(self) -> List[str]:
+        return list((self.build.get("input") or {}).get("classes") or [])
+
+
+def Normalize(mean: List[float], std: List[float]) -> nn.Module:  # noqa: N802 - reads like the layer it is
+    """(x - mean) / std per channel, as a module (a buffer-only layer, no parameters)."""
+    import torch
+    from torch import nn
+
+    class _Normalize(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+            self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+        def forward(self, x):
+            return (x - self.mean) / self.std
+
+    return _Normalize()
 
 
 def find_run(run_id: str, roots: Iterable[Union[str, Path]] = ("runs",)) -> Path:
@@ -95,4 +128,4 @@ def load_weights(run: Union[str, Path], roots: Iterable[Union[str, Path]] = ("ru
     model = MODELS[build["model"]](*build.get("args", []), **build.get("kwargs", {}))
     model.load_state_dict(payload["state_dict"])
     model.eval()
-    return Trained(model, payload["config"], payload["run_id"], path)
+    return Trained(model, payload["config"], payload["run_id"], path, build)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -13,6 +14,18 @@ import pytest
 
 N_TRAIN, N_TEST = 600, 200
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+SHARED = Path(os.environ.get("DL2BENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+
+
+def need(path: Path, how: str) -> None:
+    """Skip without a real dataset; fail instead where CI promises it (DL2BENCH_REQUIRE_REAL_DATA=1)."""
+    if not path.exists():
+        if os.environ.get("DL2BENCH_REQUIRE_REAL_DATA") == "1":
+            pytest.fail(f"{path} is missing ({how})")
+        pytest.skip(f"{path} is missing ({how})")
 
 
 def learnable_images(n: int, shape, seed: int):

@@ -1,8 +1,6 @@
 """Data: the real loaders on generated files in the real formats; splits; device-side batches."""
 from __future__ import annotations
 
-import gzip
-import os
 import tarfile
 from pathlib import Path
 
@@ -11,7 +9,6 @@ import pytest
 import torch
 
 from dl2bench import data as D
-from dl2bench.tasks import TASKS
 
 from conftest import CLASSES, N_TEST, N_TRAIN, image_folder_items, learnable_images, make_idx_dataset, write_idx
 
@@ -158,7 +155,6 @@ def test_crop_flip_moves_pixels_as_stated():
         out = D.random_crop_flip(x, 1, True, g)
         for i in range(2):
             img = out[i, 0]
-            nz = img[img > 0]
             # every output is a shifted (and maybe mirrored) window of the zero-padded input
             padded = torch.nn.functional.pad(x[i, 0], (1, 1, 1, 1))
             windows = [padded[dy:dy + 4, dx:dx + 4] for dy in range(3) for dx in range(3)]

@@ -3,25 +3,15 @@ Debian's package and CIFAR-10 (JPEG) from the shared tar. CI installs both and s
 DL2BENCH_REQUIRE_REAL_DATA=1, so there a missing dataset fails instead of skipping."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import pytest
 import torch
 
 from dl2bench import data as D
-from dl2bench.tasks import TASKS
 from dl2bench.train import run
 
-SHARED = Path(os.environ.get("DL2BENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-FASHION = Path("/usr/share/datasets/fashion-mnist")
+from conftest import FASHION, SHARED, need
 
-
-def need(path: Path, how: str) -> None:
-    if not path.exists():
-        if os.environ.get("DL2BENCH_REQUIRE_REAL_DATA") == "1":
-            pytest.fail(f"{path} is missing ({how})")
-        pytest.skip(f"{path} is missing ({how})")
 
 
 @pytest.fixture(scope="module")

@@ -240,7 +240,7 @@ def test_cuda_request_without_gpu_is_a_config_error(tiny, tmp_path):
 @pytest.mark.parametrize("opts", [{"loader": "dataloader", "num_workers": 0}, {"precision": "bf16"},
                                   {"channels_last": True}], ids=["dataloader", "bf16", "channels_last"])
 def test_speed_options(tiny, tmp_path, opts):
-    base = run({**tiny, "task": "cifar10", "model": "lenet"}, tmp_path / "a")
+    run({**tiny, "task": "cifar10", "model": "lenet"}, tmp_path / "a")
     s = run({**tiny, "task": "cifar10", "model": "lenet", **opts}, tmp_path / "b")
     assert s["status"] == "finished"
     if "loader" in opts:  # same batches in the same order (no augmentation), so the same curve

@@ -35,6 +35,8 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     splits = D.make_splits(D.load(task.data, cfg.data_root, cfg.download), cfg.val_size, cfg.train_size,
                            cfg.test_size)
     model, build = build_model(cfg, splits.in_shape, len(splits.classes), reg)
+    # how [0, 1] pixels became the model's input: attacks on these weights work in pixel space
+    build["input"] = {"mean": splits.mean.tolist(), "std": splits.std.tolist(), "classes": list(splits.classes)}
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)

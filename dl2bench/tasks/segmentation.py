@@ -93,8 +93,6 @@ def confusion(truth: torch.Tensor, pred: torch.Tensor, k: int) -> torch.Tensor:
 def scores(cm: torch.Tensor) -> Dict[str, float]:
     """miou, dice (foreground means over the classes present in truth or prediction) and
     pixel_acc from a confusion matrix (row: truth); NaN where no foreground class is present."""
-    import torch
-
     cm = cm.double().cpu()
     tp = cm.diag()
     fp, fn = cm.sum(0) - tp, cm.sum(1) - tp

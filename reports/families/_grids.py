@@ -93,3 +93,12 @@ def class_names(runs: pd.DataFrame, column: str = "classes") -> List[str]:
 
 def level_of(r: pd.Series, key: str) -> str:
     return level_str(r.get(key))
+
+
+def grid_caption(n_img: int, rows: str, run_row: str, row_f: Optional[Factor], metric: str) -> str:
+    """The caption every example grid shares: what the rows are, which run each `run_row` row
+    shows, and where its whole-test-set figure is."""
+    per = f"one row per level of {row_f.name}" if row_f else "one run"
+    return (f"The same {n_img} test images for every run (from each run's examples.npz): {rows}, {per}. Each "
+            f"{run_row} row is one run (n = 1: the lowest seed with a result); its {metric} over the whole test "
+            f"set is on the right.")

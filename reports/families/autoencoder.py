@@ -16,7 +16,7 @@ from ..figures import MAX_RUN_LINES, Figure, _legend_outside, _span, figure, new
 from ..load import REPLICATE
 from ..tables import Table, table
 from ..units import cap, goal_word
-from ._grids import MAX_FIGURES, draw_row, factor_on, groups, mosaic, representative
+from ._grids import MAX_FIGURES, grid_caption, draw_row, factor_on, groups, mosaic, representative
 
 FAMILY = "autoencoder"
 
@@ -96,14 +96,11 @@ def reconstructions(a: Analysis) -> Iterator[Figure]:
         fig, axes = new_figure(len(rows), 1, height=min(1.0, 0.1 + 0.11 * len(rows)))
         for ax, (name, img, right, color) in zip(axes[:, 0], rows):
             draw_row(ax, img, name, right, color)
-        n_img = original.shape[0]
-        what = f"one row per level of {row_f.name}" if row_f else "one run"
         where = f" for {label}" if label else ""
+        rows_are = (f"the original, the corrupted input the model saw ({_noise(picks[0][1])}), and the "
+                    f"reconstruction")
         yield Figure(key=f"reconstructions-{made}", title=f"Reconstructions{where}",
-                     caption=(f"The same {n_img} test images for every run (from each run's examples.npz): the "
-                              f"original, the corrupted input the model saw ({_noise(picks[0][1])}), and the "
-                              f"reconstruction, {what}. Each row is one run (n = 1: the lowest seed with a result); "
-                              f"its {a.metric} over the whole test set is on the right."),
+                     caption=grid_caption(original.shape[0], rows_are, "reconstruction", row_f, a.metric),
                      fig=fig)
 
 

@@ -13,7 +13,7 @@ from matplotlib.patches import Patch
 from ..analysis import Analysis, fmt, level_str
 from ..figures import Figure, figure, new_figure
 from ..load import REPLICATE
-from ._grids import MAX_FIGURES, class_names, draw_row, factor_on, groups, mosaic, representative
+from ._grids import MAX_FIGURES, grid_caption, class_names, draw_row, factor_on, groups, mosaic, representative
 
 FAMILY = "segmentation"
 TITLE = "Segmentation: what the models predict"
@@ -87,10 +87,8 @@ def overlays(a: Analysis) -> Iterator[Figure]:
         axes[0, 0].legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.04), ncol=len(handles),
                           frameon=False, fontsize="small", handlelength=1.2, columnspacing=1.0, borderaxespad=0)
         where = f" for {label}" if label else ""
-        per = f"one row per level of {row_f.name}" if row_f else "one run"
+        rows_are = ("the input, the true mask and the predicted masks, each class tinted in its colour over the "
+                    "grey image")
         yield Figure(key=f"overlays-{made}", title=f"Predicted masks{where}",
-                     caption=(f"The same {image.shape[0]} test images for every run (from its examples.npz): the input, "
-                              f"the true mask and the predicted masks, {per}, each class tinted in its colour over the "
-                              f"grey image. Each prediction row is one run (n = 1: the lowest seed with a result); its "
-                              f"{a.metric} over the whole test set is on the right."),
+                     caption=grid_caption(image.shape[0], rows_are, "prediction", row_f, a.metric),
                      fig=fig)

@@ -1,0 +1,150 @@
+"""Adversarial attacks in [0, 1] pixel space: FGSM, and PGD under the l-inf or l2 norm with random
+start and restarts, untargeted or targeted (Goodfellow et al. 2015; Madry et al. 2018).
+
+Every attack takes a model that maps [0, 1] pixels to logits (normalisation inside it, see
+`artifacts.Trained.pixel_model`) in eval mode, and returns adversarial inputs that stay in the
+eps-ball around x and in the [0, 1] box: the perturbation is projected onto the ball and the
+result clamped to the box after every step (clamping never leaves the ball, since it only shrinks
+each coordinate of the perturbation). An attack is one decorated function in `ATTACKS`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
+
+from .registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+ATTACKS = Registry("attack")
+NORMS = ("linf", "l2")
+TINY = 1e-12  # guards the l2 normalisations of an all-zero gradient or perturbation
+
+
+@dataclass(frozen=True)
+class Threat:
+    """What an attack may do: the norm and radius of the ball, and its goal."""
+
+    norm: str = "linf"
+    eps: float = 8 / 255
+    steps: int = 10
+    step_size: Optional[float] = None  # None: 2.5 * eps / steps (Madry et al.)
+    restarts: int = 1
+    random_start: bool = True
+    targeted: bool = False
+
+    def __post_init__(self):
+        if self.norm not in NORMS:
+            raise ValueError(f"attack norm {self.norm!r}: expected one of {', '.join(NORMS)}")
+        if self.eps < 0:
+            raise ValueError(f"attack eps {self.eps}: expected >= 0")
+
+    @property
+    def alpha(self) -> float:
+        return self.step_size if self.step_size is not None else 2.5 * self.eps / max(self.steps, 1)
+
+
+def norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-example norm of a batch of perturbations."""
+    flat = delta.flatten(1)
+    return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
+
+
+def _per_example(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, *([1] * (like.dim() - 1)))
+
+
+def project(delta: torch.Tensor, norm: str, eps: float) -> torch.Tensor:
+    """The nearest point of the eps-ball (l-inf: clip each coordinate; l2: rescale if outside)."""
+    if norm == "linf":
+        return delta.clamp(-eps, eps)
+    n = norms(delta, "l2")
+    factor = (eps / (n + TINY)).clamp(max=1.0)
+    return delta * _per_example(factor, delta)
+
+
+def ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """The steepest-ascent direction of unit size in the norm: sign(g) (l-inf) or g / ||g||_2."""
+    if norm == "linf":
+        return grad.sign()
+    return grad / _per_example(norms(grad, "l2") + TINY, grad)
+
+
+def random_in_ball(like: torch.Tensor, norm: str, eps: float, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """Uniform in the l-inf ball; uniform in the l2 ball (Gaussian direction, radius eps * u^(1/d))."""
+    import torch
+
+    if norm == "linf":
+        u = torch.rand(like.shape, generator=generator, device="cpu", dtype=like.dtype)
+        return ((2 * u - 1) * eps).to(like.device)
+    g = torch.randn(like.shape, generator=generator, device="cpu", dtype=like.dtype)
+    d = g[0].numel()
+    r = torch.rand(len(g), generator=generator, device="cpu", dtype=like.dtype) ** (1.0 / d) * eps
+    g = g / _per_example(norms(g, "l2") + TINY, g) * _per_example(r, g)
+    return g.to(like.device)
+
+
+def _loss_grad(model: nn.Module, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Gradient wrt x of the summed cross-entropy: to climb (untargeted: away from the label) or,
+    targeted, to descend towards the target class (so the returned gradient is negated)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = F.cross_entropy(model(x), goal, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x)
+    return -grad if targeted else grad
+
+
+def succeeded(logits: torch.Tensor, y: torch.Tensor, target: Optional[torch.Tensor]) -> torch.Tensor:
+    """Per example: misclassified (untargeted) or classified as the target (targeted)."""
+    pred = logits.argmax(1)
+    return pred == target if target is not None else pred != y
+
+
+@ATTACKS.register
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threat,
+         target: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Fast gradient (sign) method: one step of size eps along the norm's ascent direction."""
+    goal = target if threat.targeted else y
+    delta = threat.eps * ascent(_loss_grad(model, x, goal, threat.targeted), threat.norm)
+    return (x + project(delta, threat.norm, threat.eps)).clamp(0, 1).detach()
+
+
+@ATTACKS.register
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threat,
+        target: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Projected gradient descent: `steps` ascent steps of `step_size`, each projected onto the ball
+    and the box; from a random point of the ball when random_start; over `restarts` starts the
+    worst case counts (the first start that fools the model is kept for that example)."""
+    import torch
+
+    goal = target if threat.targeted else y
+    norm, eps, alpha = threat.norm, threat.eps, threat.alpha
+    best = x.detach().clone()
+    fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for r in range(max(threat.restarts, 1)):
+        delta = random_in_ball(x, norm, eps, generator) if threat.random_start else torch.zeros_like(x)
+        adv = (x + delta).clamp(0, 1)
+        for _ in range(threat.steps):
+            step = alpha * ascent(_loss_grad(model, adv, goal, threat.targeted), norm)
+            adv = (x + project(adv + step - x, norm, eps)).clamp(0, 1).detach()
+        with torch.no_grad():
+            hit = succeeded(model(adv), y, target if threat.targeted else None)
+        take = ~fooled if r == 0 else (hit & ~fooled)  # the first start by default, a fooling one if any
+        best[take] = adv[take]
+        fooled |= hit
+        if bool(fooled.all()):
+            break  # later restarts cannot make it worse
+    return best
+
+
+def pick_targets(y: torch.Tensor, num_classes: int, generator: Optional[torch.Generator]) -> torch.Tensor:
+    """A target class other than the label for every example, uniform over the other classes and
+    reproducible from the generator."""
+    import torch
+
+    shift = torch.randint(1, num_classes, (len(y),), generator=generator, device="cpu").to(y.device)
+    return (y + shift) % num_classes
