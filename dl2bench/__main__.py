@@ -12,8 +12,8 @@ def _task_line(reg, name: str) -> str:
     t = reg[name]()
     head = t.metric(t.headline)
     arrow = "higher" if head.goal == "maximize" else "lower"
-    return (f"{reg.doc(name)}\n{'':<19}[{t.family}; headline test_{t.headline}, {arrow} is better; "
-            f"losses: {', '.join(t.losses)}]")
+    what = f"losses: {', '.join(t.losses)}" if t.trains else "no training: evaluates attack_run's weights"
+    return f"{reg.doc(name)}\n{'':<19}[{t.family}; headline test_{t.headline}, {arrow} is better; {what}]"
 
 
 def main(argv=None) -> int:

@@ -82,7 +82,9 @@ RunConfig = dataclasses.make_dataclass(
 @functools.lru_cache(maxsize=64)
 def task_baseline(task: str) -> Dict[str, Any]:
     """The resolved default config of a task: what a key added after schema 1 is compared with."""
-    return RunConfig(task=task).resolve().to_dict()
+    from . import registries
+
+    return registries.resolve(RunConfig(task=task), check=False).to_dict()
 
 
 @functools.lru_cache(maxsize=4096)  # a sweep asks for each run's id several times

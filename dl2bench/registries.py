@@ -24,18 +24,22 @@ def task_of(cfg: Any):
         raise ConfigError(f"task: {e}") from None
 
 
-def resolve(cfg: Any):
-    """Fill `None` fields from the task's known-good defaults (its first loss for `loss`), then validate."""
+def resolve(cfg: Any, check: bool = True):
+    """Fill `None` fields from the task's known-good defaults (its first loss for `loss`), then
+    validate (unless `check` is False: a task's baseline, which may lack what a run must name)."""
     task = task_of(cfg)
     d = cfg.to_dict()
     defaults = {**task.defaults, "loss": task.losses[0] if task.losses else None}
+    if task.derive is not None:
+        defaults.update(task.derive(d))
     for k, v in defaults.items():
         if k not in KEY_SPECS:
             raise ValueError(f"task {task.name!r}: default for unknown config key {k!r}")
         if d.get(k) is None:
             d[k] = v
     out = type(cfg).from_dict(d)
-    validate(out)
+    if check:
+        validate(out)
     return out
 
 
@@ -62,7 +66,10 @@ def validate(cfg: Any) -> None:
     for key, allowed in CHOICES.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"{key}: expected one of {', '.join(allowed)}, got {getattr(cfg, key)!r}")
-    positive = ("epochs", "batch_size", "eval_batch_size", "lr", "train_stats_every")
+    if not task.trains and cfg.epochs not in (None, 0):
+        raise ConfigError(f"epochs: task {task.name!r} evaluates trained weights and does not train; "
+                          f"expected 0, got {cfg.epochs!r}")
+    positive = ("epochs", "batch_size", "eval_batch_size", "lr", "train_stats_every")[int(not task.trains):]
     for key in positive:
         v = getattr(cfg, key)
         if v is not None and not v > 0:

@@ -81,8 +81,8 @@ V1_KEYS = frozenset((
     "warmup_steps", "train_stats_every", "wandb", "project", "entity", "group", "tags", "progress",
     "checkpoint"))
 
-BOOKKEEPING = frozenset({"wandb", "project", "entity", "group", "tags", "progress", "data_root",
-                         "download", "checkpoint", "save_weights"})
+_CORE_BOOKKEEPING = {"wandb", "project", "entity", "group", "tags", "progress", "data_root", "download",
+                     "checkpoint", "save_weights"}
 
 CHOICES = {"loader": ("tensor", "dataloader"), "device": ("cpu", "cuda", "auto"),
            "precision": ("fp32", "bf16", "fp16"), "progress": ("auto", "bar", "log", "none"),
@@ -101,3 +101,4 @@ def _all_keys() -> Dict[str, Key]:
 
 KEY_SPECS: Dict[str, Key] = _all_keys()
 KEY_DOCS: Dict[str, str] = {k: v.doc for k, v in KEY_SPECS.items()}
+BOOKKEEPING = frozenset(_CORE_BOOKKEEPING | {k for k, v in KEY_SPECS.items() if v.bookkeeping})

@@ -35,6 +35,7 @@ class Key(NamedTuple):
     choices: Tuple[Any, ...] = ()
     min: Optional[float] = None  # inclusive bounds, checked when the value is not None
     max: Optional[float] = None
+    bookkeeping: bool = False  # where to find things, not what to compute: never in the run id
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,10 @@ class Task:
     data: Any = None  # the family's dataset handle (e.g. a loader function)
     augment: Augment = Augment()
     check: Optional[Callable[[Any], None]] = None  # the family's own config checks (raise ConfigError)
+    # defaults that depend on the config itself (an attack takes its model from the run it attacks):
+    # (config dict) -> {key: value} for keys left None
+    derive: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None
+    trains: bool = True  # False: an evaluation of trained weights (epochs 0, nothing saved)
 
     def metric(self, name: str) -> Metric:
         for m in self.metrics:

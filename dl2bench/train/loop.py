@@ -192,7 +192,7 @@ class Trainer:
             test = self.evaluate("test")
             if self.problem.final is not None:
                 final = self.problem.final(self.model, self.autocast, self.out) or {}
-            if cfg.save_weights:  # what later evaluations (attacks, feature spaces) load by run id
+            if cfg.save_weights and self.task.trains:  # what later evaluations (attacks, feature spaces) load by run id
                 artifacts.save_weights(self.out, self.run_id, cfg, self.problem.build, self.model)
         summary = self.summary(status, reason=reason, test=test, **final)
         if cfg.checkpoint and self.ckpt_path.exists():
