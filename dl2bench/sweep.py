@@ -25,6 +25,9 @@ from .config import ConfigError, RunConfig
 WANDB_KEYS = ("program", "method", "metric", "parameters", "run_cap", "early_terminate", "name",
               "description", "project", "entity", "command", "controller", "job", "image_uri", "apiVersion")
 LAUNCH_BLOCK = "slurm"
+ATTACK_BLOCK = "attack"  # which trained runs an attack sweep attacks (dl2bench's; W&B never sees it)
+ATTACK_SOURCE_KEYS = ("from", "where", "run_ids", "task", "parameters")
+ATTACKABLE = (record.FINISHED, record.EARLY_STOPPED)
 
 # the launcher block: SLURM settings, plus how to run the sweep small (smoke) and locally
 SLURM_KEYS: Dict[str, type] = {
@@ -59,6 +62,7 @@ class Sweep:
     wandb_config: Dict[str, Any]
     slurm: Dict[str, Any]
     runs: List[RunConfig] = field(default_factory=list)
+    attack: List[Dict[str, Any]] = field(default_factory=list)  # the attack block's sources, checked
 
     @property
     def method(self) -> str:
@@ -79,17 +83,24 @@ class Sweep:
 
 
 def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str, str]] = None,
-         online: bool = False) -> Sweep:
-    """Read and validate a sweep file; offline (online=False) also expand it into run configs."""
+         online: bool = False, root: str | Path = "runs") -> Sweep:
+    """Read and validate a sweep file; offline (online=False) also expand it into run configs.
+    `root` is the results root, where an attack block's `from` folders are looked up."""
     path = Path(path)
     where = str(path)
     raw = _read_yaml(path)
-    unknown = sorted(set(raw) - set(WANDB_KEYS) - {LAUNCH_BLOCK})
+    unknown = sorted(set(raw) - set(WANDB_KEYS) - {LAUNCH_BLOCK, ATTACK_BLOCK})
     if unknown:
         raise SweepError(f"{where}: unknown top-level key {unknown[0]!r}; expected W&B sweep keys "
-                         f"({', '.join(WANDB_KEYS)}) or the launcher block {LAUNCH_BLOCK!r}")
+                         f"({', '.join(WANDB_KEYS)}), the launcher block {LAUNCH_BLOCK!r} or the "
+                         f"{ATTACK_BLOCK!r} block")
     slurm = slurm_block(raw.get(LAUNCH_BLOCK) or {}, where)
-    wb = {k: copy.deepcopy(v) for k, v in raw.items() if k != LAUNCH_BLOCK}
+    attack = attack_block(raw[ATTACK_BLOCK], where, Path(root)) if ATTACK_BLOCK in raw else []
+    if attack and online:
+        raise SweepError(f"{where}: {ATTACK_BLOCK}: an attack sweep's runs come from local run folders, which "
+                         "W&B's sweep server cannot list; submit it without online sweep mode (each run still "
+                         "logs to W&B with --set wandb=online)")
+    wb = {k: copy.deepcopy(v) for k, v in raw.items() if k not in (LAUNCH_BLOCK, ATTACK_BLOCK)}
     for key in ("method", "parameters"):
         if key not in wb:
             raise SweepError(f"{where}: missing required key {key!r}")
@@ -97,12 +108,12 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise SweepError(f"{where}: name: {name!r} must be letters, digits, '-', '_' or '.' (it names a folder)")
     _validate_wandb(wb, where)
-    _validate_parameters(wb["parameters"], where)
+    _validate_parameters(wb["parameters"], where, values=not attack)
     overrides = dict(overrides or {})
     if smoke:
         overrides = {**slurm["smoke"], **overrides}
     _check_keys(overrides, f"{where}: --set/smoke")
-    sweep = Sweep(path, name, wb, slurm)
+    sweep = Sweep(path, name, wb, slurm, attack=attack)
     if not online:
         sweep.runs = expand(sweep, overrides)
     elif overrides:
@@ -153,6 +164,65 @@ def slurm_block(block: Any, where: str) -> Dict[str, Any]:
         if out[k] < 1:
             raise SweepError(f"{where}: {LAUNCH_BLOCK}.{k}: expected a number >= 1, got {out[k]!r}")
     _check_keys(out["smoke"], f"{where}: {LAUNCH_BLOCK}.smoke")
+    return out
+
+
+def attack_block(block: Any, where: str, root: Path) -> List[Dict[str, Any]]:
+    """The attack block: one source or a list of them, each `from` a folder of trained runs (a sweep's
+    folder under the results root, or a path), optionally narrowed by `where` (config key -> value or
+    list of values) and `run_ids` (prefixes), with its own `task` and `parameters` (replacing the
+    file's for these runs: e.g. an eps grid per dataset). Each source gets its attackable runs
+    (finished, with weights) as `victims`; SweepError names the key when there are none."""
+    from .artifacts import WEIGHTS
+
+    label = f"{where}: {ATTACK_BLOCK}"
+    sources = block if isinstance(block, list) else [block]
+    if not sources:
+        raise SweepError(f"{label}: expected a source (from: <sweep folder>) or a list of them")
+    out = []
+    for i, src in enumerate(sources):
+        at = f"{label}[{i}]" if isinstance(block, list) else label
+        if not isinstance(src, dict) or "from" not in src:
+            raise SweepError(f"{at}: expected a mapping with 'from' (a folder of trained runs), got {src!r}")
+        bad = sorted(set(src) - set(ATTACK_SOURCE_KEYS))
+        if bad:
+            raise SweepError(f"{at}.{bad[0]}: unknown key; valid keys: {', '.join(ATTACK_SOURCE_KEYS)}")
+        folder = Path(str(src["from"]))
+        if not folder.is_absolute() and not folder.is_dir():
+            folder = root / folder
+        if not folder.is_dir():
+            raise SweepError(f"{at}.from: {src['from']!r}: no such folder (looked in {folder}); run that sweep first")
+        cond = src.get("where") or {}
+        if not isinstance(cond, dict):
+            raise SweepError(f"{at}.where: expected a mapping of config key -> value(s), got {cond!r}")
+        _check_keys(cond, f"{at}.where")
+        ids = src.get("run_ids") or []
+        if not isinstance(ids, list) or not all(isinstance(r, str) for r in ids):
+            raise SweepError(f"{at}.run_ids: expected a list of run ids, got {ids!r}")
+        params = src.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise SweepError(f"{at}.parameters: expected a mapping of W&B parameter specs, got {params!r}")
+        _validate_parameters(params, f"{at}", values=False)
+        victims = []
+        for run in sorted(p for p in folder.iterdir() if (p / "config.json").is_file()):
+            try:
+                cfg = json.loads((run / "config.json").read_text())
+                summary = json.loads((run / "summary.json").read_text())
+            except (OSError, ValueError):
+                continue  # unfinished or unreadable: not attackable
+            if summary.get("status") not in ATTACKABLE or not (run / WEIGHTS).is_file():
+                continue
+            rid = summary.get("run_id") or run.name
+            if ids and not any(rid.startswith(r) for r in ids):
+                continue
+            if any(cfg.get(k) not in (v if isinstance(v, list) else [v]) for k, v in cond.items()):
+                continue
+            victims.append({"run_id": rid, "task": cfg.get("task"), "model": cfg.get("model")})
+        if not victims:
+            raise SweepError(f"{at}.from: {folder} holds no finished runs with trained weights ({WEIGHTS})"
+                             + (" that match where/run_ids" if cond or ids else ""))
+        out.append({"folder": str(folder.resolve()), "task": src.get("task"), "parameters": params,
+                    "victims": victims})
     return out
 
 
@@ -216,7 +286,9 @@ def _flat_specs(params: Dict[str, Any], prefix: str = ""):
             yield prefix + name, spec
 
 
-def _validate_parameters(params: Dict[str, Any], where: str) -> None:
+def _validate_parameters(params: Dict[str, Any], where: str, values: bool = True) -> None:
+    """Names always; categorical values against the task(s) when `values` (an attack sweep's runs
+    need their attacked run to resolve, so they are checked as they expand)."""
     keys = RunConfig.keys()
     for name, spec in params.items():
         if isinstance(spec, dict) and "parameters" in spec:
@@ -231,6 +303,8 @@ def _validate_parameters(params: Dict[str, Any], where: str) -> None:
                              + f"; valid parameters: {', '.join(keys)}")
     # categorical values are checked now, each against the sweep's task(s) with their defaults
     # (whether a model or a family's key fits depends on the task); sampled ones after expansion
+    if not values:
+        return
     tasks = [str(t) for t in _values(params.get("task"))] or [RunConfig().task]
     for name, spec in params.items():
         for v in _values(spec):
@@ -281,7 +355,16 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any]) -> List[RunConfig]:
     if method == "bayes":
         raise SweepError(f"{where}: method: bayes needs the W&B server to feed results back; run it "
                          "with --wandb online (an API key and network), or use grid or random offline")
-    if method == "grid":
+    if sweep.attack:
+        if method != "grid":
+            raise SweepError(f"{where}: method: an attack sweep is a grid over its sources' runs; got {method!r}")
+        points = []
+        for src in sweep.attack:  # every point of the (source's) grid, against every run of the source
+            for point in grid({**wb["parameters"], **src["parameters"]}):
+                for v in src["victims"]:
+                    task = point.get("task") or src["task"] or f"{v['task']}_attack"
+                    points.append({**point, "task": task, "attack_run": v["run_id"], "attack_from": src["folder"]})
+    elif method == "grid":
         points = grid(wb["parameters"])
         if wb.get("run_cap"):
             points = points[: int(wb["run_cap"])]

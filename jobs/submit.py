@@ -94,7 +94,7 @@ def submit(args) -> int:
     online = mode == "online"
     if online:  # the mode is the command's; other overrides are refused online (W&B picks values)
         overrides.pop("wandb", None)
-    sw = S.load(args.sweep, smoke=args.smoke, overrides=overrides, online=online)
+    sw = S.load(args.sweep, smoke=args.smoke, overrides=overrides, online=online, root=args.out)
     for flag in SLURM_FLAGS:
         value = getattr(args, f"slurm_{flag}")
         if value is not None:

@@ -118,3 +118,97 @@ def test_bad_input_is_one_clear_error(victims, change, key, tmp_path):
 def test_an_attack_key_on_a_classifier_is_refused():
     with pytest.raises(ConfigError, match="^attack_eps: a setting of the adversarial family"):
         RunConfig.from_dict({"task": "fashion_mnist", "attack_eps": 0.1}).resolve()
+
+
+# ---- attack sweeps ------------------------------------------------------------------------------
+SUBMIT = ROOT / "jobs" / "submit.py"
+
+
+@pytest.fixture(scope="module")
+def trained_sweeps(tmp_path_factory, data_root):
+    """A results root holding what attack_classifiers.yaml attacks: cifar_cnn/ (a lenet) and
+    optimizers/ (a momentum MLP, an adam MLP, and an sgd MLP that its `where` leaves out)."""
+    root = tmp_path_factory.mktemp("results")
+    for sweep, cfg in [("cifar_cnn", {"task": "cifar10", "model": "lenet"}),
+                       ("optimizers", {"task": "fashion_mnist", "model": "mlp", "optimizer": "momentum"}),
+                       ("optimizers", {"task": "fashion_mnist", "model": "mlp", "optimizer": "adam", "lr": 0.001}),
+                       ("optimizers", {"task": "fashion_mnist", "model": "mlp", "optimizer": "sgd"})]:
+        c = RunConfig.from_dict({**COMMON, "epochs": 1, "val_size": 100, "data_root": str(data_root), **cfg}).resolve()
+        assert run(c, root / sweep / c.run_id())["status"] == "finished"
+    (root / "optimizers" / "unfinished").mkdir()  # a folder without a summary: not attackable
+    (root / "optimizers" / "unfinished" / "config.json").write_text("{}")
+    return root, data_root
+
+
+def test_attack_sweep_expands_per_source(trained_sweeps):
+    from dl2bench import sweep as S
+
+    root, _ = trained_sweeps
+    sw = S.load(ROOT / "sweeps" / "attack_classifiers.yaml", root=root)
+    assert "attack" not in sw.wandb_config and "slurm" not in sw.wandb_config
+    by_task = {}
+    for r in sw.runs:
+        by_task.setdefault(r.task, []).append(r)
+    assert sorted(by_task) == ["cifar10_attack", "fashion_mnist_attack"]
+    cifar, fashion = by_task["cifar10_attack"], by_task["fashion_mnist_attack"]
+    assert len(cifar) == 2 * 6 and len(fashion) == 2 * 6 * 2  # attacks x eps x attacked runs
+    assert {r.model for r in cifar} == {"lenet"} and max(r.attack_eps for r in cifar) == pytest.approx(16 / 255, abs=1e-6)
+    assert max(r.attack_eps for r in fashion) == 0.3 and {r.attack_steps for r in fashion} == {40}
+    assert {r.attack_from for r in fashion} == {str((root / "optimizers").resolve())}
+    optimizers = {json.loads((root / "optimizers" / r.attack_run / "config.json").read_text())["optimizer"]
+                  for r in fashion}
+    assert optimizers == {"momentum", "adam"}
+    assert len({r.run_id() for r in sw.runs}) == len(sw.runs)
+    again = S.load(ROOT / "sweeps" / "attack_classifiers.yaml", root=root)
+    assert [r.run_id() for r in again.runs] == [r.run_id() for r in sw.runs]
+
+
+@pytest.mark.parametrize("block,message", [
+    ("attack: {from: nothing_here}", "attack.from: 'nothing_here': no such folder"),
+    ("attack: {from: optimizers, where: {optimizer: rmsprop}}", "holds no finished runs with trained weights"),
+    ("attack: {from: optimizers, wher: {}}", "attack.wher: unknown key"),
+    ("attack: {from: optimizers, where: {optimiser: adam}}", "unknown run config key 'optimiser'"),
+    ("attack: [{from: optimizers, parameters: {attack_eps: {value: 2.0}}}]", "attack_eps: an l-inf radius"),
+    ("attack: {from: optimizers}\nparameters_extra: 1", "unknown top-level key"),
+])
+def test_bad_attack_block_is_one_clear_error(trained_sweeps, tmp_path, block, message):
+    root, _ = trained_sweeps
+    text = ("name: bad\nmethod: grid\nparameters:\n  attack: {value: fgsm}\n" + block + "\n")
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    got = subprocess.run([sys.executable, str(SUBMIT), str(p), "--out", str(root), "--cluster", "debug"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert got.returncode == 2 and message in got.stderr, got.stderr
+    assert "Traceback" not in got.stderr and not (root / "bad").exists()
+
+
+def test_attack_sweep_runs_and_resubmit_launches_nothing(trained_sweeps, tmp_path):
+    root, data_root = trained_sweeps
+    p = tmp_path / "atk.yaml"
+    p.write_text("""
+name: atk
+method: grid
+parameters:
+  attack: {values: [fgsm, pgd]}
+  attack_steps: {value: 3}
+attack:
+  from: cifar_cnn
+  parameters:
+    attack_eps: {values: [0.0, 0.03]}
+""")
+    args = [sys.executable, str(SUBMIT), str(p), "--out", str(root), "--cluster", "debug", "--wait",
+            "--set", f"data_root={data_root}", "--set", "threads=1", "--set", "wandb=disabled"]
+    got = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert got.returncode == 0, got.stdout + got.stderr
+    summaries = [json.loads(f.read_text()) for f in (root / "atk").glob("*/summary.json")]
+    assert len(summaries) == 4 and all(s["status"] == "finished" for s in summaries)
+    victim = next((root / "cifar_cnn").iterdir()).name
+    assert {s["attacked_run"] for s in summaries} == {victim}
+    by_eps = {}
+    for f in (root / "atk").glob("*/summary.json"):
+        c = json.loads((f.parent / "config.json").read_text())
+        s = json.loads(f.read_text())
+        by_eps.setdefault(c["attack_eps"], []).append(s)
+    assert len(by_eps[0.0]) == 2 and all(s["test_robust_acc"] == s["test_clean_acc"] for s in by_eps[0.0])
+    again = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert again.returncode == 0 and again.stdout.startswith("nothing to submit: all 4 run(s)"), again.stdout
