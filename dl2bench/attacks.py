@@ -122,15 +122,13 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threat,
     import torch
 
     goal = target if threat.targeted else y
-    norm, eps, alpha = threat.norm, threat.eps, threat.alpha
+    restarts = max(threat.restarts, 1)
+    if restarts == 1:  # nothing to choose between: no extra forward pass to find the fooled points
+        return _pgd_once(model, x, goal, threat, generator)
     best = x.detach().clone()
     fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    for r in range(max(threat.restarts, 1)):
-        delta = random_in_ball(x, norm, eps, generator) if threat.random_start else torch.zeros_like(x)
-        adv = (x + delta).clamp(0, 1)
-        for _ in range(threat.steps):
-            step = alpha * ascent(_loss_grad(model, adv, goal, threat.targeted), norm)
-            adv = (x + project(adv + step - x, norm, eps)).clamp(0, 1).detach()
+    for r in range(restarts):
+        adv = _pgd_once(model, x, goal, threat, generator)
         with torch.no_grad():
             hit = succeeded(model(adv), y, target if threat.targeted else None)
         take = ~fooled if r == 0 else (hit & ~fooled)  # the first start by default, a fooling one if any
@@ -139,6 +137,19 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threat,
         if bool(fooled.all()):
             break  # later restarts cannot make it worse
     return best
+
+
+def _pgd_once(model: nn.Module, x: torch.Tensor, goal: torch.Tensor, threat: Threat,
+              generator: Optional[torch.Generator]) -> torch.Tensor:
+    import torch
+
+    norm, eps, alpha = threat.norm, threat.eps, threat.alpha
+    delta = random_in_ball(x, norm, eps, generator) if threat.random_start else torch.zeros_like(x)
+    adv = (x + delta).clamp(0, 1)
+    for _ in range(threat.steps):
+        step = alpha * ascent(_loss_grad(model, adv, goal, threat.targeted), norm)
+        adv = (x + project(adv + step - x, norm, eps)).clamp(0, 1).detach()
+    return adv
 
 
 def pick_targets(y: torch.Tensor, num_classes: int, generator: Optional[torch.Generator]) -> torch.Tensor:

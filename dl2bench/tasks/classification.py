@@ -1,18 +1,37 @@
 """Image classification (the course's MLPs and CNNs on MNIST, Fashion-MNIST, CIFAR-10):
-cross-entropy with the regulariser's smoothing and penalty; accuracy is the headline."""
+cross-entropy with the regulariser's smoothing and penalty; accuracy is the headline.
+
+Adversarial training (`adv_train: pgd | fgsm`, Madry et al. 2018): every training batch is
+replaced by attacks on it (l-inf ball of `adv_eps` in [0, 1] pixel space, `adv_steps` PGD steps of
+2.5 * eps / steps from a random start), generated with the model in eval mode; `adv_clean` mixes
+the clean loss back in (0: adversarial only, as Madry; 0.5: Goodfellow et al.'s mix). The
+attack runs on pixels, so the batch's normalisation is undone around it."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Tuple
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
+from ..errors import ConfigError
 from ..inits import INITS
 from ..models import MODELS
-from .base import TASKS, Augment, Metric, Problem, Task
+from .base import TASKS, Augment, Key, Metric, Problem, Task
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
 FAMILY = "classification"
+ADV_TRAIN = ("none", "fgsm", "pgd")
+
+KEYS = {
+    "adv_train": Key(str, "none", "classification: adversarial training on attacks of each batch: none | fgsm | pgd",
+                     choices=ADV_TRAIN),
+    "adv_eps": Key(Optional[float], None, "classification: adversarial training's l-inf radius in [0, 1] pixel "
+                   "units; None = the task's default", min=0.0, max=1.0),
+    "adv_steps": Key(int, 7, "classification: PGD steps per training batch (adv_train: pgd)", min=1),
+    "adv_clean": Key(float, 0.0, "classification: weight of the clean loss in adversarial training "
+                     "(0 = adversarial examples only)", min=0.0, max=1.0),
+}
+ADV_EPS = {"mnist": 0.3, "fashion_mnist": 0.1, "cifar10": 8 / 255}  # the radii the field trains at
 METRICS = (Metric("acc", "maximize", "", "accuracy", percent=True),
            Metric("loss", "minimize", "nats", "cross-entropy"))
 
@@ -43,11 +62,17 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     train, evals = D.split_batches(splits, cfg, device, task.augment if reg.augment else None)
     smoothing = reg.label_smoothing
     cross_entropy = torch.nn.functional.cross_entropy  # the function: a Module call costs hooks
+    adversary = adversarial_examples(cfg, splits, device) if cfg.adv_train != "none" else None
 
     def loss(m: nn.Module, batch, detail: bool) -> Tuple[torch.Tensor, torch.Tensor, int, Dict[str, torch.Tensor]]:
         x, y = batch
+        if adversary is not None:
+            clean = x
+            x = adversary(m, x, y)
         logits = m(x)
         data_loss = cross_entropy(logits, y, label_smoothing=smoothing)
+        if adversary is not None and cfg.adv_clean:
+            data_loss = (1 - cfg.adv_clean) * data_loss + cfg.adv_clean * cross_entropy(m(clean), y, label_smoothing=smoothing)
         objective = data_loss if reg.penalty is None else data_loss + reg.penalty(m)
         stats = {}
         if detail:  # counted on the device and read once per epoch: no host sync per step
@@ -73,10 +98,40 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
                    metrics=METRICS, facts={"pixels": "normalised per channel (training mean/std)"})
 
 
+def adversarial_examples(cfg, splits, device: torch.device):
+    """(model, normalised batch, labels) -> the normalised batch of its adversarial examples."""
+    import torch
+
+    from ..attacks import ATTACKS, Threat
+
+    mean = splits.mean.to(device).view(1, -1, 1, 1)
+    std = splits.std.to(device).view(1, -1, 1, 1)
+    threat = Threat(norm="linf", eps=cfg.adv_eps, steps=cfg.adv_steps if cfg.adv_train == "pgd" else 1)
+    attack = ATTACKS[cfg.adv_train]
+    gen = torch.Generator().manual_seed(cfg.seed + 2)  # random starts: reproducible, apart from the batch order
+
+    def adversary(m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        pixel = lambda p: m((p - mean) / std)  # noqa: E731 - the model as a function of pixels
+        was_training = m.training
+        m.eval()  # batchnorm statistics and dropout stay out of the attack
+        try:
+            adv = attack(pixel, (x * std + mean).clamp(0, 1), y, threat, generator=gen)
+        finally:
+            m.train(was_training)
+        return (adv - mean) / std
+
+    return adversary
+
+
+def check(cfg) -> None:
+    if cfg.adv_train == "none" and (cfg.adv_clean or cfg.adv_steps != KEYS["adv_steps"].default):
+        raise ConfigError("adv_train: adv_steps/adv_clean set, but adv_train is none (expected fgsm or pgd)")
+
+
 def _task(name: str, description: str, defaults: Dict, targets: Tuple[float, ...], augment: Augment) -> Task:
     return Task(name, description, FAMILY, prepare, METRICS, headline="acc", losses=("cross_entropy",),
-                model_family=FAMILY, defaults={**defaults, "val_size": 5000}, targets=targets, data=name,
-                augment=augment)
+                model_family=FAMILY, defaults={**defaults, "val_size": 5000, "adv_eps": ADV_EPS[name]},
+                targets=targets, data=name, augment=augment, check=check)
 
 
 @TASKS.register
