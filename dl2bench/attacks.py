@@ -146,6 +146,13 @@ def _pgd_once(model: nn.Module, x: torch.Tensor, goal: torch.Tensor, threat: Thr
     norm, eps, alpha = threat.norm, threat.eps, threat.alpha
     delta = random_in_ball(x, norm, eps, generator) if threat.random_start else torch.zeros_like(x)
     adv = (x + delta).clamp(0, 1)
+    if norm == "linf":
+        # ball and box together are one interval per pixel: projecting onto both is one clamp, which
+        # keeps the per-step work beside a small model's forward+backward to three elementwise ops
+        lo, hi = (x - eps).clamp_(min=0), (x + eps).clamp_(max=1)
+        for _ in range(threat.steps):
+            adv.add_(_loss_grad(model, adv, goal, threat.targeted).sign_(), alpha=alpha).clamp_(min=lo, max=hi)
+        return adv.detach()
     for _ in range(threat.steps):
         step = alpha * ascent(_loss_grad(model, adv, goal, threat.targeted), norm)
         adv = (x + project(adv + step - x, norm, eps)).clamp(0, 1).detach()

@@ -65,8 +65,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     headline, monitor = summary.get("headline"), summary.get("monitor")
-    print(f"status {summary['status']}; {R.test_key(headline)} {summary.get(R.test_key(headline))}; "
-          f"{R.best_val_key(monitor)} {summary.get(R.best_val_key(monitor))} (epoch {summary.get('best_epoch')}); "
+    best = (f"{R.best_val_key(monitor)} {summary.get(R.best_val_key(monitor))} (epoch {summary.get('best_epoch')}); "
+            if summary.get("epochs_completed") else "")  # an evaluation-only task has no epochs
+    print(f"status {summary['status']}; {R.test_key(headline)} {summary.get(R.test_key(headline))}; {best}"
           f"results in {out}")
     if summary["status"] == R.FAILED:
         print(f"error: {summary.get('error')}", file=sys.stderr)

@@ -1,0 +1,146 @@
+"""Adversarial figures (not part of the test run), on the real data, through dl2bench's own runs.
+
+    python tests/benchmarks/bench_attacks.py --only throughput       # PGD step vs bare forward+backward
+    python tests/benchmarks/bench_attacks.py --only tables           # robust accuracy vs eps, full data
+    python tests/benchmarks/bench_attacks.py --only training         # standard vs PGD-trained lenet
+
+throughput: for each victim model, images attacked per second per PGD step (one l-inf PGD attack
+of `--steps` steps on one batch, timed after a warm-up attack, device synchronised) against a bare
+forward + backward of the same model on the same batch with respect to the input (what one PGD
+step cannot avoid). Target: PGD step time <= 1.2 x the bare pass.
+
+tables: trains each victim with its task's known-good recipe (Fashion-MNIST mlp and lenet,
+CIFAR-10 (JPEG) lenet; seed 0), then attacks all 10,000 test images with FGSM and l-inf PGD
+(random start, 1 restart) at the field's eps grids (28x28: 0 ... 0.3, 40 steps; CIFAR-10:
+0 ... 16/255, 10 steps), each as one `<dataset>_attack` run.
+
+training: Fashion-MNIST lenet trained standard and with 7-step PGD at eps 0.1 (Adam 1e-3,
+batch 128, 10 epochs, as sweeps/adversarial_training.yaml), both attacked like the tables.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from dl2bench import env as E  # noqa: E402
+from dl2bench.attacks import ATTACKS, Threat  # noqa: E402
+from dl2bench.config import RunConfig  # noqa: E402
+from dl2bench.train import run  # noqa: E402
+
+EPS = {"fashion_mnist": ([0.0, 0.05, 0.1, 0.15, 0.2, 0.3], 40),
+       "cifar10": ([0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255], 10)}
+VICTIMS = [("fashion_mnist", "mlp"), ("fashion_mnist", "lenet"), ("cifar10", "lenet")]
+COMMON = {"wandb": "disabled", "progress": "none", "seed": 0}
+
+
+def train(out: Path, **cfg) -> str:
+    c = RunConfig.from_dict({**COMMON, **cfg}).resolve()
+    t0 = time.perf_counter()
+    s = run(c, out / c.run_id())
+    print(f"# trained {cfg}: test_acc {s['test_acc']:.4f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    return c.run_id()
+
+
+def attack_table(out: Path, dataset: str, victim: str, label: str, threads: int) -> None:
+    eps_grid, steps = EPS[dataset]
+    rows = {}
+    for attack in ("fgsm", "pgd"):
+        for eps in eps_grid:
+            s = run({**COMMON, "task": f"{dataset}_attack", "attack_run": victim, "attack_from": str(out),
+                     "attack": attack, "attack_eps": eps, "attack_steps": steps, "threads": threads},
+                    out / "attacks" / f"{victim}-{attack}-{eps:.5f}")
+            rows[(attack, eps)] = s
+    scale, unit = (255, "/255") if dataset == "cifar10" else (1, "")
+    print(f"\n## {label}: robust accuracy on every test image (clean {rows[('fgsm', 0.0)]['test_clean_acc']:.4f}); "
+          f"PGD: {steps} steps of 2.5 eps/{steps}, random start")
+    print(f"{'eps':>10} {'FGSM':>8} {'PGD':>8} {'PGD success':>12} {'PGD mean ||d||inf':>18} {'PGD s':>7}")
+    for eps in eps_grid:
+        f, p = rows[("fgsm", eps)], rows[("pgd", eps)]
+        norm = p["test_mean_norm"]
+        print(f"{eps * scale:>8.3g}{unit:<2} {f['test_robust_acc']:>8.4f} {p['test_robust_acc']:>8.4f} "
+              f"{p['test_success_rate']:>12.4f} {norm if norm == norm else float('nan'):>18.4f} {p['test_eval_time']:>7.1f}")
+
+
+def throughput(threads: int, steps: int, batch: int, repeats: int) -> None:
+    from dl2bench import data as D
+    from dl2bench.models import MODELS
+
+    torch.set_num_threads(threads)
+    print(f"\n## PGD step vs bare forward+backward (wrt the input), batch {batch}, {steps} steps per attack, "
+          f"median of {repeats}")
+    print(f"{'model':<8} {'data':<14} {'bare ms':>8} {'PGD step ms':>11} {'ratio':>6} {'images/s/step':>14}")
+    for dataset, model_name in VICTIMS:
+        raw = D.load(dataset, "", False)
+        x = raw.test_x[:batch].float() / 255
+        y = raw.test_y[:batch].long()
+        torch.manual_seed(0)
+        model = MODELS[model_name](tuple(x.shape[1:]), 10).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+
+        def bare():
+            xi = x.clone().requires_grad_(True)
+            loss = F.cross_entropy(model(xi), y, reduction="sum")
+            torch.autograd.grad(loss, xi)
+
+        threat = Threat(eps=0.1, steps=steps)
+        gen = torch.Generator().manual_seed(0)
+
+        def pgd():
+            ATTACKS["pgd"](model, x, y, threat, generator=gen)
+
+        for f in (bare, pgd):  # warm-up
+            f()
+        b, p = [], []
+        for _ in range(repeats):  # interleaved, so drift hits both alike
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                bare()
+            b.append((time.perf_counter() - t0) / steps)
+            t0 = time.perf_counter()
+            pgd()
+            p.append((time.perf_counter() - t0) / steps)
+        bm, pm = statistics.median(b), statistics.median(p)
+        print(f"{model_name:<8} {dataset:<14} {bm * 1e3:>8.2f} {pm * 1e3:>11.2f} {pm / bm:>6.3f} {batch / pm:>14.0f}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", choices=("throughput", "tables", "training"), default=None)
+    p.add_argument("--threads", type=int, default=0, help="0: every usable core")
+    p.add_argument("--steps", type=int, default=10, help="throughput: PGD steps per timed attack")
+    p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
+    args = p.parse_args()
+    threads = args.threads or E.default_threads()
+    out = Path(args.out or tempfile.mkdtemp(prefix="bench_attacks_"))
+    print(f"# threads={threads} device=cpu torch={torch.__version__} out={out}")
+    if args.only in (None, "throughput"):
+        throughput(threads, args.steps, args.batch, args.repeats)
+    if args.only in (None, "tables"):
+        for dataset, model in VICTIMS:
+            vid = train(out, task=dataset, model=model, threads=threads)
+            label = f"{'CIFAR-10 (JPEG)' if dataset == 'cifar10' else 'Fashion-MNIST'} {model}"
+            attack_table(out, dataset, vid, label, threads)
+    if args.only in (None, "training"):
+        recipe = dict(task="fashion_mnist", model="lenet", optimizer="adam", lr=1e-3, batch_size=128, epochs=10,
+                      threads=threads)
+        for name, extra in (("standard", {}), ("PGD-trained (7 steps, eps 0.1)", {"adv_train": "pgd", "adv_eps": 0.1,
+                                                                                  "adv_steps": 7})):
+            vid = train(out, **recipe, **extra)
+            attack_table(out, "fashion_mnist", vid, f"Fashion-MNIST lenet, {name}", threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
