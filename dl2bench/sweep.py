@@ -217,7 +217,7 @@ def attack_block(block: Any, where: str, root: Path) -> List[Dict[str, Any]]:
                 continue
             if any(cfg.get(k) not in (v if isinstance(v, list) else [v]) for k, v in cond.items()):
                 continue
-            victims.append({"run_id": rid, "task": cfg.get("task"), "model": cfg.get("model")})
+            victims.append({"run_id": rid, "task": cfg.get("task"), "model": cfg.get("model"), "seed": cfg.get("seed", 0)})
         if not victims:
             raise SweepError(f"{at}.from: {folder} holds no finished runs with trained weights ({WEIGHTS})"
                              + (" that match where/run_ids" if cond or ids else ""))
@@ -363,7 +363,9 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any]) -> List[RunConfig]:
             for point in grid({**wb["parameters"], **src["parameters"]}):
                 for v in src["victims"]:
                     task = point.get("task") or src["task"] or f"{v['task']}_attack"
-                    points.append({**point, "task": task, "attack_run": v["run_id"], "attack_from": src["folder"]})
+                    # the attacked run's seed is the attack's: a report averages attacks over the seeds trained
+                    points.append({"seed": v["seed"], **point, "task": task, "attack_run": v["run_id"],
+                                   "attack_from": src["folder"]})
     elif method == "grid":
         points = grid(wb["parameters"])
         if wb.get("run_cap"):

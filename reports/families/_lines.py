@@ -1,0 +1,72 @@
+"""Line figures the families share: a metric against one numeric config key (the autoencoder's
+code size, an attack's eps), over seeds, with its confidence band and every run."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import FixedLocator, NullLocator
+
+from ..analysis import Analysis, aggregate
+from ..figures import MAX_RUN_LINES, Figure, _legend_outside, _span, new_figure
+from ..units import cap
+from ._grids import factor_on
+
+
+def metric_vs(a: Analysis, column: str, xlabel: str) -> Iterator[Figure]:
+    """The sweep's metric against the numeric config key `column` (mean over seeds, 95% CI, every run
+    as a dot), one line per level of the next factor and one dash style per level of the one after."""
+    cs = factor_on(a, column)
+    ok = a.ok
+    if cs is None or not cs.numeric or ok.empty:
+        return
+    u = a.metric_unit
+    others = [f for f in a.factors if f is not cs]
+    hue, dash = (others + [None, None])[:2]
+    d = ok.copy()
+    d["_x"] = pd.to_numeric(d[column], errors="coerce")
+    keys = [f.column for f in others[:2]]
+    agg = aggregate(d, keys + ["_x"], a.metric, bounds=u.bounds) if keys else aggregate(d, ["_x"], a.metric, bounds=u.bounds)
+    fig, axes = new_figure(height=0.85)
+    ax = axes[0, 0]
+    styles = ["-", "--", ":", "-."]
+    handles = []
+    lines = agg.groupby(keys, sort=False) if keys else [((), agg)]
+    for key, g in lines:
+        key = key if isinstance(key, tuple) else (key,)
+        color = hue.colors.get(key[0], (0.2, 0.4, 0.7)) if hue else (0.2, 0.4, 0.7)
+        ls = styles[dash.levels.index(key[1]) % len(styles)] if dash else "-"
+        g = g.sort_values("_x")
+        ax.plot(g["_x"], g["mean"] * u.scale, color=color, ls=ls, lw=2, marker="o", ms=5, zorder=4)
+        ci = g[g["n"] >= 2]
+        ax.fill_between(ci["_x"], ci["lo"] * u.scale, ci["hi"] * u.scale, color=color, alpha=0.13, lw=0)
+        sel = np.ones(len(d), bool)
+        for f, lvl in zip(others[:2], key):
+            sel &= (d[f.column] == lvl).to_numpy()
+        pts = d[sel]
+        if len(pts) <= MAX_RUN_LINES * len(cs.levels):
+            ax.scatter(pts["_x"], pts[a.metric] * u.scale, color=color, s=14, alpha=0.5, lw=0, zorder=3)
+        name = ", ".join(f"{f.columns[0]}={v}" for f, v in zip(others[:2], key)) or "all runs"
+        handles.append(Line2D([], [], color=color, ls=ls, lw=2, marker="o", label=f"{name} (n={int(g['n'].sum())})"))
+    xs = sorted(d["_x"].dropna().unique())
+    if len(xs) > 1 and xs[0] > 0 and xs[-1] / xs[0] >= 8:
+        ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(xs))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{x:g}" for x in xs])
+    ax.set_ylim(*_span(d[a.metric].to_numpy(float) * u.scale, pad=0.15))
+    ax.set_xlabel(f"{xlabel}{', log scale' if ax.get_xscale() == 'log' else ''}")
+    ax.set_ylabel(f"{u.axis()}: {a.better}")
+    handles += [Line2D([], [], marker="o", ls="", color="0.4", alpha=0.5, label="one run"),
+                Patch(color="0.4", alpha=0.2, label="95% CI of the mean")]
+    _legend_outside(ax, handles, " × ".join(f.name for f in others[:2]) or "runs")
+    rest = [f.name for f in others[2:]]
+    avg = f"; averaged over {', '.join(rest)}" if rest else ""
+    yield Figure(key=f"metric-vs-{column.replace('_', '-')}", title=f"{cap(u.label)} vs {xlabel}",
+                 caption=(f"Mean {a.metric} over seeds{avg} at each {xlabel} (line), 95% confidence interval of the "
+                          f"mean (band; Student t, none where n = 1) and the runs themselves (dots); n in the legend "
+                          f"counts the finished and early-stopped runs of a line. {a.better.capitalize()}."),
+                 fig=fig)
