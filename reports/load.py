@@ -12,6 +12,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from dl2bench.config import BOOKKEEPING as RUN_BOOKKEEPING
+from dl2bench.config import KEY_SPECS
 from dl2bench import record as R
 from dl2bench.record import SCHEMA_VERSION
 
@@ -19,7 +20,10 @@ from .units import MetricDecl, TaskDecl, from_registry, parse_summary
 
 # Config keys that never change results (the ones the run id leaves out), so they never count as
 # factors; seed is the replicate axis.
-BOOKKEEPING = RUN_BOOKKEEPING | {"run_id"}
+BOOKKEEPING = RUN_BOOKKEEPING | {"run_id"} | {k for k, spec in KEY_SPECS.items() if not spec.factor}
+# a run that evaluated another run's weights (an attack) says how that run was made: its settings
+# become columns `evaluated.<key>`, so runs group by the model they evaluated
+EVALUATED = "evaluated_config"
 REPLICATE = "seed"
 STATUSES = R.STATUSES + (R.INCOMPLETE,)
 COUNTED = R.COUNTED  # runs whose final metric means what it says
@@ -285,6 +289,9 @@ def assemble(name: str, metric: Any, records: Iterable[Dict[str, Any]],
     own: Dict[str, Dict[Tuple[str, str], int]] = {}  # task -> the summaries' own (metric, goal) -> runs
     for rec in records:
         config, summary = rec["config"], rec["summary"]
+        evaluated = (summary or {}).get(EVALUATED)
+        if isinstance(evaluated, dict):
+            config = {**config, **{f"evaluated.{k}": v for k, v in evaluated.items() if not isinstance(v, (dict, list))}}
         config_keys.update(dict.fromkeys(k for k in config if k not in ID_COLUMNS))
         rec_task = str(config.get("task") or (summary or {}).get("task") or UNKNOWN_TASK)
         for k in config:
@@ -303,7 +310,7 @@ def assemble(name: str, metric: Any, records: Iterable[Dict[str, Any]],
             # keys in both (run_id, task; device/threads resolved above) keep the config's value;
             # the declarations are read below, lists (class names) kept as JSON text
             row.update((k, _cell(v)) for k, v in summary.items()
-                       if k not in ID_COLUMNS and k not in config and k != "metrics")
+                       if k not in ID_COLUMNS and k not in config and k not in ("metrics", EVALUATED))
             for k in summary:
                 key_tasks.setdefault(k, set()).add(rec_task)
             schema = summary.get("schema", 1)

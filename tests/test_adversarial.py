@@ -245,3 +245,44 @@ def test_pgd_training_buys_robustness_on_real_fashion_mnist(tmp_path):
 def test_bad_adversarial_training_input(bad, key):
     with pytest.raises(ConfigError, match=f"^{key}: "):
         RunConfig.from_dict({"task": "fashion_mnist", **bad}).resolve()
+
+
+# ---- the report over an attack sweep ------------------------------------------------------------
+def test_attack_report_groups_by_the_attacked_models(trained_sweeps, tmp_path):
+    """Attacks on the momentum and the Adam MLP: the report's factors are eps, the attack and the
+    attacked runs' optimizer (from their configs), never the attacked run's id; robust accuracy vs
+    eps, the table at each eps and the adversarial examples are drawn."""
+    import re
+
+    from reports import build
+    from reports.analysis import analyse_tasks
+    from reports.load import load_folders
+
+    root, data_root = trained_sweeps
+    p = tmp_path / "atkrep.yaml"
+    p.write_text("""
+name: atkrep
+method: grid
+parameters:
+  attack: {values: [fgsm, pgd]}
+  attack_steps: {value: 3}
+  attack_eps: {values: [0.0, 0.05, 0.2]}
+attack:
+  from: optimizers
+  where: {optimizer: [momentum, adam]}
+""")
+    got = subprocess.run([sys.executable, str(SUBMIT), str(p), "--out", str(root), "--cluster", "debug", "--wait",
+                          "--set", f"data_root={data_root}", "--set", "threads=1", "--set", "wandb=disabled"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert got.returncode == 0, got.stdout + got.stderr
+    (a,) = analyse_tasks(load_folders([root / "atkrep"]))
+    names = {c for f in a.factors for c in f.columns}
+    assert {"attack_eps", "attack", "evaluated.optimizer"} <= names and "attack_run" not in names, names
+    assert a.metric == "test_robust_acc"
+    out = tmp_path / "report"
+    assert build.main([str(root / "atkrep"), "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    ids = re.findall(r'<(?:figure|div class="table") id="([^"]+)"', html)
+    for want in ("metric-vs-attack-eps", "robust-at-each-eps", "adversarial-examples-1"):
+        assert any(want in i for i in ids), (want, ids)
+    assert "Adversarial robustness" in html and "eps 0.05" in html

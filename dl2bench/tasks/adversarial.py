@@ -35,7 +35,7 @@ TARGET_SEED = 7  # random starts and targets: the same for every run attacking t
 
 KEYS = {
     "attack_run": Key(str, "", "adversarial: the classification run to attack (its run id, a unique prefix "
-                      "of >= 6 characters, or its folder)"),
+                      "of >= 6 characters, or its folder)", factor=False),
     "attack_from": Key(str, "runs", "adversarial: folders to look for attack_run in, separated by "
                        f"{os.pathsep!r}", bookkeeping=True),
     "attack": Key(str, "pgd", "adversarial: fgsm | pgd", choices=ATTACK_NAMES),
@@ -225,7 +225,11 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
         return out
 
     nothing = _NoTraining()
+    from ..schema import BOOKKEEPING
+
     facts = {"attacked_run": victim.run_id, "attacked_task": vcfg.get("task"), "attacked_folder": str(folder),
+             # the attacked model's recipe: a report tells standard from adversarially trained models by it
+             "evaluated_config": {k: v for k, v in vcfg.items() if k not in BOOKKEEPING and k not in ("run_id", "seed")},
              "attack_step_size": threat.alpha, "pixels": "[0, 1]; the attacked run's normalisation is inside the model",
              "classes": list(splits.classes)}
     return Problem(model=model, build=victim.build, train_batches=nothing, eval_splits=evals, evaluate=evaluate,

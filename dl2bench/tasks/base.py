@@ -36,6 +36,7 @@ class Key(NamedTuple):
     min: Optional[float] = None  # inclusive bounds, checked when the value is not None
     max: Optional[float] = None
     bookkeeping: bool = False  # where to find things, not what to compute: never in the run id
+    factor: bool = True  # False: names another run (its id); reports group by that run's config instead
 
 
 @dataclass(frozen=True)
