@@ -171,3 +171,13 @@ def test_dataloader_option_gives_same_batches_without_augmentation():
     l = D.LoaderBatches(x, y, mean, std, 16, torch.device("cpu"), shuffle=False, num_workers=0)
     for (a, ya), (b, yb) in zip(r.iterate(), l.iterate()):
         assert torch.equal(ya, yb) and torch.allclose(a, b, atol=1e-6)
+
+
+@pytest.mark.parametrize("test_size", [0, 50, 199])
+def test_test_split_is_make_splits_test_without_the_training_set(data_root, test_size):
+    raw = D.load("fashion_mnist", str(data_root), False)
+    for val_size, train_size in ((100, 0), (10, 300)):
+        x, y = D.make_splits(raw, val_size, train_size, test_size).test
+        tx, ty = D.test_split(raw, test_size)
+        assert torch.equal(x, tx) and torch.equal(y, ty)
+    assert len(ty) == (test_size or len(raw.test_y))

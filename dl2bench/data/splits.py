@@ -53,12 +53,25 @@ def make_splits(raw: Raw, val_size: int, train_size: int = 0, test_size: int = 0
         if train_size > len(train_idx):
             raise ValueError(f"train_size: {train_size} > {len(train_idx)} available training examples")
         train_idx = train_idx[:train_size]
-    test_idx = torch.arange(len(raw.test_y))
-    if test_size and test_size < len(test_idx):
-        test_idx = torch.randperm(len(test_idx), generator=g)[:test_size].sort().values
+    test_idx = _test_indices(len(raw.test_y), test_size, g)
     tx = raw.train_x[train_idx]
     xf = tx.float().div_(255)
     mean = xf.mean(dim=(0, 2, 3))
     std = xf.std(dim=(0, 2, 3)).clamp_min(1e-3)
     return Splits((tx, raw.train_y[train_idx]), (raw.train_x[val_idx], raw.train_y[val_idx]),
                   (raw.test_x[test_idx], raw.test_y[test_idx]), raw.classes, raw.source, mean, std)
+
+
+def _test_indices(n: int, test_size: int, g: torch.Generator) -> torch.Tensor:
+    if test_size and test_size < n:
+        return torch.randperm(n, generator=g)[:test_size].sort().values
+    return torch.arange(n)
+
+
+def test_split(raw: Raw, test_size: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The test split `make_splits` gives for this test_size (the same images, whatever the
+    validation and training sizes), without touching the training set: for evaluations."""
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    torch.randperm(len(raw.train_y), generator=g)  # make_splits' draw of the validation split comes first
+    idx = _test_indices(len(raw.test_y), test_size, g)
+    return raw.test_x[idx], raw.test_y[idx]

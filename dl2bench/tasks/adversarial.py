@@ -160,14 +160,14 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     for p in model.parameters():
         p.requires_grad_(False)  # gradients wrt the input only
     vcfg = victim.config
-    splits = D.make_splits(D.load(task.data, cfg.data_root, cfg.download), vcfg.get("val_size", 5000),
-                           0, cfg.test_size)
-    _, evals = D.split_batches(splits, cfg, device, None, normalise=False)
+    raw = D.load(task.data, cfg.data_root, cfg.download)
+    test = D.ResidentBatches(*D.test_split(raw, cfg.test_size), None, None, cfg.eval_batch_size, device, False)
+    evals = {"test": test}  # [0, 1] pixels; the attacked run's normalisation is inside the model
     threat = Threat(norm=cfg.norm, eps=cfg.attack_eps, steps=cfg.attack_steps if cfg.attack == "pgd" else 1,
                     step_size=cfg.attack_step, restarts=cfg.restarts if cfg.attack == "pgd" else 1,
                     random_start=cfg.random_start, targeted=cfg.targeted)
     attack = ATTACKS[cfg.attack]
-    k = len(splits.classes)
+    k = len(raw.classes)
     timing: Dict[str, float] = {}
     first: Dict[str, Any] = {}
 
@@ -231,9 +231,9 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
              # the attacked model's recipe: a report tells standard from adversarially trained models by it
              "evaluated_config": {k: v for k, v in vcfg.items() if k not in BOOKKEEPING and k not in ("run_id", "seed")},
              "attack_step_size": threat.alpha, "pixels": "[0, 1]; the attacked run's normalisation is inside the model",
-             "classes": list(splits.classes)}
+             "classes": list(raw.classes)}
     return Problem(model=model, build=victim.build, train_batches=nothing, eval_splits=evals, evaluate=evaluate,
-                   n_train=0, source=splits.source, in_shape=splits.in_shape, step=nothing, metrics=METRICS,
+                   n_train=0, source=raw.source, in_shape=tuple(raw.test_x.shape[1:]), step=nothing, metrics=METRICS,
                    facts=facts, final=final)
 
 
