@@ -28,6 +28,21 @@ def need(path: Path, how: str) -> None:
         pytest.skip(f"{path} is missing ({how})")
 
 
+
+def assert_cli_refuses(config: dict, key: str, tmp_path: Path) -> None:
+    """`python -m dl2bench.train` with this config: exit 2, one error line naming `key`, no
+    traceback, nothing written."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "refused"
+    args = [f"--{k}={v}" for k, v in config.items()]
+    got = subprocess.run([sys.executable, "-m", "dl2bench.train", *args, f"--out={out}", "--wandb=disabled"],
+                         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert got.returncode == 2 and got.stderr.startswith(f"error: {key}: "), got.stderr
+    assert "Traceback" not in got.stderr and not out.exists()
+
+
 def learnable_images(n: int, shape, seed: int):
     """Noise plus a bright class-specific stripe, so a model can beat chance in a few steps."""
     rng = np.random.default_rng(seed)

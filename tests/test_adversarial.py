@@ -18,6 +18,8 @@ from dl2bench.attacks import ATTACKS, Threat
 from dl2bench.config import ConfigError, RunConfig
 from dl2bench.train import run
 
+from conftest import assert_cli_refuses
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = {"wandb": "disabled", "progress": "none", "threads": 1}
 
@@ -107,12 +109,7 @@ def test_bad_input_is_one_clear_error(victims, change, key, tmp_path):
     bad = {**attack_cfg(victims, change.pop("victim", "mlp")), **change}
     with pytest.raises(ConfigError, match=f"^{key}: "):
         RunConfig.from_dict(bad).resolve()
-    args = [a for k, v in bad.items() for a in (f"--{k}", str(v))]
-    out = tmp_path / "out"
-    got = subprocess.run([sys.executable, "-m", "dl2bench.train", *args, "--out", str(out)],
-                         capture_output=True, text=True, cwd=ROOT)
-    assert got.returncode == 2 and got.stderr.startswith(f"error: {key}: "), got.stderr
-    assert not out.exists() and "Traceback" not in got.stderr
+    assert_cli_refuses(bad, key, tmp_path)
 
 
 def test_an_attack_key_on_a_classifier_is_refused():
@@ -182,10 +179,20 @@ def test_bad_attack_block_is_one_clear_error(trained_sweeps, tmp_path, block, me
     assert "Traceback" not in got.stderr and not (root / "bad").exists()
 
 
-def test_attack_sweep_runs_and_resubmit_launches_nothing(trained_sweeps, tmp_path):
+def submit_local(trained_sweeps, tmp_path, text: str):
+    """Write a sweep file and submit it in this process's executor against the trained sweeps;
+    (the command line, its result)."""
     root, data_root = trained_sweeps
-    p = tmp_path / "atk.yaml"
-    p.write_text("""
+    p = tmp_path / "sweep.yaml"
+    p.write_text(text)
+    args = [sys.executable, str(SUBMIT), str(p), "--out", str(root), "--cluster", "debug", "--wait",
+            "--set", f"data_root={data_root}", "--set", "threads=1", "--set", "wandb=disabled"]
+    return args, subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+
+
+def test_attack_sweep_runs_and_resubmit_launches_nothing(trained_sweeps, tmp_path):
+    root, _ = trained_sweeps
+    args, got = submit_local(trained_sweeps, tmp_path, """
 name: atk
 method: grid
 parameters:
@@ -196,9 +203,6 @@ attack:
   parameters:
     attack_eps: {values: [0.0, 0.03]}
 """)
-    args = [sys.executable, str(SUBMIT), str(p), "--out", str(root), "--cluster", "debug", "--wait",
-            "--set", f"data_root={data_root}", "--set", "threads=1", "--set", "wandb=disabled"]
-    got = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert got.returncode == 0, got.stdout + got.stderr
     summaries = [json.loads(f.read_text()) for f in (root / "atk").glob("*/summary.json")]
     assert len(summaries) == 4 and all(s["status"] == "finished" for s in summaries)
@@ -258,9 +262,8 @@ def test_attack_report_groups_by_the_attacked_models(trained_sweeps, tmp_path):
     from reports.analysis import analyse_tasks
     from reports.load import load_folders
 
-    root, data_root = trained_sweeps
-    p = tmp_path / "atkrep.yaml"
-    p.write_text("""
+    root, _ = trained_sweeps
+    _, got = submit_local(trained_sweeps, tmp_path, """
 name: atkrep
 method: grid
 parameters:
@@ -271,9 +274,6 @@ attack:
   from: optimizers
   where: {optimizer: [momentum, adam]}
 """)
-    got = subprocess.run([sys.executable, str(SUBMIT), str(p), "--out", str(root), "--cluster", "debug", "--wait",
-                          "--set", f"data_root={data_root}", "--set", "threads=1", "--set", "wandb=disabled"],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert got.returncode == 0, got.stdout + got.stderr
     (a,) = analyse_tasks(load_folders([root / "atkrep"]))
     names = {c for f in a.factors for c in f.columns}

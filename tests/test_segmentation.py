@@ -7,9 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,6 +19,8 @@ from dl2bench.models import MODELS, count_parameters
 from dl2bench.tasks import segmentation as seg
 from dl2bench.tasks.base import Augment
 from dl2bench.train import run
+
+from conftest import assert_cli_refuses
 
 # small and fast: 32x32 images, a 2-level U-Net of width 8
 TINY = {"task": "shapes", "image_size": 32, "width": 8, "depth": 2, "train_size": 256, "val_size": 64,
@@ -337,9 +336,5 @@ def test_bad_input_names_the_key(cfg, key):
 
 @pytest.mark.parametrize("cfg,key", BAD[:3])
 def test_bad_input_exits_2_and_writes_nothing(cfg, key, tmp_path):
-    out = tmp_path / "out"
-    args = [f"--{k}={v}" for k, v in cfg.items()]
-    p = subprocess.run([sys.executable, "-m", "dl2bench.train", *args, f"--out={out}", "--wandb=disabled"],
-                       capture_output=True, text=True, timeout=120, env={**os.environ})
-    assert p.returncode == 2 and p.stderr.startswith(f"error: {key}: "), p.stderr
-    assert not out.exists() and not any(tmp_path.iterdir())
+    assert_cli_refuses(cfg, key, tmp_path)
+    assert not any(tmp_path.iterdir())
