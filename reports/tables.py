@@ -59,7 +59,7 @@ def _group_rows(a: Analysis, column: str, order: List[str]) -> List[Dict[str, st
     ok = a.ok
     m = aggregate(ok, [column], a.metric, bounds=u.bounds).set_index(column)
     extra = {c: aggregate(ok, [column], c).set_index(column) for c in ("train_time_total", "samples_per_s")
-             if c in ok.columns}
+             if c in ok.columns and (pd.to_numeric(ok[c], errors="coerce") > 0).any()}  # runs that trained
     rows = []
     for lvl in order:
         row = {column: lvl}

@@ -225,11 +225,14 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
         return out
 
     nothing = _NoTraining()
-    from ..schema import BOOKKEEPING
+    from ..schema import BOOKKEEPING, KEY_SPECS
 
+    vfamily = TASKS[vcfg["task"]]().family
     facts = {"attacked_run": victim.run_id, "attacked_task": vcfg.get("task"), "attacked_folder": str(folder),
-             # the attacked model's recipe: a report tells standard from adversarially trained models by it
-             "evaluated_config": {k: v for k, v in vcfg.items() if k not in BOOKKEEPING and k not in ("run_id", "seed")},
+             # the attacked model's recipe (core keys and its family's): a report tells standard from
+             # adversarially trained models by it
+             "evaluated_config": {k: v for k, v in vcfg.items() if k in KEY_SPECS and k not in BOOKKEEPING
+                                  and k != "seed" and KEY_SPECS[k].family in (None, vfamily)},
              "attack_step_size": threat.alpha, "pixels": "[0, 1]; the attacked run's normalisation is inside the model",
              "classes": list(raw.classes)}
     return Problem(model=model, build=victim.build, train_batches=nothing, eval_splits=evals, evaluate=evaluate,

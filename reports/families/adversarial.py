@@ -112,5 +112,5 @@ def adversarial_examples(a: Analysis) -> Iterator[Figure]:
                               "image the model's prediction, in red where it is wrong (true labels: "
                               f"{', '.join(name(i) for i in y)}). The perturbation row shows adversarial − clean, "
                               f"mid-grey = 0, black/white = ∓eps. Its {a.metric} over the whole test set: "
-                              f"{fmt(r.get(a.metric), a.metric_unit)}."),
+                              f"{fmt(r.get(a.metric), a.metric_unit)}{(' ' + a.metric_unit.unit) if a.metric_unit.unit else ''}."),
                      fig=fig)
