@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from .load import BOOKKEEPING, COUNTED, REPLICATE, RESOLVED_BY_SUMMARY, UNKNOWN_TASK, Sweep
+from .load import BOOKKEEPING, COUNTED, EVALUATED_PREFIX, REPLICATE, RESOLVED_BY_SUMMARY, UNKNOWN_TASK, Sweep
 from .units import TaskDecl, Unit, goal_word
 
 __all__ = ["Analysis", "Factor", "Unit", "aggregate", "analyse", "analyse_tasks", "fmt", "mean_std", "unit"]
@@ -174,6 +174,8 @@ def varying_columns(sw: Sweep) -> List[str]:
         if c in BOOKKEEPING or c == REPLICATE or c not in sw.runs.columns:
             continue
         vals = own[c]
+        if c.startswith(EVALUATED_PREFIX):  # known from a summary only: a run still going has no level
+            vals = vals.dropna()
         if c in RESOLVED_BY_SUMMARY:  # "auto" of a run without a summary is not a level of its own
             vals = vals[~vals.isin([v for v in RESOLVED_BY_SUMMARY[c] if v is not None]) & vals.notna()]
         if vals.map(level_str).nunique() > 1:

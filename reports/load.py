@@ -24,6 +24,7 @@ BOOKKEEPING = RUN_BOOKKEEPING | {"run_id"} | {k for k, spec in KEY_SPECS.items()
 # a run that evaluated another run's weights (an attack) says how that run was made: its settings
 # become columns `evaluated.<key>`, so runs group by the model they evaluated
 EVALUATED = "evaluated_config"
+EVALUATED_PREFIX = "evaluated."
 REPLICATE = "seed"
 STATUSES = R.STATUSES + (R.INCOMPLETE,)
 COUNTED = R.COUNTED  # runs whose final metric means what it says
@@ -291,7 +292,9 @@ def assemble(name: str, metric: Any, records: Iterable[Dict[str, Any]],
         config, summary = rec["config"], rec["summary"]
         evaluated = (summary or {}).get(EVALUATED)
         if isinstance(evaluated, dict):
-            config = {**config, **{f"evaluated.{k}": v for k, v in evaluated.items() if not isinstance(v, (dict, list))}}
+            # a key the run shares with the one it evaluated (the model) is one column, not two
+            config = {**config, **{f"{EVALUATED_PREFIX}{k}": v for k, v in evaluated.items()
+                                   if not isinstance(v, (dict, list)) and config.get(k, object()) != v}}
         config_keys.update(dict.fromkeys(k for k in config if k not in ID_COLUMNS))
         rec_task = str(config.get("task") or (summary or {}).get("task") or UNKNOWN_TASK)
         for k in config:

@@ -75,3 +75,16 @@ def test_split(raw: Raw, test_size: int = 0) -> Tuple[torch.Tensor, torch.Tensor
     torch.randperm(len(raw.train_y), generator=g)  # make_splits' draw of the validation split comes first
     idx = _test_indices(len(raw.test_y), test_size, g)
     return raw.test_x[idx], raw.test_y[idx]
+
+
+def one_per_class(labels: torch.Tensor, n: int = 8) -> list:
+    """Indices of the first example of each of the first n classes (so a grid of examples shows
+    variety), topped up in order when there are fewer classes."""
+    seen, out = set(), []
+    for i, c in enumerate(labels.tolist()):
+        if c not in seen:
+            seen.add(c)
+            out.append(i)
+        if len(out) == n:
+            return out
+    return (out + [i for i in range(len(labels)) if i not in out])[:n]

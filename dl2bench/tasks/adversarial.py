@@ -169,7 +169,6 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     attack = ATTACKS[cfg.attack]
     k = len(raw.classes)
     timing: Dict[str, float] = {}
-    first: Dict[str, Any] = {}
 
     def sync():
         if device.type == "cuda":
@@ -198,9 +197,6 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
             hits += int(hit.sum())
             norm_sum += float(norms(adv - x, threat.norm)[hit].sum())
             loss_sum += float(F.cross_entropy(logits.float(), y, reduction="sum"))
-            if not first:
-                first.update(x=x[:8].cpu(), adv=adv[:8].cpu(), y=y[:8].cpu(), clean=clean_pred[:8].cpu(),
-                             pred=logits.argmax(1)[:8].cpu())
         timing.update(seconds=attack_s, images=n)
         return {"robust_acc": robust_ok / n, "clean_acc": clean_ok / n,
                 "success_rate": hits / clean_ok if clean_ok else float("nan"),
@@ -212,16 +208,24 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
             steps = threat.steps * threat.restarts if cfg.attack == "pgd" else 1
             out["attack_images_per_s"] = timing["images"] / timing["seconds"]
             out["attack_gradient_steps"] = steps  # upper bound: restarts stop once every point is fooled
-        if first:
-            to8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8).numpy()  # noqa: E731
-            path = os.path.join(str(out_dir), EXAMPLES)
-            tmp = path + f".tmp{os.getpid()}.npz"
-            np.savez_compressed(tmp, original=to8(first["x"]), adversarial=to8(first["adv"]),
-                                perturbation=(first["adv"] - first["x"]).numpy().astype(np.float32),
-                                labels=first["y"].numpy(), clean_pred=first["clean"].numpy(),
-                                adversarial_pred=first["pred"].numpy())
-            os.replace(tmp, path)
-            out["examples"] = EXAMPLES
+        # one test image per class, attacked again the same way (its own seeded draws) for the report
+        m.eval()  # the loop puts a model back in training mode after an evaluation
+        tx, ty = test.x, test.y
+        idx = D.one_per_class(ty.cpu())
+        x, y = tx[idx].float().div(255), ty[idx].long()
+        gen = torch.Generator().manual_seed(TARGET_SEED)
+        target = pick_targets(y, k, gen) if threat.targeted else None
+        adv = attack(m, x, y, threat, target=target, generator=gen)
+        with torch.no_grad():
+            clean, pred = m(x).argmax(1).cpu(), m(adv).argmax(1).cpu()
+        to8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()  # noqa: E731
+        path = os.path.join(str(out_dir), EXAMPLES)
+        tmp = path + f".tmp{os.getpid()}.npz"
+        np.savez_compressed(tmp, original=to8(x), adversarial=to8(adv),
+                            perturbation=(adv - x).cpu().numpy().astype(np.float32), labels=y.cpu().numpy(),
+                            clean_pred=clean.numpy(), adversarial_pred=pred.numpy())
+        os.replace(tmp, path)
+        out["examples"] = EXAMPLES
         return out
 
     nothing = _NoTraining()

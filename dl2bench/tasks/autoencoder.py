@@ -88,18 +88,6 @@ def corrupt(x: torch.Tensor, noise: str, level: float, generator: Optional[torch
     return x * (draw >= level)
 
 
-def example_indices(labels: torch.Tensor, n: int = 8):
-    """The first test image of each of the first n classes (so a grid shows variety), topped up in order."""
-    seen, out = set(), []
-    for i, c in enumerate(labels.tolist()):
-        if c not in seen:
-            seen.add(c)
-            out.append(i)
-        if len(out) == n:
-            return out
-    return (out + [i for i in range(len(labels)) if i not in out])[:n]
-
-
 def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     import torch
     import torch.nn.functional as F
@@ -172,7 +160,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
         import numpy as np
 
         x_all, y_all = splits.test
-        idx = example_indices(y_all)
+        idx = D.one_per_class(y_all)
         x = x_all[idx].to(device).float().div(255)
         gen = torch.Generator().manual_seed(EVAL_NOISE_SEED)
         noisy = corrupt(x, noise, level, gen)

@@ -2,7 +2,7 @@
 code size, an attack's eps), over seeds, with its confidence band and every run."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -16,9 +16,11 @@ from ..units import cap
 from ._grids import factor_on
 
 
-def metric_vs(a: Analysis, column: str, xlabel: str) -> Iterator[Figure]:
+def metric_vs(a: Analysis, column: str, xlabel: str, tick: Callable[[float], str] = "{:g}".format) -> Iterator[Figure]:
     """The sweep's metric against the numeric config key `column` (mean over seeds, 95% CI, every run
-    as a dot), one line per level of the next factor and one dash style per level of the one after."""
+    as a dot), one line per level of the next factor and one dash style per level of the one after.
+    Levels spanning a factor of 8 or more are drawn on a log scale, or evenly spaced when 0 is one of
+    them (0, 1/255, 2/255, ... 16/255 would crowd the left end); `tick` writes a level."""
     cs = factor_on(a, column)
     ok = a.ok
     if cs is None or not cs.numeric or ok.empty:
@@ -30,6 +32,12 @@ def metric_vs(a: Analysis, column: str, xlabel: str) -> Iterator[Figure]:
     d["_x"] = pd.to_numeric(d[column], errors="coerce")
     keys = [f.column for f in others[:2]]
     agg = aggregate(d, keys + ["_x"], a.metric, bounds=u.bounds) if keys else aggregate(d, ["_x"], a.metric, bounds=u.bounds)
+    xs = sorted(d["_x"].dropna().unique())
+    wide = len(xs) > 2 and xs[-1] / (xs[1] if xs[0] == 0 else xs[0]) >= 8
+    evenly = wide and xs[0] == 0
+    if evenly:  # positions are the levels' ranks; the ticks still say the values
+        rank = {x: float(i) for i, x in enumerate(xs)}
+        d["_x"], agg["_x"] = d["_x"].map(rank), agg["_x"].map(rank)
     fig, axes = new_figure(height=0.85)
     ax = axes[0, 0]
     styles = ["-", "--", ":", "-."]
@@ -51,14 +59,13 @@ def metric_vs(a: Analysis, column: str, xlabel: str) -> Iterator[Figure]:
             ax.scatter(pts["_x"], pts[a.metric] * u.scale, color=color, s=14, alpha=0.5, lw=0, zorder=3)
         name = ", ".join(f"{f.columns[0]}={v}" for f, v in zip(others[:2], key)) or "all runs"
         handles.append(Line2D([], [], color=color, ls=ls, lw=2, marker="o", label=f"{name} (n={int(g['n'].sum())})"))
-    xs = sorted(d["_x"].dropna().unique())
-    if len(xs) > 1 and xs[0] > 0 and xs[-1] / xs[0] >= 8:
+    if wide and not evenly:
         ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(FixedLocator(xs))
+    ax.xaxis.set_major_locator(FixedLocator(list(range(len(xs))) if evenly else xs))
     ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xticklabels([f"{x:g}" for x in xs])
+    ax.set_xticklabels([tick(x) for x in xs])
     ax.set_ylim(*_span(d[a.metric].to_numpy(float) * u.scale, pad=0.15))
-    ax.set_xlabel(f"{xlabel}{', log scale' if ax.get_xscale() == 'log' else ''}")
+    ax.set_xlabel(f"{xlabel}{', log scale' if ax.get_xscale() == 'log' else ''}{', levels evenly spaced' if evenly else ''}")
     ax.set_ylabel(f"{u.axis()}: {a.better}")
     handles += [Line2D([], [], marker="o", ls="", color="0.4", alpha=0.5, label="one run"),
                 Patch(color="0.4", alpha=0.2, label="95% CI of the mean")]

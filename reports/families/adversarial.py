@@ -34,7 +34,7 @@ def _eps_label(v) -> str:
 @figure("family", family=FAMILY)
 def robust_vs_eps(a: Analysis) -> Iterator[Figure]:
     """The sweep's metric (robust accuracy) against eps, a line per attacked model and attack."""
-    yield from metric_vs(a, EPS, "eps")
+    yield from metric_vs(a, EPS, "eps", tick=lambda x: _eps_label(x).replace(" (", "\n("))
 
 
 @table("family", family=FAMILY)
@@ -107,8 +107,8 @@ def adversarial_examples(a: Analysis) -> Iterator[Figure]:
                 _annotate(ax, len(preds), width, preds, wrong)
         where = f" for {label}" if label else ""
         yield Figure(key=f"adversarial-examples-{made}", title=f"Adversarial examples{where}, eps {_eps_label(e)}",
-                     caption=(f"The first {len(y)} test images of one attack run (n = 1: the lowest seed with a "
-                              f"result; {r.get('attack', '')}, {r.get('norm', '')}), from its examples.npz: above each "
+                     caption=(f"One test image of each of {len(y)} classes, as one attack run attacked it ({r.get('attack', '')}, "
+                              f"{r.get('norm', '')}; n = 1: the lowest seed with a result; from its examples.npz). Above each "
                               "image the model's prediction, in red where it is wrong (true labels: "
                               f"{', '.join(name(i) for i in y)}). The perturbation row shows adversarial − clean, "
                               f"mid-grey = 0, black/white = ∓eps. Its {a.metric} over the whole test set: "
