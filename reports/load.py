@@ -292,9 +292,8 @@ def assemble(name: str, metric: Any, records: Iterable[Dict[str, Any]],
         config, summary = rec["config"], rec["summary"]
         evaluated = (summary or {}).get(EVALUATED)
         if isinstance(evaluated, dict):
-            # a key the run shares with the one it evaluated (the model) is one column, not two
             config = {**config, **{f"{EVALUATED_PREFIX}{k}": v for k, v in evaluated.items()
-                                   if not isinstance(v, (dict, list)) and config.get(k, object()) != v}}
+                                   if not isinstance(v, (dict, list))}}
         config_keys.update(dict.fromkeys(k for k in config if k not in ID_COLUMNS))
         rec_task = str(config.get("task") or (summary or {}).get("task") or UNKNOWN_TASK)
         for k in config:

@@ -253,9 +253,10 @@ def test_bad_adversarial_training_input(bad, key):
 
 # ---- the report over an attack sweep ------------------------------------------------------------
 def test_attack_report_groups_by_the_attacked_models(trained_sweeps, tmp_path):
-    """Attacks on the momentum and the Adam MLP: the report's factors are eps, the attack and the
-    attacked runs' optimizer (from their configs), never the attacked run's id; robust accuracy vs
-    eps, the table at each eps and the adversarial examples are drawn."""
+    """Attacks on the momentum, Adam and SGD MLPs: the report's factors are eps, the attack and the
+    attacked runs' optimizer (from their configs; sgd, the attack task's own default, is a level
+    like the others), never the attacked run's id; robust accuracy vs eps, the table at each eps
+    and the adversarial examples are drawn."""
     import re
 
     from reports import build
@@ -272,12 +273,13 @@ parameters:
   attack_eps: {values: [0.0, 0.05, 0.2]}
 attack:
   from: optimizers
-  where: {optimizer: [momentum, adam]}
 """)
     assert got.returncode == 0, got.stdout + got.stderr
     (a,) = analyse_tasks(load_folders([root / "atkrep"]))
     names = {c for f in a.factors for c in f.columns}
     assert {"attack_eps", "attack", "evaluated.optimizer"} <= names and "attack_run" not in names, names
+    opt = next(f for f in a.factors if "evaluated.optimizer" in f.columns)
+    assert len(opt.levels) == 3 and any("sgd" in lvl for lvl in opt.levels), opt.levels
     assert a.metric == "test_robust_acc"
     out = tmp_path / "report"
     assert build.main([str(root / "atkrep"), "--out", str(out)]) == 0

@@ -234,9 +234,9 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     vfamily = TASKS[vcfg["task"]]().family
     facts = {"attacked_run": victim.run_id, "attacked_task": vcfg.get("task"), "attacked_folder": str(folder),
              # the attacked model's recipe (core keys and its family's): a report tells standard from
-             # adversarially trained models by it
+             # adversarially trained models by it; model and seed are the attack run's own already
              "evaluated_config": {k: v for k, v in vcfg.items() if k in KEY_SPECS and k not in BOOKKEEPING
-                                  and k != "seed" and KEY_SPECS[k].family in (None, vfamily)},
+                                  and k not in ("model", "seed") and KEY_SPECS[k].family in (None, vfamily)},
              "attack_step_size": threat.alpha, "pixels": "[0, 1]; the attacked run's normalisation is inside the model",
              "classes": list(raw.classes)}
     return Problem(model=model, build=victim.build, train_batches=nothing, eval_splits=evals, evaluate=evaluate,
