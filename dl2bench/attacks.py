@@ -109,8 +109,9 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threat,
          target: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Fast gradient (sign) method: one step of size eps along the norm's ascent direction."""
     goal = target if threat.targeted else y
+    # eps times a unit ascent direction lies on the ball already: only the box needs a clamp
     delta = threat.eps * ascent(_loss_grad(model, x, goal, threat.targeted), threat.norm)
-    return (x + project(delta, threat.norm, threat.eps)).clamp(0, 1).detach()
+    return (x + delta).clamp(0, 1).detach()
 
 
 @ATTACKS.register

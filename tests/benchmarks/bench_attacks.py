@@ -67,9 +67,8 @@ def attack_table(out: Path, dataset: str, victim: str, label: str, threads: int)
     print(f"{'eps':>10} {'FGSM':>8} {'PGD':>8} {'PGD success':>12} {'PGD mean ||d||inf':>18} {'PGD s':>7}")
     for eps in eps_grid:
         f, p = rows[("fgsm", eps)], rows[("pgd", eps)]
-        norm = p["test_mean_norm"]
         print(f"{eps * scale:>8.3g}{unit:<2} {f['test_robust_acc']:>8.4f} {p['test_robust_acc']:>8.4f} "
-              f"{p['test_success_rate']:>12.4f} {norm if norm == norm else float('nan'):>18.4f} {p['test_eval_time']:>7.1f}")
+              f"{p['test_success_rate']:>12.4f} {p['test_mean_norm']:>18.4f} {p['test_eval_time']:>7.1f}")
 
 
 def throughput(threads: int, steps: int, batch: int, repeats: int) -> None:
