@@ -76,8 +76,10 @@ def random_in_ball(like: torch.Tensor, norm: str, eps: float, generator: Optiona
     import torch
 
     if norm == "linf":
-        u = torch.rand(like.shape, generator=generator, device="cpu", dtype=like.dtype)
-        return ((2 * u - 1) * eps).to(like.device)
+        # drawn in place: on a CPU the draw already costs about one forward+backward of a small MLP,
+        # and every extra temporary of the input's size adds page faults on top
+        u = torch.empty(like.shape, device="cpu", dtype=like.dtype).uniform_(-eps, eps, generator=generator)
+        return u.to(like.device)
     g = torch.randn(like.shape, generator=generator, device="cpu", dtype=like.dtype)
     d = g[0].numel()
     r = torch.rand(len(g), generator=generator, device="cpu", dtype=like.dtype) ** (1.0 / d) * eps
@@ -142,11 +144,10 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threat,
 
 def _pgd_once(model: nn.Module, x: torch.Tensor, goal: torch.Tensor, threat: Threat,
               generator: Optional[torch.Generator]) -> torch.Tensor:
-    import torch
 
     norm, eps, alpha = threat.norm, threat.eps, threat.alpha
-    delta = random_in_ball(x, norm, eps, generator) if threat.random_start else torch.zeros_like(x)
-    adv = (x + delta).clamp(0, 1)
+    adv = random_in_ball(x, norm, eps, generator).add_(x) if threat.random_start else x.clone()
+    adv.clamp_(0, 1)
     if norm == "linf":
         # ball and box together are one interval per pixel: projecting onto both is one clamp, which
         # keeps the per-step work beside a small model's forward+backward to three elementwise ops
