@@ -243,6 +243,10 @@ def test_every_model_has_a_task_and_every_task_a_fitting_default():
             with pytest.raises(ConfigError, match="^attack_run: expected the run id"):
                 RunConfig(task=t).resolve()
             continue
+        if t == "gym":  # any Gymnasium id: it must be told which
+            with pytest.raises(ConfigError, match="^env_id: task 'gym' needs a Gymnasium environment id"):
+                RunConfig(task=t).resolve()
+            continue
         cfg = RunConfig(task=t).resolve()  # raises if the default model or loss does not fit
         assert cfg.loss == TASKS[t]().losses[0]
 

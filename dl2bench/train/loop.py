@@ -164,7 +164,7 @@ class Trainer:
         monitor = R.val_key(self.monitored.name)
         for epoch in range(len(self.history) + 1, cfg.epochs + 1):
             row = self.train_epoch(epoch)
-            if not math.isfinite(row["train_loss"]):
+            if row["train_loss"] is not None and not math.isfinite(row["train_loss"]):
                 status, reason = R.DIVERGED, f"non-finite training loss in epoch {epoch}"
                 self.history.append(row)
                 self.tracker.log(row)
@@ -215,7 +215,7 @@ class Trainer:
         steps = len(p.train_batches)
         bar = self._bar(epoch, steps)
         losses: List[torch.Tensor] = []  # each batch's mean data loss, summed once per epoch
-        sizes: List[int] = []
+        sizes: List[int] = []  # a task's step may return no loss (a DQN filling its buffer): not counted
         sums: Dict[str, torch.Tensor] = {}  # the task's stats, over every `every`-th batch
         every = cfg.train_stats_every
         samples, detail_samples = 0, 0
@@ -232,8 +232,9 @@ class Trainer:
             data_time += time.perf_counter() - td  # host time only: device work stays queued
             detail = i % every == 0
             data_loss, n, stats = step(batch, detail)
-            losses.append(data_loss.detach())  # a view, not a kernel: cheaper than adding up
-            sizes.append(n)
+            if data_loss is not None:
+                losses.append(data_loss.detach())  # a view, not a kernel: cheaper than adding up
+                sizes.append(n)
             samples += n
             if detail:
                 detail_samples += n
@@ -246,7 +247,8 @@ class Trainer:
                 synchronize(dev)  # throughput counts from here: warm-up excluded
                 warm_at, warm_samples = time.perf_counter(), samples
                 self.warm = True
-            if (i + 1) % NAN_CHECK_EVERY == 0 and not torch.isfinite(torch.stack(losses[-NAN_CHECK_EVERY:]).sum()).item():
+            if ((i + 1) % NAN_CHECK_EVERY == 0 and losses
+                    and not torch.isfinite(torch.stack(losses[-NAN_CHECK_EVERY:]).sum()).item()):
                 break  # diverged: no point finishing the epoch
             if bar is not None:
                 bar.update()
@@ -265,9 +267,13 @@ class Trainer:
         row = {"epoch": epoch, "lr": getattr(step, "lr", None), "train_time": t1 - t0, "data_time": data_time,
                "samples_per_s": (samples - warm_samples) / max(t1 - warm_at, 1e-9),
                "peak_mem_mb": peak,
-               "train_loss": (torch.stack(losses).float() @ torch.tensor(sizes, dtype=torch.float32, device=dev)).item() / samples}
+               "train_loss": ((torch.stack(losses).float() @ torch.tensor(sizes, dtype=torch.float32, device=dev)).item()
+                              / sum(sizes)) if losses else None}
         for k, v in sums.items():
             row[R.train_key(k)] = v.item() / detail_samples
+        epoch_metrics = getattr(step, "epoch_metrics", None)
+        if epoch_metrics is not None:  # what a task counts its own way (per episode, per update)
+            row.update(epoch_metrics())
         return row
 
     def evaluate(self, split: str) -> Dict[str, float]:
