@@ -125,7 +125,7 @@ def test_episodes_are_pinned_and_independent_of_the_number_of_copies():
     assert a.hex()[:16] == PINNED_EPISODE, a.hex()[:16]
 
 
-PINNED_EPISODE = "214acbdf9bdc711f"
+PINNED_EPISODE = "b5400c14f5cfa359"
 
 
 def test_gymnasium_env_passes_check_env_and_reset_seed_is_exact():
@@ -295,8 +295,17 @@ def test_killed_run_resumes_exactly(tmp_path, killed_then_resumed, task):
     assert resumed["test_return"] == full["test_return"] and resumed["test_returns"] == full["test_returns"]
 
 
+def test_copies_step_together(tmp_path):
+    """num_envs copies: each loop step is train_every x num_envs transitions, episodes from every copy."""
+    s = run({**GRID, "epochs": 1, "num_envs": 4, "train_every": 2}, tmp_path / "four")
+    row = json.loads((tmp_path / "four" / "metrics.jsonl").read_text().splitlines()[0])
+    assert s["status"] == "finished" and s["updates_per_epoch"] == 125 and row["transitions"] == 1000
+    assert row["episodes"] == 4 * (1000 // 4 // 100)  # 250 moves per copy: two 100-move episodes each
+    assert row["updates"] == 125 - 200 // 8 + 1
+
+
 def test_cartpole_through_gymnasium(tmp_path):
-    s = run({**FAST, "task": "gym", "env_id": "CartPole-v1", "epochs": 2, "epoch_steps": 1000,
+    s = run({**FAST, "task": "gym", "env_id": "CartPole-v1", "epochs": 2, "epoch_steps": 1000, "num_envs": 2,
              "learning_starts": 500, "test_episodes": 10, "eval_episodes": 3, "save_weights": False}, tmp_path / "cp")
     assert s["status"] == "finished", s.get("error")
     assert s["env"] == "CartPole-v1" and s["obs_shape"] == [4] and s["num_actions"] == 2
@@ -307,7 +316,7 @@ def test_cartpole_through_gymnasium(tmp_path):
 
 def test_run_ids_separate_the_dqn_axes():
     base = RunConfig.from_dict({"task": "mouse_grid"}).resolve()
-    for change in ({"double_dqn": True}, {"target_every": 100}, {"explore_fraction": 0.2}, {"grid_walls": "wrap"},
+    for change in ({"double_dqn": True}, {"target_every": 100}, {"explore_fraction": 0.2}, {"grid_walls": "wall"},
                    {"loss": "huber"}, {"model": "qnet_conv"}):
         assert RunConfig.from_dict({"task": "mouse_grid", **change}).resolve().run_id() != base.run_id()
 

@@ -68,8 +68,8 @@ KEYS = {
     "grid_cheese": Key(int, 10, "rl, task mouse_grid: cheese cells on the board", min=1),
     "grid_poison": Key(int, 5, "rl, task mouse_grid: poison cells on the board", min=0),
     "grid_steps": Key(int, 100, "rl, task mouse_grid: moves per episode (then truncated)", min=1),
-    "grid_walls": Key(str, "wall", "rl, task mouse_grid: wall (a move off the board stays put) | wrap (a torus)",
-                      choices=("wall", "wrap")),
+    "grid_walls": Key(str, "wrap", "rl, task mouse_grid: wrap (a torus) | wall (a move off the board stays put; "
+                      "the view cannot show the wall)", choices=("wrap", "wall")),
     "grid_respawn": Key(bool, True, "rl, task mouse_grid: an eaten item reappears on a random empty cell "
                         "(else the episode ends with the last cheese)"),
 }
