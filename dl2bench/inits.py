@@ -1,8 +1,11 @@
-"""INITS: weight initialisations applied to every Linear, Conv and ConvTranspose layer (BatchNorm
-keeps its own 1/0). Biases are zeroed by every scheme except `default`, which is PyTorch's own."""
+"""INITS: weight initialisations applied to every Linear, Conv and ConvTranspose layer, every
+recurrent layer's input and recurrent matrices (per gate: an LSTM's hidden-to-hidden weight is four
+H x H blocks, each initialised on its own, so `orthogonal` makes each gate's recurrence orthogonal)
+and attention's input projection (per query/key/value block). BatchNorm, LayerNorm and embeddings
+keep their own. Biases are zeroed by every scheme except `default`, which is PyTorch's own."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from .registry import Registry
 
@@ -16,7 +19,10 @@ if TYPE_CHECKING:
 INITS = Registry("init")
 
 
-def _each(model: nn.Module, weight_fn: Callable[[torch.Tensor], None]) -> nn.Module:
+def _each(model: nn.Module, weight_fn: Callable[[torch.Tensor], None],
+          sequence_fn: Optional[Callable[[torch.Tensor], None]] = None) -> nn.Module:
+    """weight_fn on every layer's weight; sequence_fn (default weight_fn) on the recurrent and
+    attention blocks, where a ReLU gain has no business (tanh and sigmoid gates, softmax)."""
     import torch
     from torch import nn
 
@@ -28,6 +34,19 @@ def _each(model: nn.Module, weight_fn: Callable[[torch.Tensor], None]) -> nn.Mod
                 weight_fn(m.weight)
                 if m.bias is not None:
                     m.bias.zero_()
+            elif isinstance(m, nn.RNNBase):
+                gates = {"LSTM": 4, "GRU": 3}.get(m.mode, 1)
+                for name, p in m.named_parameters(recurse=False):
+                    if name.startswith("weight_"):
+                        for block in p.chunk(gates, 0):
+                            (sequence_fn or weight_fn)(block)
+                    elif name.startswith("bias_"):
+                        p.zero_()
+            elif isinstance(m, nn.MultiheadAttention) and m.in_proj_weight is not None:
+                for block in m.in_proj_weight.chunk(3, 0):
+                    (sequence_fn or weight_fn)(block)
+                if m.in_proj_bias is not None:
+                    m.in_proj_bias.zero_()
     return model
 
 
@@ -71,10 +90,11 @@ def kaiming_normal(model: nn.Module, cfg) -> nn.Module:
 
 @INITS.register
 def orthogonal(model: nn.Module, cfg) -> nn.Module:
-    """Orthogonal matrices (convs flattened to out x in*k*k), gain for ReLU."""
+    """Orthogonal matrices (convs flattened to out x in*k*k), gain for ReLU; recurrent and attention blocks gain 1."""
     from torch import nn
 
-    return _each(model, lambda w: nn.init.orthogonal_(w, gain=nn.init.calculate_gain("relu")))
+    return _each(model, lambda w: nn.init.orthogonal_(w, gain=nn.init.calculate_gain("relu")),
+                 lambda w: nn.init.orthogonal_(w))
 
 
 @INITS.register

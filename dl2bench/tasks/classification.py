@@ -36,16 +36,18 @@ METRICS = (Metric("acc", "maximize", "", "accuracy", percent=True),
            Metric("loss", "minimize", "nats", "cross-entropy"))
 
 
-def build_model(cfg, in_shape, num_classes: int, reg):
-    """The configured classifier, initialised, and the recipe that rebuilds it."""
-    build = {"model": cfg.model, "args": [list(in_shape), num_classes], "kwargs": dict(reg.model_kwargs)}
-    model = MODELS[cfg.model](tuple(in_shape), num_classes, **reg.model_kwargs)
+def build_model(cfg, in_shape, num_classes: int, reg, model_kwargs: Optional[Dict] = None):
+    """The configured classifier, initialised, and the recipe that rebuilds it; `model_kwargs`
+    (another family's model settings, e.g. a sequence model's width) replace the regulariser's."""
+    kwargs = dict(model_kwargs if model_kwargs is not None else reg.model_kwargs)
+    build = {"model": cfg.model, "args": [list(in_shape), num_classes], "kwargs": kwargs}
+    model = MODELS[cfg.model](tuple(in_shape), num_classes, **kwargs)
     INITS[cfg.init](model, cfg)
     return model, build
 
 
-def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
-    """Cross-entropy (with the regulariser's smoothing and penalty), accuracy."""
+def prepare(task: Task, cfg, device: torch.device, reg, model_kwargs: Optional[Dict] = None) -> Problem:
+    """Cross-entropy (with the regulariser's smoothing and penalty), accuracy; `model_kwargs`: see build_model."""
     import torch
     from torch import nn
 
@@ -53,7 +55,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
 
     splits = D.make_splits(D.load(task.data, cfg.data_root, cfg.download), cfg.val_size, cfg.train_size,
                            cfg.test_size)
-    model, build = build_model(cfg, splits.in_shape, len(splits.classes), reg)
+    model, build = build_model(cfg, splits.in_shape, len(splits.classes), reg, model_kwargs)
     # how [0, 1] pixels became the model's input: attacks on these weights work in pixel space
     build["input"] = {"mean": splits.mean.tolist(), "std": splits.std.tolist(), "classes": list(splits.classes)}
     model.to(device)

@@ -127,7 +127,8 @@ class Trainer:
             self.step = p.step
         else:
             self.step = DefaultStep(self.model, self.train_model, p.loss, cfg, len(p.train_batches),
-                                    self.reg.clip_norm, self.autocast if amp else None)
+                                    self.reg.clip_norm, self.autocast if amp else None,
+                                    grad_norm=any(m.name == "grad_norm" for m in self.metrics))
 
     def state(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "step": self.step.state_dict(),

@@ -5,6 +5,7 @@ protocol: `__call__(batch, detail) -> (data loss, batch size, {metric: sum})`, `
 `load_state_dict()`, and optionally `lr` and `epoch_end(val_loss)`."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Dict, Optional
 
 import torch
@@ -16,8 +17,11 @@ class DefaultStep:
     """One optimizer, one update per batch."""
 
     def __init__(self, model: torch.nn.Module, forward_model: torch.nn.Module, loss: Callable, cfg,
-                 steps_per_epoch: int, clip_norm: Optional[float], autocast: Optional[Callable]):
-        """`forward_model` is `model` or its torch.compile'd wrapper; `autocast` None = fp32."""
+                 steps_per_epoch: int, clip_norm: Optional[float], autocast: Optional[Callable],
+                 grad_norm: bool = False):
+        """`forward_model` is `model` or its torch.compile'd wrapper; `autocast` None = fp32;
+        `grad_norm`: add the gradient norm before clipping to the stats of detail batches."""
+        self.grad_norm = grad_norm
         self.model, self.forward_model, self.loss = model, forward_model, loss
         self.opt = OPTIMIZERS[cfg.optimizer](model.parameters(), cfg)
         self.sched = LRController(self.opt, cfg, steps_per_epoch)
@@ -41,18 +45,21 @@ class DefaultStep:
         else:  # no context manager at all: on a tiny CPU model every microsecond is ~0.1%
             objective, data_loss, n, stats = self.loss(self.forward_model, batch, detail)
         opt.zero_grad(set_to_none=True)
+        norm = detail and self.grad_norm
         if scaler is None:
             objective.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            if clip or norm:  # with max_norm inf, clip_grad_norm_ only measures
+                total = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip or math.inf)
             opt.step()
         else:
             scaler.scale(objective).backward()
-            if clip:
+            if clip or norm:
                 scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+                total = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip or math.inf)
             scaler.step(opt)
             scaler.update()
+        if norm:  # a sum over the batch, as every stat: the loop divides by the samples counted
+            stats = {**stats, "grad_norm": total.detach().float() * n}
         self.sched.step()
         return data_loss, n, stats
 
