@@ -327,7 +327,8 @@ def declared_fact(a: Analysis) -> str:
     """Every metric the task declares, with its full label, unit and direction."""
     d = a.decl
     first = [n for n in dict.fromkeys((d.headline, d.monitor)) if n in d.metrics]
-    names = first + [n for n in d.metrics if n not in first and n != "loss"] + (["loss"] if "loss" in d.metrics else [])
+    names = first + [n for n in d.metrics if n not in first and n != "loss"] + (
+        ["loss"] if "loss" in d.metrics and "loss" not in first else [])  # the loss last, unless it leads
     out = []
     for m in (d.metrics[n] for n in names):
         if m.mixed:

@@ -178,3 +178,42 @@ def test_bad_input_is_refused_before_anything_is_written(config, key, tmp_path):
     tiny.write_text("to be or not to be\n" * 20)
     config = {k: (str(tiny) if v == "{tiny}" else v) for k, v in config.items()}
     assert_cli_refuses(config, key, tmp_path)
+
+
+def test_report_draws_the_baseline_the_bridged_lengths_and_the_samples(tmp_path, corpus):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from dl2bench.config import RunConfig
+    from reports import render
+    from reports.analysis import analyse_tasks
+    from reports.load import load_folders
+
+    adding = []
+    for model in ("rnn", "lstm"):
+        for t in (5, 10):
+            cfg = RunConfig.from_dict({**FAST, "task": "adding", "model": model, "seq_len": t, "epochs": 1,
+                                       "train_size": 300, "val_size": 50, "test_size": 100,
+                                       "hidden_size": 8}).resolve()
+            adding.append(run(cfg, tmp_path / "adding" / cfg.run_id()))
+    cfg = RunConfig.from_dict({**FAST, "task": "char_lm", "corpus": str(corpus[0]), "model": "gru", "hidden_size": 16,
+                               "context": 16, "batch_size": 8, "lm_steps": 5, "epochs": 1, "sample_len": 450}).resolve()
+    lm = run(cfg, tmp_path / "lm" / cfg.run_id())
+    parts = analyse_tasks(load_folders([tmp_path / "adding", tmp_path / "lm"]))
+    with render.style():
+        doc = render.document(parts)
+    blocks = {}
+    for s in doc.sections:
+        for b in s.blocks:
+            blocks.setdefault(b.key, b)
+    ax = blocks["adding-metric-vs-seq-len"].fig.axes[0]  # several tasks: keys carry the task
+    dashed = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    assert dashed and dashed[0].get_ydata()[0] == pytest.approx(np.mean([s["baseline_mse"] for s in adding]))
+    bridged = blocks["adding-sequence-bridged"].df
+    assert list(bridged.columns) == ["setting", "T=5", "T=10", "fails from T"] and len(bridged) == 2
+    rnn5 = [s["test_skill"] for s in adding if s["params"] == count_parameters(MODELS["rnn"]((5, 2), 1, hidden_size=8))
+            and s["seq_len"] == 5]
+    row = bridged[bridged["setting"] == "model=rnn"].iloc[0]
+    assert row["T=5"] == f"{rnn5[0]:.3f} (n=1)"
+    samples = blocks["char_lm-sequence-samples"].df
+    assert samples.iloc[0]["generated text (first 400 characters)"] == lm["sample"][:400]

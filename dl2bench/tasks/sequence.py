@@ -55,6 +55,8 @@ KEYS = {
                    "task; None = the task's default", min=2, max=100000),
     "hidden_size": Key(Optional[int], None, "sequence: recurrent state / transformer width; None = the task's default",
                        min=1),
+    "param_budget": Key(Optional[int], None, "sequence: the widest hidden_size whose model has at most this many "
+                        "parameters (models compared at equal size); replaces hidden_size", min=1),
     "num_layers": Key(Optional[int], None, "sequence: stacked layers; None = the task's default", min=1, max=64),
     "num_heads": Key(Optional[int], None, "sequence: transformer attention heads; None = the task's default", min=1),
     "data_seed": Key(int, 0, "sequence: the synthetic problems' generator seed (the same sequences on every "
@@ -90,8 +92,34 @@ def model_kwargs(cfg, reg) -> Dict[str, Any]:
             **reg.model_kwargs}
 
 
+def fit_width(cfg, reg, in_shape, outputs: int, extra: Dict[str, Any]) -> int:
+    """The largest hidden_size (a multiple of num_heads for a transformer) whose model has at most
+    param_budget parameters: counts grow with the width, so a binary search."""
+    from ..models import count_parameters
+
+    step = (cfg.num_heads or 4) if cfg.model == "transformer" else 1
+
+    def count(units: int) -> int:
+        kw = {**model_kwargs(cfg, reg), **extra, "hidden_size": units * step}
+        return count_parameters(MODELS[cfg.model](tuple(in_shape), outputs, **kw))
+
+    lo, hi = 1, 1
+    if count(1) > cfg.param_budget:
+        raise ConfigError(f"param_budget: {cfg.param_budget} parameters are fewer than the smallest {cfg.model} "
+                          f"({count(1)})")
+    while count(hi * 2) <= cfg.param_budget:
+        hi *= 2
+    hi *= 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if count(mid) <= cfg.param_budget else (lo, mid)
+    return lo * step
+
+
 def build(cfg, reg, in_shape, outputs: int, device, **extra):
     kwargs = {**model_kwargs(cfg, reg), **extra}
+    if cfg.param_budget:
+        kwargs["hidden_size"] = fit_width(cfg, reg, in_shape, outputs, extra)
     try:
         model = MODELS[cfg.model](tuple(in_shape), outputs, **kwargs)
     except ValueError as e:
@@ -392,6 +420,8 @@ def prepare(task: Task, cfg, device, reg) -> Problem:
     if task.data == "char_lm":
         return _char_lm(task, cfg, device, reg)
     extra = model_kwargs(cfg, reg)  # rows of images: the classification family's data and metrics
+    if cfg.param_budget:
+        extra["hidden_size"] = fit_width(cfg, reg, (1, 28, 28), 10, {})
     problem = classification.prepare(task, cfg, device, reg, model_kwargs=extra)
     problem.metrics = ROW_METRICS
     return problem
@@ -403,6 +433,8 @@ def check(cfg) -> None:
             cfg.regularizer == "label_smoothing" and cfg.task.endswith("_rows")):
         raise ConfigError(f"regularizer: {cfg.regularizer} does not apply to sequence models here (use dropout, "
                           "grad_clip, l2, early_stopping)")
+    if cfg.param_budget and cfg.hidden_size and cfg.hidden_size != TASKS[cfg.task]().defaults.get("hidden_size"):
+        raise ConfigError("param_budget: sets hidden_size itself; leave hidden_size unset")
     if cfg.model == "transformer" and cfg.hidden_size and cfg.num_heads and cfg.hidden_size % cfg.num_heads:
         raise ConfigError(f"num_heads: hidden_size {cfg.hidden_size} does not divide into {cfg.num_heads} heads")
     if cfg.task not in ("adding", "copy") and cfg.seq_len is not None:
