@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import replace, dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -296,7 +296,13 @@ class Analysis:
         and a unit-less score whose values all lie in [0, 1] (IoU, Dice, AUROC) bounded there."""
         sm = self.decl.split_metric(col)
         if sm is None:
-            return unit(col, self.decl)
+            u = unit(col, self.decl)
+            if col == "samples_per_s" and "samples_are" in self.runs.columns:  # a task's own sample: a transition, a token
+                kinds = self.runs["samples_are"].dropna().unique()
+                if len(kinds) == 1:
+                    per = {"environment transitions": "transitions/s", "characters (tokens)": "tokens/s"}
+                    u = replace(u, unit=per.get(str(kinds[0]), f"{kinds[0]}/s"))
+            return u
         name = sm[1].name
         if name not in self._digits:
             cols = [c for c in self.runs.columns if (x := self.decl.split_metric(c)) and x[1].name == name]

@@ -21,7 +21,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .analysis import (DEVICE_COLORS, MAX_HEATMAP_PAIRS, Analysis, Factor, aggregate, fmt, mean_std,
-                       not_counted, unit)
+                       not_counted)
 from .units import cap, goal_word
 from .load import COUNTED
 
@@ -270,7 +270,7 @@ def throughput(a: Analysis) -> Iterator[Figure]:
     r["dev"] = r["device"].astype(str) if "device" in r.columns else "unknown"
     groups = sorted(r["group"].unique())
     devices = sorted(r["dev"].unique())
-    u = unit("samples_per_s")
+    u = a.unit("samples_per_s")
     agg = aggregate(r, ["group", "dev"], "samples_per_s")
     fig, axes = new_figure(height=0.8)
     ax = axes[0, 0]

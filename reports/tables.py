@@ -14,7 +14,7 @@ import pandas as pd
 from dl2bench import record as R
 
 from .analysis import (Analysis, Factor, aggregate, fmt, level_str, mean_std, not_counted, spread_digits,
-                       status_counts, unique_str, unit)
+                       status_counts, unique_str)
 from .figures import by, speed_groups
 from .load import BOOKKEEPING, COUNTED, REPLICATE
 from .units import goal_word
@@ -71,7 +71,7 @@ def _group_rows(a: Analysis, column: str, order: List[str]) -> List[Dict[str, st
             row[f"{u.axis()}, mean ± std (n)"] = "– (n=0)"
             row["95% CI of the mean"] = "–"
         for c, e in extra.items():
-            cu = unit(c)
+            cu = a.unit(c)
             row[cu.axis()] = mean_std(e.loc[lvl, "mean"], e.loc[lvl, "std"], int(e.loc[lvl, "n"]), cu) \
                 if lvl in e.index else "–"
         row["runs not counted"] = not_counted(a.runs[a.runs[column] == lvl], a.metric) or "none"
@@ -121,7 +121,7 @@ def speedup(a: Analysis) -> Iterator[Table]:
     r["group"], axis_name = speed_groups(r)
     if "batch_size" in r.columns and "batch" not in axis_name:
         r["group"] = r["group"] + ", batch " + r["batch_size"].map(level_str)
-    u = unit("samples_per_s")
+    u = a.unit("samples_per_s")
     agg = aggregate(r, ["group", "device"], "samples_per_s")
     rows = []
     for g in sorted(r["group"].unique()):

@@ -147,8 +147,11 @@ def episodes(a: Analysis) -> Iterator[Figure]:
                     color="0.25")
         draw_row(ax, strip, label.replace(", ", "\n"),
                  f"return {ret[-1]:+.1f}\nseed {r.get(REPLICATE)}")
+    walls = set(ok["grid_walls"].dropna()) if "grid_walls" in ok.columns else set()
+    torus = (" (on the torus, where the window crosses an edge it continues on the other side; the outline "
+             "shows only the part inside)") if "wrap" in walls else ""
     yield Figure(key="rl-episodes", title="A test episode of each setting, board by board",
                  caption=(f"One test episode per setting (its lowest-seed run), played with {_eps(a)}: "
                           f"{FRAMES} boards evenly spaced over the episode; above each, the move number and the "
                           "return so far. Yellow: cheese (+0.5), purple: poison (-1), dark grey: the mouse, red "
-                          "outline: the 5 x 5 window it sees."), fig=fig)
+                          f"outline: the 5 x 5 window it sees{torus}."), fig=fig)
