@@ -146,10 +146,13 @@ class TaskDecl:
 
     def curve_metrics(self) -> Tuple[str, ...]:
         """Per-epoch columns worth a learning curve: the monitored metric, the headline (where it is
-        measured per epoch) and the loss, on the validation split."""
+        measured per epoch) and the loss, on the validation split; and the gradient norm where a
+        task logs it (on training batches: vanishing and exploding gradients are seen there)."""
         names = dict.fromkeys(n for n in (self.monitor, self.headline, "loss")
                               if n and n in self.metrics and not self.metrics[n].mixed)
-        return tuple(f"val_{n}" for n in names if "val" in self.metrics[n].splits)
+        out = tuple(f"val_{n}" for n in names if "val" in self.metrics[n].splits)
+        g = self.metrics.get("grad_norm")
+        return out + (("train_grad_norm",) if g is not None and not g.mixed and "train" in g.splits else ())
 
     def target_label(self, col: str) -> Optional[str]:
         """time_to_val_acc_0.80 -> 'val_acc ≥ 80%'; time_to_val_mse_0.03 -> 'val_mse ≤ 0.03'."""
