@@ -241,7 +241,13 @@ def _sweeps_module():
 
 def _validate_wandb(wb: Dict[str, Any], where: str) -> None:
     """W&B's own schema: a file `wandb sweep` accepts must mean the same here, and vice versa."""
-    violations = _schema_violations(_jsonable(wb))
+    params = wb.get("parameters")
+    if isinstance(params, dict):
+        for name, spec in _flat_specs(params):
+            if not isinstance(spec, dict):  # W&B's schema says only "not valid under any of the given schemas"
+                raise SweepError(f"{where}: parameters.{name}: expected a mapping ({{value: {spec!r}}} for one value, "
+                                 f"{{values: [...]}} for several, or a distribution), got the plain value {spec!r}")
+    violations = list(dict.fromkeys(_schema_violations(_jsonable(wb))))  # the engine repeats some
     if violations:
         raise SweepError(f"{where}: not a valid W&B sweep: " + "; ".join(violations))
     method = wb["method"]
@@ -263,7 +269,8 @@ def _schema_violations(wb: Dict[str, Any]) -> List[str]:
     Every other method goes through the engine's full check."""
     if wb.get("method") != "grid":
         return list(_sweeps_module().schema_violations_from_proposed_config(wb))
-    return [e.message for e in _grid_schema().iter_errors(wb)]
+    return [(".".join(map(str, e.absolute_path)) + ": " if e.absolute_path else "") + e.message
+            for e in _grid_schema().iter_errors(wb)]
 
 
 @functools.lru_cache(maxsize=1)
