@@ -170,7 +170,7 @@ def test_replay_keeps_the_newest_and_samples_only_what_was_written():
         rb.add(obs, np.array([k, k]), np.array([k, k], dtype=np.float32), obs + 100, np.array([False, True]))
     assert rb.size == 5 and rb.pos == 1
     assert sorted(rb.obs[:, 0].tolist()) == [1, 2, 3, 4, 5]
-    assert torch.equal(rb.next_obs[:, 0], rb.obs[:, 0] + 100)
+    assert np.array_equal(rb.next_obs[:, 0], rb.obs[:, 0] + 100)
     young = dqn.Replay(100, (2,), torch.device("cpu"))
     young.add(np.ones((3, 2), np.float32), np.zeros(3), np.zeros(3), np.ones((3, 2), np.float32), np.zeros(3))
     obs, *_ = young.sample(64, torch.Generator().manual_seed(0))

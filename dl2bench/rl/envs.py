@@ -38,6 +38,8 @@ class Envs:
     def _account(self, reward: np.ndarray, done: np.ndarray) -> List[Tuple[int, Episode]]:
         self.ret += reward
         self.len += 1
+        if not done.any():  # most steps: the boolean indexing below costs more than the step's bookkeeping
+            return []
         ended = [(int(i), (float(self.ret[i]), int(self.len[i]))) for i in np.flatnonzero(done)]
         self.ret[done] = 0.0
         self.len[done] = 0
