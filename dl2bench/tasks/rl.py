@@ -64,14 +64,17 @@ KEYS = {
     "test_episodes": Key(int, 100, "rl: test episodes (at the end; the random policy plays the same ones)",
                          min=1, max=10000),
     "eval_eps": Key(float, 0.05, "rl: epsilon of the evaluation episodes (CleanRL: 0.05)", min=0.0, max=1.0),
-    "grid_size": Key(int, 10, "rl, task mouse_grid: the board is grid_size x grid_size", min=3, max=256),
-    "grid_cheese": Key(int, 10, "rl, task mouse_grid: cheese cells on the board", min=1),
-    "grid_poison": Key(int, 5, "rl, task mouse_grid: poison cells on the board", min=0),
-    "grid_steps": Key(int, 100, "rl, task mouse_grid: moves per episode (then truncated)", min=1),
-    "grid_walls": Key(str, "wrap", "rl, task mouse_grid: wrap (a torus) | wall (a move off the board stays put; "
-                      "the view cannot show the wall)", choices=("wrap", "wall")),
-    "grid_respawn": Key(bool, True, "rl, task mouse_grid: an eaten item reappears on a random empty cell "
-                        "(else the episode ends with the last cheese)"),
+    # the game's rules: None on the other tasks (they play something else), so a change of a rule's
+    # default never shows up as a difference between two CartPole runs
+    "grid_size": Key(Optional[int], None, "rl, task mouse_grid: the board is grid_size x grid_size (10)", min=3,
+                     max=256),
+    "grid_cheese": Key(Optional[int], None, "rl, task mouse_grid: cheese cells on the board (10)", min=1),
+    "grid_poison": Key(Optional[int], None, "rl, task mouse_grid: poison cells on the board (5)", min=0),
+    "grid_steps": Key(Optional[int], None, "rl, task mouse_grid: moves per episode, then truncated (100)", min=1),
+    "grid_walls": Key(Optional[str], None, "rl, task mouse_grid: wrap (a torus; the default) | wall (a move off the "
+                      "board stays put; the view cannot show the wall)", choices=("wrap", "wall")),
+    "grid_respawn": Key(Optional[bool], None, "rl, task mouse_grid: an eaten item reappears on a random empty cell "
+                        "(true, the default; false: the episode ends with the last cheese)"),
 }
 GRID_KEYS = [k for k in KEYS if k.startswith("grid_")]
 
@@ -237,7 +240,7 @@ def check(cfg) -> None:
         if cfg.task == "cartpole" and cfg.env_id != "CartPole-v1":
             raise ConfigError(f"env_id: task cartpole plays CartPole-v1; use task gym for {cfg.env_id!r}")
         for k in GRID_KEYS:
-            if getattr(cfg, k) != KEYS[k].default:
+            if getattr(cfg, k) is not None:
                 raise ConfigError(f"{k}: a rule of the mouse_grid game; task {cfg.task!r} plays {cfg.env_id}")
         try:
             obs_shape, n_actions, _ = V.describe(cfg.env_id)
@@ -301,7 +304,8 @@ def mouse_grid() -> Task:
     return _task("mouse_grid", "mouse grid game",
                  {"model": "qnet_fc", "optimizer": "adam", "lr": 1e-3, "buffer_size": 20000, "gamma": 0.9,
                   "target_every": 500, "batch_size": 64, "learning_starts": 1000, "train_every": 4,
-                  "epoch_steps": 5000, "epochs": 20})
+                  "epoch_steps": 5000, "epochs": 20, "grid_size": 10, "grid_cheese": 10, "grid_poison": 5,
+                  "grid_steps": 100, "grid_walls": "wrap", "grid_respawn": True})
 
 
 @TASKS.register
