@@ -10,7 +10,7 @@ tokens per second of dl2bench's training epochs (its samples_per_s, warm-up excl
 not counted) against a bare loop of the same module, optimizer and batch (random windows,
 forward, cross-entropy, backward, Adam step), timed after --warmup steps; alternated --repeats
 times, medians. adding: the task's defaults (hidden 128, 10,000 sequences, 10 epochs, Adam 1e-3),
-every model at T in --lengths, without clipping (--regs none grad_clip: also clipped at norm 1),
+every model (--models) at T in --lengths, without clipping (--regs none grad_clip: also clipped at norm 1),
 seeds --seeds. rows: the task's
 defaults (hidden 128, 5 epochs, batch 128) per model. lm: the char_lm sweep's settings per model.
 """
@@ -87,10 +87,10 @@ def throughput(out: Path, threads: int, batch: int, steps: int, warmup: int, rep
         print(f"{name:<12} {params:>8,} {b:>10,.0f} {o:>10,.0f} {o / b:>6.3f}")
 
 
-def adding(out: Path, threads: int, lengths, seeds, regs) -> None:
+def adding(out: Path, threads: int, lengths, seeds, regs, models) -> None:
     print(f"\n## the adding problem: test MSE (skill = 1 - MSE / baseline) per model and T, seeds {list(seeds)}")
     print(f"{'model':<12} {'clip':>5} " + " ".join(f"{'T=' + str(t):>16}" for t in lengths) + "   time")
-    for name in MODEL_NAMES:
+    for name in models:
         for reg in regs:
             cells, total = [], 0.0
             for t in lengths:
@@ -138,6 +138,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--lengths", type=int, nargs="+", default=[10, 50, 100, 200])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
     p.add_argument("--regs", nargs="+", default=["none"], choices=("none", "grad_clip"),
                    help="adding: without clipping, and/or with clipping at norm 1")
     p.add_argument("--out", default=None)
@@ -148,7 +149,7 @@ def main() -> int:
     if args.only in (None, "throughput"):
         throughput(out, threads, args.batch, args.steps, args.warmup, args.repeats, args.data_root)
     if args.only in (None, "adding"):
-        adding(out, threads, args.lengths, args.seeds, args.regs)
+        adding(out, threads, args.lengths, args.seeds, args.regs, args.models)
     if args.only in (None, "rows"):
         rows(out, threads)
     if args.only in (None, "lm"):
