@@ -217,3 +217,15 @@ def test_report_draws_the_baseline_the_bridged_lengths_and_the_samples(tmp_path,
     assert row["T=5"] == f"{rnn5[0]:.3f} (n=1)"
     samples = blocks["char_lm-sequence-samples"].df
     assert samples.iloc[0]["generated text (first 400 characters)"] == lm["sample"][:400]
+
+
+def test_denormals_are_flushed_for_sequence_runs_only(tmp_path):
+    """A sequence run flushes denormals (and says so); the next run in the same process starts
+    from PyTorch's default again."""
+    s = run({**FAST, "task": "adding", "seq_len": 5, "epochs": 1, "train_size": 64, "val_size": 32, "test_size": 32,
+             "model": "rnn", "hidden_size": 4}, tmp_path / "seq")
+    assert s["flush_denormal"] is True and torch.tensor(1e-40).item() == 0.0
+    run({**FAST, "task": "mouse_grid", "epochs": 1, "epoch_steps": 200, "learning_starts": 100, "eval_episodes": 1,
+         "test_episodes": 1}, tmp_path / "rl")
+    assert torch.tensor(1e-40).item() != 0.0
+    torch.set_flush_denormal(False)

@@ -106,6 +106,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         elif device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick kernels
+        torch.set_flush_denormal(False)  # PyTorch's default; a family may turn it on (sequence models)
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)  # model init and dropout draw from here
         self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order and augmentation
