@@ -152,14 +152,10 @@ class DQNStep:
     def act(self, obs: np.ndarray, eps: float) -> np.ndarray:
         if self.mode_matters:
             self.q.eval()
-        with torch.no_grad():
-            greedy = self.q(torch.from_numpy(obs).to(self.device)).argmax(1).cpu().numpy()
+        action = epsilon_greedy(self.q, obs, eps, self.actions, self.envs.n_actions, self.device)
         if self.mode_matters:
             self.q.train()
-        explore = self.actions.random(len(obs)) < eps
-        if explore.any():
-            greedy[explore] = self.actions.integers(self.envs.n_actions, size=int(explore.sum()))
-        return greedy
+        return action
 
     def __call__(self, batch: Any, detail: bool):
         envs, s = self.envs, self.s
@@ -245,6 +241,17 @@ class DQNStep:
         self.sampler.set_state(st["sampler"])
 
 
+def epsilon_greedy(q: nn.Module, obs: np.ndarray, eps: float, rng: np.random.Generator, n_actions: int,
+                   device: torch.device) -> np.ndarray:
+    """q's greedy action for every observation, replaced by a uniform one with probability eps."""
+    with torch.no_grad():
+        action = q(torch.from_numpy(obs).to(device)).argmax(1).cpu().numpy()
+    explore = rng.random(len(obs)) < eps
+    if explore.any():
+        action[explore] = rng.integers(n_actions, size=int(explore.sum()))
+    return action
+
+
 def play(q: Optional[nn.Module], envs: Envs, episode_seeds: List[int], eps: float, rng: np.random.Generator,
          device: torch.device) -> List[Episode]:
     """One episode in each copy (started from the given seeds), epsilon-greedy on q (q None: the
@@ -255,11 +262,7 @@ def play(q: Optional[nn.Module], envs: Envs, episode_seeds: List[int], eps: floa
         if q is None:
             action = rng.integers(envs.n_actions, size=envs.n)
         else:
-            with torch.no_grad():
-                action = q(torch.as_tensor(obs, device=device)).argmax(1).cpu().numpy()
-            explore = rng.random(envs.n) < eps
-            if explore.any():
-                action[explore] = rng.integers(envs.n_actions, size=int(explore.sum()))
+            action = epsilon_greedy(q, obs, eps, rng, envs.n_actions, device)
         obs, _, _, _, ended = envs.step(action)
         for i, ep in ended:
             done.setdefault(i, ep)

@@ -188,8 +188,8 @@ def record_episodes(m, cfg, device, out_dir) -> str:
     (episodes.npz: cheese, poison (E, T+1, S, S), pos (E, T+1, 2), reward (E, T), lengths (E,)),
     for the report. The game is stepped without automatic resets, so the last board is the real one."""
     import numpy as np
-    import torch
 
+    from ..rl import dqn
     from ..rl import envs as V
     from ..rl.mouse import MouseGrid
 
@@ -202,10 +202,7 @@ def record_episodes(m, cfg, device, out_dir) -> str:
     was_training = m.training
     m.eval()
     while live.any():
-        with torch.no_grad():
-            action = m(torch.as_tensor(obs, device=device)).argmax(1).cpu().numpy()
-        explore = rng.random(N_RECORDED) < cfg.eval_eps
-        action[explore] = rng.integers(4, size=int(explore.sum()))
+        action = dqn.epsilon_greedy(m, obs, cfg.eval_eps, rng, 4, device)
         obs, reward, terminated, truncated = game.step(action)
         for i in np.flatnonzero(live):  # a finished copy goes on moving, unrecorded
             rewards[i].append(float(reward[i]))
