@@ -12,7 +12,7 @@ def _task_line(reg, name: str) -> str:
     t = reg[name]()
     head = t.metric(t.headline)
     arrow = "higher" if head.goal == "maximize" else "lower"
-    what = f"losses: {', '.join(t.losses)}" if t.trains else "no training: evaluates attack_run's weights"
+    what = f"losses: {', '.join(t.losses)}" if t.trains else f"no training: evaluates {t.run_keys[0]}'s weights"
     return f"{reg.doc(name)}\n{'':<19}[{t.family}; headline test_{t.headline}, {arrow} is better; {what}]"
 
 

@@ -26,6 +26,7 @@ WANDB_KEYS = ("program", "method", "metric", "parameters", "run_cap", "early_ter
               "description", "project", "entity", "command", "controller", "job", "image_uri", "apiVersion")
 LAUNCH_BLOCK = "slurm"
 ATTACK_BLOCK = "attack"  # which trained runs an attack sweep attacks (dl2bench's; W&B never sees it)
+EVALUATE_BLOCK = "evaluate"  # the same block for any evaluation of trained runs (sampling a GAN's generator)
 ATTACK_SOURCE_KEYS = ("from", "where", "run_ids", "task", "parameters")
 ATTACKABLE = (record.FINISHED, record.EARLY_STOPPED)
 
@@ -62,7 +63,8 @@ class Sweep:
     wandb_config: Dict[str, Any]
     slurm: Dict[str, Any]
     runs: List[RunConfig] = field(default_factory=list)
-    attack: List[Dict[str, Any]] = field(default_factory=list)  # the attack block's sources, checked
+    attack: List[Dict[str, Any]] = field(default_factory=list)  # the attack/evaluate block's sources, checked
+    root: Path = Path("runs")  # the results root: where runs look for the runs they name (a GAN's feature_run)
 
     @property
     def method(self) -> str:
@@ -89,18 +91,22 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
     path = Path(path)
     where = str(path)
     raw = _read_yaml(path)
-    unknown = sorted(set(raw) - set(WANDB_KEYS) - {LAUNCH_BLOCK, ATTACK_BLOCK})
+    unknown = sorted(set(raw) - set(WANDB_KEYS) - {LAUNCH_BLOCK, ATTACK_BLOCK, EVALUATE_BLOCK})
     if unknown:
         raise SweepError(f"{where}: unknown top-level key {unknown[0]!r}; expected W&B sweep keys "
                          f"({', '.join(WANDB_KEYS)}), the launcher block {LAUNCH_BLOCK!r} or the "
-                         f"{ATTACK_BLOCK!r} block")
+                         f"{ATTACK_BLOCK!r} / {EVALUATE_BLOCK!r} block")
+    if ATTACK_BLOCK in raw and EVALUATE_BLOCK in raw:
+        raise SweepError(f"{where}: {EVALUATE_BLOCK}: give the trained runs in one block ({ATTACK_BLOCK!r} or "
+                         f"{EVALUATE_BLOCK!r}), not both")
+    block = ATTACK_BLOCK if ATTACK_BLOCK in raw else EVALUATE_BLOCK
     slurm = slurm_block(raw.get(LAUNCH_BLOCK) or {}, where)
-    attack = attack_block(raw[ATTACK_BLOCK], where, Path(root)) if ATTACK_BLOCK in raw else []
+    attack = attack_block(raw[block], where, Path(root), block) if block in raw else []
     if attack and online:
-        raise SweepError(f"{where}: {ATTACK_BLOCK}: an attack sweep's runs come from local run folders, which "
+        raise SweepError(f"{where}: {block}: an evaluation sweep's runs come from local run folders, which "
                          "W&B's sweep server cannot list; submit it without online sweep mode (each run still "
                          "logs to W&B with --set wandb=online)")
-    wb = {k: copy.deepcopy(v) for k, v in raw.items() if k not in (LAUNCH_BLOCK, ATTACK_BLOCK)}
+    wb = {k: copy.deepcopy(v) for k, v in raw.items() if k not in (LAUNCH_BLOCK, ATTACK_BLOCK, EVALUATE_BLOCK)}
     for key in ("method", "parameters"):
         if key not in wb:
             raise SweepError(f"{where}: missing required key {key!r}")
@@ -113,7 +119,7 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
     if smoke:
         overrides = {**slurm["smoke"], **overrides}
     _check_keys(overrides, f"{where}: --set/smoke")
-    sweep = Sweep(path, name, wb, slurm, attack=attack)
+    sweep = Sweep(path, name, wb, slurm, attack=attack, root=Path(root))
     if not online:
         sweep.runs = expand(sweep, overrides)
     elif overrides:
@@ -167,7 +173,7 @@ def slurm_block(block: Any, where: str) -> Dict[str, Any]:
     return out
 
 
-def attack_block(block: Any, where: str, root: Path) -> List[Dict[str, Any]]:
+def attack_block(block: Any, where: str, root: Path, name: str = ATTACK_BLOCK) -> List[Dict[str, Any]]:
     """The attack block: one source or a list of them, each `from` a folder of trained runs (a sweep's
     folder under the results root, or a path), optionally narrowed by `where` (config key -> value or
     list of values) and `run_ids` (prefixes), with its own `task` and `parameters` (replacing the
@@ -175,7 +181,7 @@ def attack_block(block: Any, where: str, root: Path) -> List[Dict[str, Any]]:
     (finished, with weights) as `victims`; SweepError names the key when there are none."""
     from .artifacts import WEIGHTS
 
-    label = f"{where}: {ATTACK_BLOCK}"
+    label = f"{where}: {name}"
     sources = block if isinstance(block, list) else [block]
     if not sources:
         raise SweepError(f"{label}: expected a source (from: <sweep folder>) or a list of them")
@@ -313,17 +319,36 @@ def _validate_parameters(params: Dict[str, Any], where: str, values: bool = True
     if not values:
         return
     tasks = [str(t) for t in _values(params.get("task"))] or [RunConfig().task]
+    from .schema import KEY_SPECS
+
     for name, spec in params.items():
+        if not KEY_SPECS[name].factor:
+            continue  # it names another run, looked up in the results folder as the runs expand
         for v in _values(spec):
             errors = []
             for task in ([str(v)] if name == "task" else tasks):
                 try:
-                    RunConfig.from_dict({"task": task, name: v}).resolve()
+                    _check_value(task, name, v)
                     break
                 except ConfigError as e:
                     errors.append(e)
             else:
                 raise SweepError(f"{where}: parameters.{name}: {errors[0]}") from None
+
+
+def _check_value(task: str, name: str, value: Any) -> None:
+    """One parameter value on the task's defaults: names and ranges, and the family's own check where
+    the defaults alone can pass it. A family check that fails on a key the sweep did not name here (a
+    GAN's feature_run, a Gymnasium env_id) waits for the runs, which carry every key."""
+    from . import registries
+
+    cfg = registries.resolve(RunConfig.from_dict({"task": task, name: value}), check=False)
+    registries.validate(cfg, family_check=False)
+    try:
+        registries.validate(cfg)
+    except ConfigError as e:
+        if str(e).split(":", 1)[0] == name:
+            raise
 
 
 def _grid_axes(params: Dict[str, Any]) -> List[tuple]:
@@ -364,15 +389,16 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any]) -> List[RunConfig]:
                          "with --wandb online (an API key and network), or use grid or random offline")
     if sweep.attack:
         if method != "grid":
-            raise SweepError(f"{where}: method: an attack sweep is a grid over its sources' runs; got {method!r}")
+            raise SweepError(f"{where}: method: an evaluation sweep is a grid over its sources' runs; got {method!r}")
         points = []
         for src in sweep.attack:  # every point of the (source's) grid, against every run of the source
             for point in grid({**wb["parameters"], **src["parameters"]}):
                 for v in src["victims"]:
-                    task = point.get("task") or src["task"] or f"{v['task']}_attack"
-                    # the attacked run's seed is the attack's: a report averages attacks over the seeds trained
-                    points.append({"seed": v["seed"], **point, "task": task, "attack_run": v["run_id"],
-                                   "attack_from": src["folder"]})
+                    task = point.get("task") or src["task"] or evaluator_of(v["task"], where)
+                    run_key, from_key = _run_keys(task, where)
+                    # the evaluated run's seed is the evaluation's: a report averages over the seeds trained
+                    points.append({"seed": v["seed"], **point, "task": task, run_key: v["run_id"],
+                                   from_key: src["folder"]})
     elif method == "grid":
         points = grid(wb["parameters"])
         if wb.get("run_cap"):
@@ -394,6 +420,9 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any]) -> List[RunConfig]:
     runs, seen = [], set()
     for i, point in enumerate(points):
         params = {k: _plain(v) for k, v in point.items()}
+        for k in _from_keys(params.get("task", RunConfig().task)):  # runs named by id are looked up here
+            if k not in params and k not in overrides:
+                params[k] = str(sweep.root.resolve())
         try:
             cfg = RunConfig.from_dict({**params, **overrides, "group": sweep.name}).resolve()
         except ConfigError as e:
@@ -405,6 +434,44 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any]) -> List[RunConfig]:
     if not runs:
         raise SweepError(f"{where}: parameters: the sweep expands to no runs")
     return runs
+
+
+def evaluator_of(task: str, where: str) -> str:
+    """The task that evaluates a trained run of `task` when the sweep names none: the one task that does
+    not train, evaluates that family and reads the same data (fashion_mnist -> fashion_mnist_attack)."""
+    from .tasks import TASKS
+
+    if task not in TASKS:
+        raise SweepError(f"{where}: a trained run's task {task!r} is unknown here")
+    t = TASKS[task]()
+    found = [n for n in TASKS.names() if not TASKS[n]().trains and TASKS[n]().evaluates == t.family
+             and TASKS[n]().data == t.data]
+    if len(found) != 1:
+        raise SweepError(f"{where}: parameters.task: name the task that evaluates the {task} runs"
+                         + (f" (one of {', '.join(found)})" if found else f" (no task evaluates {t.family} runs)"))
+    return found[0]
+
+
+def _run_keys(task: str, where: str):
+    from .tasks import TASKS
+
+    if task not in TASKS or TASKS[task]().trains:
+        raise SweepError(f"{where}: parameters.task: {task!r} does not evaluate trained runs (an evaluation "
+                         "sweep's task must, e.g. fashion_mnist_attack)")
+    return TASKS[task]().run_keys
+
+
+@functools.lru_cache(maxsize=64)
+def _from_keys(task: str) -> tuple:
+    """The bookkeeping `*_from` keys of the task's family: where a run looks up the runs it names
+    (a GAN's feature classifier); a sweep points them at its results root."""
+    from .schema import KEY_SPECS
+    from .tasks import TASKS
+
+    if task not in TASKS:
+        return ()
+    family = TASKS[task]().family
+    return tuple(k for k, spec in KEY_SPECS.items() if spec.family == family and spec.bookkeeping and k.endswith("_from"))
 
 
 def _plain(v: Any) -> Any:

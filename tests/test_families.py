@@ -240,7 +240,11 @@ def test_every_model_has_a_task_and_every_task_a_fitting_default():
         assert MODELS.meta(name).get("family") in families, f"model {name!r} fits no task"
     for t in TASKS.names():
         if not TASKS[t]().trains:  # an evaluation of another run's weights: it must be told which
-            with pytest.raises(ConfigError, match="^attack_run: expected the run id"):
+            with pytest.raises(ConfigError, match=f"^{TASKS[t]().run_keys[0]}: expected the run id"):
+                RunConfig(task=t).resolve()
+            continue
+        if TASKS[t]().family == "gan":  # measured in a classifier run's features: it must be told which
+            with pytest.raises(ConfigError, match="^feature_run: expected the run id"):
                 RunConfig(task=t).resolve()
             continue
         if t == "gym":  # any Gymnasium id: it must be told which

@@ -247,7 +247,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
 def _task(dataset: str, label: str, eps: float, steps: int) -> Task:
     return Task(f"{dataset}_attack", f"adversarial attack on a {label} classifier", FAMILY, prepare, METRICS,
                 headline="robust_acc", model_family="classification", data=dataset, check=check, derive=derive,
-                trains=False, defaults={"attack_eps": eps, "attack_steps": steps, "epochs": 0, "optimizer": "sgd",
+                trains=False, evaluates="classification", run_keys=("attack_run", "attack_from"), defaults={"attack_eps": eps, "attack_steps": steps, "epochs": 0, "optimizer": "sgd",
                                         "lr": 0.01, "batch_size": 128, "eval_batch_size": 500})
 
 

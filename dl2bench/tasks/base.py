@@ -94,6 +94,8 @@ class Task:
     # (config dict) -> {key: value} for keys left None
     derive: Optional[Callable[[Dict[str, Any]], Dict[str, Any]]] = None
     trains: bool = True  # False: an evaluation of trained weights (epochs 0, nothing saved)
+    evaluates: str = ""  # (trains False) the family of the runs it evaluates
+    run_keys: Tuple[str, str] = ("", "")  # (trains False) the keys naming the evaluated run and where to find it
 
     def metric(self, name: str) -> Metric:
         for m in self.metrics:
