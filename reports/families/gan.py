@@ -50,59 +50,77 @@ def _sampling(a: Analysis) -> bool:
     return "generator_run_id" in a.ok.columns and a.ok["generator_run_id"].notna().any()
 
 
+def _clean(label: str) -> str:
+    """A group label without the evaluated run's settings that repeat the run's own."""
+    return ", ".join(p for p in label.split(", ") if not p.startswith("evaluated."))
+
+
+def _level(v) -> str:
+    """A level's label without the columns that merely repeat it (model = evaluated.model)."""
+    return str(v).split(", ")[0]
+
+
 @figure("family", family=FAMILY)
 def precision_recall(a: Analysis) -> Iterator[Figure]:
-    """Test precision against test recall: a point per run, coloured by the first factor; for sampling
-    runs a line per generator and truncation through its psi levels; the real-vs-real baseline as a star."""
+    """Test precision against test recall, coloured by the first factor: a point per run; for sampling
+    runs one panel per truncation, a line per colour through the psi levels (mean over the sampled
+    generators, psi written at each point) over the runs' own points; the real-vs-real baseline as a star."""
     ok = a.ok
-    p, r = _num(ok, "test_precision"), _num(ok, "test_recall")
-    if ok.empty or p.isna().all():
+    if ok.empty or _num(ok, "test_precision").isna().all():
         return
-    sampling = _sampling(a)
-    psi_f = factor_on(a, "psi")
-    colour_f = next((f for f in a.factors if f is not psi_f), None)
-    fig, axes = new_figure(height=0.8)
-    ax = axes[0, 0]
-    handles: List = []
-    if sampling and psi_f is not None:
-        keys = [c for c in ("generator_run_id", "truncation") if c in ok.columns]
-        styles = {"hard": "-", "soft": "--", "none": ":"}
-        for key, g in ok.assign(_p=p, _r=r, _psi=_num(ok, "psi")).groupby(keys, sort=True):
-            g = g.sort_values("_psi")
-            lvl = g[colour_f.column].iloc[0] if colour_f is not None else None
-            color = colour_f.colors.get(lvl, (0.2, 0.4, 0.7)) if colour_f is not None else (0.2, 0.4, 0.7)
-            trunc = g["truncation"].iloc[0] if "truncation" in g else "none"
-            ax.plot(g["_r"], g["_p"], color=color, ls=styles.get(trunc, "-"), lw=1.4, marker="o", ms=4, alpha=0.85)
-            for _, row in g.iloc[[0, -1]].iterrows():
-                ax.annotate(f"psi {row['_psi']:g}", (row["_r"], row["_p"]), textcoords="offset points", xytext=(4, 3),
-                            fontsize=7, color="0.3")
-        trs = sorted(ok["truncation"].dropna().unique()) if "truncation" in ok.columns else []
-        handles += [Line2D([], [], color="0.3", ls=styles.get(t, "-"), lw=1.4, marker="o", ms=4,
-                           label=f"{t} truncation, psi levels") for t in trs]
-    else:
-        colors = ([colour_f.colors.get(v, (0.2, 0.4, 0.7)) for v in ok[colour_f.column]] if colour_f is not None
-                  else [(0.2, 0.4, 0.7)] * len(ok))
-        ax.scatter(r, p, c=colors, s=36, alpha=0.85, lw=0, zorder=3)
-    if colour_f is not None:
-        handles = [Line2D([], [], color=colour_f.colors[lv], marker="o", ls="", label=str(lv))
-                   for lv in colour_f.levels] + handles
+    d = ok.assign(_p=_num(ok, "test_precision"), _r=_num(ok, "test_recall"))
+    psi_f, trunc_f = factor_on(a, "psi"), factor_on(a, "truncation")
+    colour_f = next((f for f in a.factors if f is not psi_f and f is not trunc_f), None)
+    sampling = _sampling(a) and psi_f is not None
+    panels = sorted(d["truncation"].dropna().unique()) if sampling and "truncation" in d.columns else [None]
+    fig, axes = new_figure(1, len(panels), height=0.8 if len(panels) == 1 else 0.62)
     bp, br = _num(ok, "baseline_precision"), _num(ok, "baseline_recall")
+    default = (0.2, 0.4, 0.7)
+    for ax, trunc in zip(axes[0], panels):
+        sub = d if trunc is None else d[d["truncation"] == trunc]
+        levels = colour_f.levels if colour_f is not None else [None]
+        for lvl in levels:
+            g = sub if lvl is None else sub[sub[colour_f.column] == lvl]
+            if g.empty:
+                continue
+            color = colour_f.colors.get(lvl, default) if colour_f is not None else default
+            if sampling:
+                ax.scatter(g["_r"], g["_p"], color=color, s=12, alpha=0.35, lw=0, zorder=3)
+                m = g.assign(_psi=_num(g, "psi")).groupby("_psi")[["_p", "_r"]].mean().sort_index()
+                ax.plot(m["_r"], m["_p"], color=color, lw=1.8, marker="o", ms=4.5, zorder=4)
+                for psi, row in m.iterrows():
+                    ax.annotate(f"{psi:g}", (row["_r"], row["_p"]), textcoords="offset points", xytext=(4, 2),
+                                fontsize=7, color=color)
+            else:
+                ax.scatter(g["_r"], g["_p"], color=color, s=36, alpha=0.85, lw=0, zorder=3)
+        if bp.notna().any():
+            ax.scatter([br.mean()], [bp.mean()], marker="*", s=220, color="0.15", zorder=5)
+        ax.set_xlim(-0.02, 1.02)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_aspect("equal")
+        ax.set_xlabel("recall (diversity)")
+        if trunc is not None:
+            ax.set_title(f"{trunc} truncation" + (": coordinates re-drawn beyond psi" if trunc == "hard"
+                                                  else ": latent scaled by psi" if trunc == "soft" else ""))
+    axes[0, 0].set_ylabel("precision (quality)")
+    handles: List = []
+    if colour_f is not None:
+        handles += [Line2D([], [], color=colour_f.colors[lv], marker="o", lw=1.8 if sampling else 0,
+                           label=_level(lv)) for lv in colour_f.levels]
+    if sampling:
+        handles.append(Line2D([], [], color="0.4", marker="o", ls="", alpha=0.4, ms=4, label="one run"))
     if bp.notna().any():
-        ax.scatter([br.mean()], [bp.mean()], marker="*", s=220, color="0.15", zorder=5)
         handles.append(Line2D([], [], marker="*", ms=13, ls="", color="0.15",
-                              label=f"real vs real ({br.mean():.2f}, {bp.mean():.2f})"))
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("recall (diversity): share of real test images on the generated manifold")
-    ax.set_ylabel("precision (quality): share of samples\non the real manifold")
-    ax.set_aspect("equal")
-    _legend_outside(ax, handles, colour_f.name if colour_f is not None else "")
-    what = ("each line one trained generator under one truncation, through its psi levels (labelled at the ends)"
-            if sampling and psi_f is not None else "each point one run")
+                              label=f"real vs real\n(R {br.mean():.2f}, P {bp.mean():.2f})"))
+    _legend_outside(axes[0, -1], handles, colour_f.name.split(" + ")[0] if colour_f is not None else "")
+    what = ("a line per setting through the psi levels (written beside each point; mean over the sampled "
+            "generators, whose own runs are the faint dots)" if sampling else "each point one run")
     yield Figure(key="gan-precision-recall", title="Precision against recall",
-                 caption=(f"Test precision and recall ({what}); up and right is better. The star is the real-vs-real "
-                          "baseline: N training images scored against the N test images with the same k and "
-                          "features, the best a generator can be expected to do with this instrument."), fig=fig)
+                 caption=(f"Test precision (share of samples on the real images' manifold) against test recall (share "
+                          f"of real test images on the samples' manifold): {what}; up and right is better. The star "
+                          "is the real-vs-real baseline: N training images scored against the N test images with the "
+                          "same k and features, the best a generator can be expected to do with this instrument."),
+                 fig=fig)
 
 
 @figure("family", family=FAMILY)
@@ -154,8 +172,23 @@ def scores_against_baseline(a: Analysis) -> Iterator[Table]:
     up = a.unit("test_precision")
     uf = a.unit("test_fid")
     rows = []
+    psi_f = factor_on(a, "psi")
+    if _sampling(a) and psi_f is not None:  # one row per setting, one column per psi
+        for label, runs in groups(a, ok, [psi_f]):
+            row = {"setting": _clean(label) or "all runs"}
+            for lvl in psi_f.levels:
+                g = runs[runs[psi_f.column] == lvl]
+                p, r, f = (_num(g, c).mean() for c in ("test_precision", "test_recall", "test_fid"))
+                row[f"psi {lvl}"] = f"P {fmt(p, up)} · R {fmt(r, up)} · FID {fmt(f, uf)} (n={len(g)})" if len(g) else "–"
+            rows.append(row)
+        b = [fmt(_num(ok, f"baseline_{m}").mean(), up if m != "fid" else uf) for m in ("precision", "recall", "fid")]
+        yield Table(key="gan-scores", title="Precision, recall and FID at each psi",
+                    caption=(f"Test precision (P), recall (R) and FID, mean over the sampled generators (n runs). Real "
+                             f"vs real, the baseline of the same instrument (N = {_facts(a, 'pr_n_test')}, k = "
+                             f"{_facts(a, 'pr_k')}): P {b[0]} · R {b[1]} · FID {b[2]}."), df=pd.DataFrame(rows))
+        return
     for label, runs in groups(a, ok, []):
-        row = {"setting": label or "all runs"}
+        row = {"setting": _clean(label) or "all runs"}
         for col, name, u in (("test_precision", "precision", up), ("test_recall", "recall", up), ("test_fid", "FID", uf)):
             v = _num(runs, col).dropna()
             b = _num(runs, f"baseline_{name.lower()}").dropna()
