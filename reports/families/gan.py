@@ -107,6 +107,8 @@ def precision_recall(a: Analysis) -> Iterator[Figure]:
     if colour_f is not None:
         handles += [Line2D([], [], color=colour_f.colors[lv], marker="o", lw=1.8 if sampling else 0,
                            label=_level(lv)) for lv in colour_f.levels]
+    elif sampling:
+        handles.append(Line2D([], [], color=default, marker="o", lw=1.8, label="mean over the generators"))
     if sampling:
         handles.append(Line2D([], [], color="0.4", marker="o", ls="", alpha=0.4, ms=4, label="one run"))
     if bp.notna().any():
