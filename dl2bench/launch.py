@@ -6,6 +6,8 @@ sweep again launches only what is missing or failed, and a requeued job finds it
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import math
 import os
@@ -137,12 +139,37 @@ def gpus_offered(cluster: str, slurm: Dict[str, Any]) -> bool:
     return "gpu" in gres
 
 
-def pick_cluster(cluster: str) -> str:
+SET_ASIDE = ".summary.json.relaunched"  # a relaunched run's old summary while its job is being queued
+PING_TIMEOUT_S = 5.0  # a controller that answers does so in milliseconds; one that is gone may hang
+
+
+def controller_answers(timeout: float = PING_TIMEOUT_S) -> Tuple[bool, str]:
+    """Whether a SLURM controller answers `scontrol ping` (UP) within `timeout` seconds, and what it said."""
+    if not shutil.which("scontrol"):
+        return False, "scontrol is not on PATH"
+    try:
+        got = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"scontrol ping gave no answer within {timeout:g} s"
+    text = " ".join((got.stdout + got.stderr).split()) or f"exit status {got.returncode}"
+    up = got.returncode == 0 and " UP" in f" {got.stdout}"
+    return up, text.split(" ***")[0]
+
+
+def pick_cluster(cluster: str) -> Tuple[str, str]:
+    """The executor to use, and a note for the user when `auto` chose something they may not expect:
+    a login node's sbatch is not enough, its controller must answer (quickly)."""
     if cluster not in CLUSTERS:
         raise SweepError(f"--cluster: expected one of {', '.join(CLUSTERS)}, got {cluster!r}")
     if cluster == "auto":
-        return "slurm" if shutil.which("sbatch") else "local"
-    return cluster
+        if not shutil.which("sbatch"):
+            return "local", ""
+        up, said = controller_answers()
+        if up:
+            return "slurm", ""
+        return "local", (f"--cluster auto: sbatch is on PATH but no SLURM controller answered ({said}); running "
+                         "on this machine instead (--cluster slurm insists on SLURM)")
+    return cluster, ""
 
 
 def check_satisfiable(cluster: str, groups: Dict[Resources, List[RunConfig]], slurm: Dict[str, Any]) -> None:
@@ -162,9 +189,14 @@ def check_satisfiable(cluster: str, groups: Dict[Resources, List[RunConfig]], sl
         if not shutil.which("sbatch"):
             raise LaunchError("--cluster slurm: sbatch is not on PATH (is this a SLURM login node?); "
                               "use --cluster local to run on this machine")
+        up, said = controller_answers()
+        if not up:
+            raise LaunchError(f"--cluster slurm: no SLURM controller answered ({said}); nothing was submitted. "
+                              "Start it (or ask your admins), or use --cluster local to run on this machine")
         part = slurm["partition"]
         if part:
-            got = subprocess.run(["sinfo", "-h", "-p", part, "-o", "%P"], capture_output=True, text=True)
+            got = subprocess.run(["sinfo", "-h", "-p", part, "-o", "%P"], capture_output=True, text=True,
+                                 timeout=PING_TIMEOUT_S)
             if got.returncode == 0 and not got.stdout.strip():
                 raise LaunchError(f"slurm.partition: no partition {part!r} on this cluster "
                                   f"(sinfo lists: {_sinfo('%P')})")
@@ -184,8 +216,59 @@ def check_satisfiable(cluster: str, groups: Dict[Resources, List[RunConfig]], sl
 
 def _sinfo(fmt: str, partition: str = "") -> str:
     cmd = ["sinfo", "-h", "-o", fmt] + (["-p", partition] if partition else [])
-    got = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        got = subprocess.run(cmd, capture_output=True, text=True, timeout=PING_TIMEOUT_S)
+    except subprocess.TimeoutExpired:  # a controller that does not answer: check_satisfiable says so
+        return ""
     return " ".join(sorted(set(got.stdout.split()))) if got.returncode == 0 else ""
+
+
+class _Held:
+    value = ""
+
+    def text(self) -> str:
+        return self.value
+
+
+@contextlib.contextmanager
+def _stderr_held():
+    """What child processes (sbatch) write to stderr, held back: on success it is passed on, on failure
+    the error that names it is the one message."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    held = _Held()
+    with tempfile.TemporaryFile() as f:
+        os.dup2(f.fileno(), 2)
+        try:
+            yield held
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            f.seek(0)
+            held.value = f.read().decode(errors="replace")
+
+
+@functools.lru_cache(maxsize=1)
+def _detach_local_jobs() -> None:
+    """Start submitit's local job controllers in a session of their own. Otherwise they share the
+    terminal's process group, and Ctrl-C in `submit.py --wait` (SIGINT to that whole group) kills
+    the runs instead of leaving them to finish, as a SLURM job outlives its login shell."""
+    import submitit.local.local as L
+
+    start = L.start_controller
+
+    @functools.wraps(start)
+    def detached(*args: Any, **kwargs: Any):
+        popen = subprocess.Popen
+        subprocess.Popen = functools.partial(popen, start_new_session=True)  # type: ignore[misc]
+        try:
+            return start(*args, **kwargs)
+        finally:
+            subprocess.Popen = popen  # type: ignore[misc]
+
+    L.start_controller = detached
 
 
 def make_executor(cluster: str, folder: Path, slurm: Dict[str, Any], res: Resources, name: str):
@@ -210,6 +293,7 @@ def make_executor(cluster: str, folder: Path, slurm: Dict[str, Any], res: Resour
                 params["slurm_gpus_per_task"] = res.gpus
         ex.update_parameters(**params)
     elif cluster == "local":
+        _detach_local_jobs()
         ex.update_parameters(timeout_min=slurm["time_min"], gpus_per_node=res.gpus, name=name)
     else:
         ex.update_parameters(timeout_min=slurm["time_min"], name=name)
@@ -381,6 +465,8 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
     from .env import git_sha
 
     logs = root / "logs"
+    existed = root.exists()
+    before = set(logs.iterdir()) if logs.is_dir() else set()
     root.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(root)
     manifest["sweep"] = {"name": sweep.name, "file": str(sweep.path), "method": sweep.method,
@@ -394,15 +480,19 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
                            "host": os.uname().nodename, "jobs": {}, "arrays": []}
     manifest.setdefault("submissions", []).append(sub)
     error = None
+    set_aside: List[Path] = []  # old summaries of relaunched runs: back in place if nothing is queued
     try:
         for res, cfgs in p.groups.items():
             for cfg in cfgs:  # a relaunch starts from a clean record (the checkpoint stays)
                 stale = root / cfg.run_id() / "summary.json"
                 if stale.exists():
-                    stale.unlink()
+                    set_aside.append(stale)
+                    stale.rename(stale.with_name(SET_ASIDE))
             items = [(cfg.to_dict(), str(root / cfg.run_id())) for cfg in cfgs]
             ex = make_executor(p.cluster, logs, sweep.slurm, res, f"dl2bench-{sweep.name}")
-            jobs = ex.map_array(RunJob(), chunk(items, p.per_task))
+            with _stderr_held() as held:
+                jobs = ex.map_array(RunJob(), chunk(items, p.per_task))
+            sys.stderr.write(held.text())  # sbatch's warnings; a refusal is said once, below
             sub["arrays"].append({"resources": res.describe(), "runs": len(cfgs), "tasks": len(jobs),
                                   "job_id": jobs[0].job_id.split("_")[0] if jobs else None})
             for job, part in zip(jobs, chunk(cfgs, p.per_task)):
@@ -413,6 +503,18 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
                     job.result()
     except Exception as e:  # noqa: BLE001 - what was queued stays recorded, then the error surfaces
         error = e
+    if error is not None and not sub["jobs"]:
+        # nothing was queued: leave nothing that looks like a submission (no manifest entry, no
+        # job pickles); --status then says "nothing was submitted" instead of "missing"
+        for f in (set(logs.iterdir()) if logs.is_dir() else set()) - before:
+            shutil.rmtree(f) if f.is_dir() else f.unlink()
+        for f in set_aside:
+            f.with_name(SET_ASIDE).rename(f)
+        if not existed:
+            shutil.rmtree(root, ignore_errors=True)
+        raise LaunchError(f"nothing was submitted: {type(error).__name__}: {error}") from error
+    for f in set_aside:
+        f.with_name(SET_ASIDE).unlink(missing_ok=True)
     write_json_atomic(manifest_path(root), manifest)
     if error is not None:
         raise LaunchError(f"submission stopped after {len(sub['jobs'])} run(s) were queued: "

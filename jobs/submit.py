@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Submit a sweep: W&B sweep YAML -> runs -> submitit job arrays (SLURM, local or in-process).
 
-    python jobs/submit.py sweeps/cifar_cnn.yaml                 # auto: SLURM if sbatch exists, else local
+    python jobs/submit.py sweeps/cifar_cnn.yaml                 # auto: SLURM if its controller answers, else local
     python jobs/submit.py sweeps/cifar_cnn.yaml --dry-run       # the expanded runs; submits nothing
     python jobs/submit.py sweeps/cifar_cnn.yaml --smoke --wait  # laptop size, wait for the results
 
@@ -85,7 +85,9 @@ def submit(args) -> int:
     overrides = pairs(args.set, "set")
     if args.wandb != "auto":
         overrides.setdefault("wandb", args.wandb)
-    cluster = launch.pick_cluster(args.cluster)
+    cluster, note = launch.pick_cluster(args.cluster)
+    if note:
+        print(note, file=sys.stderr)
     mode = args.wandb
     if mode == "auto":
         from dl2bench.track import wandb_mode
@@ -202,8 +204,67 @@ def wait(root: Path, cluster: str, poll) -> int:
     return report_status(root, st)
 
 
+def results_table(root: Path, manifest, st) -> list:
+    """Lines of a table of the finished runs: one row per setting of the keys that vary (seeds pooled),
+    the sweep's metric mean ± std (n), the median train time and samples/s; best first. Read from the
+    run folders' summaries, so it is what the report will show."""
+    import json
+    import statistics
+
+    from dl2bench.schema import BOOKKEEPING
+
+    metric = (manifest.get("sweep") or {}).get("metric") or {}
+    name, goal = metric.get("name"), metric.get("goal", "maximize")
+    rows = {}
+    configs = manifest.get("runs") or {}
+    keys = [k for k in next(iter(configs.values()), {}) if k not in BOOKKEEPING and k != "seed"
+            and len({json.dumps(c.get(k), sort_keys=True) for c in configs.values() if c}) > 1]
+    percent = False
+    for rid, (status, _) in st.items():
+        if status not in R.COUNTED or not configs.get(rid):
+            continue
+        try:
+            s = json.loads((root / rid / "summary.json").read_text())
+        except (OSError, ValueError):
+            continue
+        name = name or s.get("metric")
+        v = s.get(name)
+        if not isinstance(v, (int, float)):
+            continue
+        percent = percent or bool(((s.get("metrics") or {}).get(name.split("_", 1)[-1]) or {}).get("percent"))
+        key = tuple(str(configs[rid].get(k)) for k in keys)
+        rows.setdefault(key, []).append((float(v), s.get("train_time_total"), s.get("samples_per_s")))
+    if not rows:
+        return []
+    scale, unit = (100.0, " %") if percent else (1.0, "")
+
+    def cell(vals):
+        m = statistics.fmean(vals) * scale
+        sd = statistics.stdev(vals) * scale if len(vals) > 1 else None
+        return f"{m:.4g}" + (f" ± {sd:.2g}" if sd is not None else "") + f"{unit} (n={len(vals)})"
+
+    def med(xs):
+        xs = [x for x in xs if isinstance(x, (int, float))]
+        return statistics.median(xs) if xs else None
+
+    table = []
+    for key, vals in rows.items():
+        t, sps = med([r[1] for r in vals]), med([r[2] for r in vals])
+        table.append((statistics.fmean(r[0] for r in vals), [*key, cell([r[0] for r in vals]),
+                                                             f"{t:.0f} s" if t is not None else "–",
+                                                             f"{sps:,.0f}" if sps is not None else "–"]))
+    table.sort(key=lambda x: -x[0] if goal == "maximize" else x[0])
+    head = [*keys, f"{name} ({'higher' if goal == 'maximize' else 'lower'} is better)", "train time", "samples/s"]
+    body = [r for _, r in table]
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *body)]
+    fmt = lambda r: "  " + "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return [f"results ({len(body)} setting(s), seeds pooled; best first):", fmt(head)] + [fmt(r) for r in body]
+
+
 def report_status(root: Path, st) -> int:
-    """A table of runs by status, then every diverged or failed run with its reason."""
+    """A table of runs by status, every diverged or failed run with its reason, then the results."""
+    from dl2bench import launch
+
     counts = {}
     for s, _ in st.values():
         counts[s] = counts.get(s, 0) + 1
@@ -215,6 +276,8 @@ def report_status(root: Path, st) -> int:
     for rid, (s, reason) in sorted(st.items()):
         if s in (R.DIVERGED, R.FAILED):
             print(f"  {rid} {s}: {reason.splitlines()[0] if reason else ''}")
+    for line in results_table(root, launch.load_manifest(root), st):
+        print(line)
     return 1 if counts.get(R.FAILED) else 0
 
 

@@ -19,11 +19,12 @@ def cli(args, env_extra=None, **kw):
 
 
 def test_both_argument_styles_mean_the_same():
-    a, _ = parse_args(["--lr", "0.001", "--optimizer", "adam", "--epochs", "3", "--compile", "false"])
-    b, _ = parse_args(["--lr=0.001", "--optimizer=adam", "--epochs=3", "--compile=False"])
+    a, _, _ = parse_args(["--lr", "0.001", "--optimizer", "adam", "--epochs", "3", "--compile", "false"])
+    b, _, _ = parse_args(["--lr=0.001", "--optimizer=adam", "--epochs=3", "--compile=False"])
     assert a == b and a.lr == 0.001 and a.epochs == 3 and a.compile is False
-    c, out = parse_args(["--batch-size=32", "--out", "x/y"])
-    assert c.batch_size == 32 and out == "x/y"
+    c, out, rerun = parse_args(["--batch-size=32", "--out", "x/y"])
+    assert c.batch_size == 32 and out == "x/y" and rerun is False
+    assert parse_args(["--rerun=true"])[2] is True
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -32,6 +33,7 @@ def test_both_argument_styles_mean_the_same():
     (["--compile=maybe"], "compile: expected bool"),
     (["--lr"], "--lr needs a value"),
     (["lr=0.1"], "unexpected argument 'lr=0.1'"),
+    (["--rerun=perhaps"], "rerun: expected true or false"),
 ])
 def test_parse_errors_name_the_key(args, needle):
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace(")", r"\)")):
@@ -79,3 +81,46 @@ def test_cli_failed_run_exits_1_with_reason(tmp_path):
 def test_help_lists_keys():
     p = cli(["--help"])
     assert p.returncode == 0 and "--optimizer" in p.stdout and "--reg_strength" in p.stdout
+
+
+def test_a_finished_run_is_not_trained_again_unless_asked(data_root, tmp_path):
+    out = tmp_path / "once"
+    args = ["--task=fashion_mnist", "--model=mlp", "--epochs=1", "--val_size=100", "--wandb=offline", f"--out={out}"]
+    env = {"DL2BENCH_DATA": str(data_root)}
+    assert cli(args, env).returncode == 0
+    before = (out / "summary.json").read_bytes()
+    again = cli(args, env)
+    assert again.returncode == 0 and "is already done" in again.stdout and str(out) in again.stdout
+    assert (out / "summary.json").read_bytes() == before  # not retrained, not overwritten
+    assert len(list((out / "wandb").glob("offline-run-*"))) == 1  # no second W&B run with the same id
+    rerun = cli(args + ["--rerun=true"], env)
+    assert rerun.returncode == 0 and "is already done" not in rerun.stdout
+    assert json.loads((out / "summary.json").read_text())["finished_at"] >= json.loads(before)["finished_at"]
+    # another config into the same folder would overwrite this run's record: refused, named
+    other = cli(args[:1] + ["--model=lenet"] + args[2:], env)
+    assert other.returncode == 2 and other.stderr.startswith("error: out: ") and "holds the results of run" in other.stderr
+
+
+def test_ctrl_c_stops_a_run_cleanly_and_the_same_command_resumes(data_root, tmp_path):
+    """A real SIGINT (what Ctrl-C sends) to a run in its second epoch: a message, exit 130, no traceback;
+    the checkpoint stays, and the same command carries on from it."""
+    import signal
+    import time
+
+    out = tmp_path / "int"
+    args = [sys.executable, "-m", "dl2bench.train", "--task=fashion_mnist", "--model=lenet", "--epochs=30",
+            "--val_size=100", "--wandb=disabled", "--threads=1", f"--out={out}"]
+    env = {**os.environ, "DL2BENCH_DATA": str(data_root)}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 240
+    while time.time() < deadline and not ((out / "metrics.jsonl").exists()
+                                          and (out / "metrics.jsonl").read_text().count("\n") >= 1):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "interrupted: every finished epoch is checkpointed in" in err
+    assert (out / "checkpoint.pt").exists() and not (out / "summary.json").exists()
+    done = (out / "metrics.jsonl").read_text().count("\n")
+    resumed = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0 and f"resuming after epoch {done}" in resumed.stdout, resumed.stderr

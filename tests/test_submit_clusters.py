@@ -119,6 +119,86 @@ def test_sweep_finishes_and_resubmit_launches_nothing(tmp_path, job_env, cluster
     assert len(json.loads((root / "manifest.json").read_text())["submissions"]) == 1
 
 
+def test_ctrl_c_during_wait_leaves_local_runs_running(tmp_path, job_env):
+    """A real SIGINT to the process group of `submit.py --wait` (what Ctrl-C in a terminal sends): the
+    command says the runs go on and exits 130 without a traceback, and the runs do finish."""
+    import signal
+
+    p = sweep_file(tmp_path, "ctrlc", epochs=3, seeds=(0, 1))
+    out = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, str(SUBMIT), str(p), "--cluster", "local", "--out", str(out), "--wait",
+                             "--wandb", "disabled", "--poll", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, **job_env}, start_new_session=True)
+    root = out / "ctrlc"
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(root.glob("*/metrics.jsonl")):
+        time.sleep(0.2)
+    assert any(root.glob("*/metrics.jsonl")), "no run started"
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "what was queued keeps running" in err and "Traceback" not in err, err
+    while time.time() < deadline and len(summaries(root)) < 2:
+        time.sleep(1)
+    s = summaries(root)
+    assert len(s) == 2 and {v["status"] for v in s.values()} == {"finished"}, s
+    st = submit(job_env, p, "--cluster", "local", "--out", out, "--status")
+    assert st.returncode == 0 and "finished       2" in st.stdout and "results (1 setting(s)" in st.stdout, st.stdout
+
+
+def _unreachable_slurm_conf(tmp_path: Path) -> Path:
+    """The local cluster's slurm.conf with the controller moved to a port nobody listens on: the real
+    SLURM client tools, and a controller that does not answer (a login node whose slurmctld is down)."""
+    conf = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
+    if not conf.is_file():
+        pytest.skip(f"no {conf}: the SLURM client is not installed here")
+    lines = [l for l in conf.read_text().splitlines() if not l.startswith("SlurmctldPort")]
+    out = tmp_path / "slurm.conf"
+    out.write_text("\n".join(lines + ["SlurmctldPort=6899"]) + "\n")
+    return out
+
+
+def test_cluster_auto_wants_a_controller_that_answers(tmp_path, job_env):
+    """A bare sbatch binary is not a cluster: auto runs locally and says why; --cluster slurm refuses
+    before anything is written (against a controller that is not there)."""
+    if not shutil.which("sbatch"):
+        pytest.skip("no SLURM client here (.ci/run installs it with ../shared/slurm/start-local-slurm.sh)")
+    env = {**job_env, "SLURM_CONF": str(_unreachable_slurm_conf(tmp_path))}
+    p = sweep_file(tmp_path, "nocontroller", epochs=1, seeds=(0,))
+    out = tmp_path / "runs"
+    r = submit(env, p, "--cluster", "auto", "--out", out, "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "--cluster auto: sbatch is on PATH but no SLURM controller answered" in r.stderr
+    assert "resource groups (local;" in r.stdout, r.stdout
+    r = submit(env, p, "--cluster", "slurm", "--out", out)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error: --cluster slurm: no SLURM controller answered"), r.stderr
+    assert not out.exists()
+    r = submit(env, p, "--cluster", "slurm", "--out", out, "--status")
+    assert r.returncode == 2 and "nothing was submitted" in r.stderr, r.stderr
+
+
+def test_refused_submission_leaves_nothing_behind(tmp_path, job_env, need_slurm):
+    """sbatch refuses the array (a node feature no node has): no manifest, no job pickles, no folder;
+    and on a resubmit the earlier record and summaries are as they were."""
+    p = sweep_file(tmp_path, "refused", epochs=1, seeds=(0, 1), extra_slurm="  constraint: no_such_feature")
+    out = tmp_path / "runs"
+    r = submit(job_env, p, "--cluster", "slurm", "--out", out)
+    assert r.returncode == 1 and r.stderr.startswith("error: nothing was submitted: "), r.stderr
+    assert "Traceback" not in r.stderr and not (out / "refused").exists()
+    # a sweep with history: one run finished, one failed (its summary says so); the refused relaunch
+    # of the failed run changes nothing on disk
+    (tmp_path / "ok").mkdir()
+    ok = sweep_file(tmp_path / "ok", "refused", epochs=1, seeds=(0, 1))  # the same runs, no constraint
+    assert submit(job_env, ok, "--cluster", "local", "--out", out, "--wait").returncode == 0
+    root = out / "refused"
+    failed = sorted(root.glob("*/summary.json"))[0]
+    failed.write_text(json.dumps({**json.loads(failed.read_text()), "status": "failed"}))
+    before = {f: f.read_bytes() for f in root.rglob("*") if f.is_file()}
+    r = submit(job_env, p, "--cluster", "slurm", "--out", out)
+    assert r.returncode == 1 and "nothing was submitted" in r.stderr, r.stderr
+    assert {f: f.read_bytes() for f in root.rglob("*") if f.is_file()} == before
+
+
 def _epoch_seconds(job_env, tmp_path) -> float:
     """How long one epoch of the requeue test's run takes here, measured as the job would run it."""
     code = ("import json,sys; from dl2bench.train import run; "
