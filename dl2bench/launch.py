@@ -133,8 +133,8 @@ def resources(cfg: RunConfig, slurm: Dict[str, Any], gpus_offered: bool) -> Reso
 
 def gpus_offered(cluster: str, slurm: Dict[str, Any]) -> bool:
     """Whether `device: auto` runs should ask for a GPU: on SLURM when the partition has GPU gres."""
-    if cluster != "slurm" or not shutil.which("sinfo"):
-        return False
+    if cluster != "slurm" or not shutil.which("sinfo") or not controller_answers()[0]:
+        return False  # no controller: check_satisfiable says so, without waiting for sinfo to give up
     gres = _sinfo("%G", slurm["partition"])
     return "gpu" in gres
 
@@ -143,6 +143,7 @@ SET_ASIDE = ".summary.json.relaunched"  # a relaunched run's old summary while i
 PING_TIMEOUT_S = 5.0  # a controller that answers does so in milliseconds; one that is gone may hang
 
 
+@functools.lru_cache(maxsize=1)  # asked by pick_cluster, plan and check_satisfiable within one command
 def controller_answers(timeout: float = PING_TIMEOUT_S) -> Tuple[bool, str]:
     """Whether a SLURM controller answers `scontrol ping` (UP) within `timeout` seconds, and what it said."""
     if not shutil.which("scontrol"):

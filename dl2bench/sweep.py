@@ -27,6 +27,9 @@ WANDB_KEYS = ("program", "method", "metric", "parameters", "run_cap", "early_ter
 LAUNCH_BLOCK = "slurm"
 ATTACK_BLOCK = "attack"  # which trained runs an attack sweep attacks (dl2bench's; W&B never sees it)
 EVALUATE_BLOCK = "evaluate"  # the same block for any evaluation of trained runs (sampling a GAN's generator)
+# the keys of a parameter spec in W&B's schema (sweeps/config/schema.json, its param_* definitions)
+SPEC_KEYS = ("value", "values", "distribution", "min", "max", "mu", "sigma", "q", "a", "b", "probabilities",
+             "parameters")
 ATTACK_SOURCE_KEYS = ("from", "where", "run_ids", "task", "parameters")
 ATTACKABLE = (record.FINISHED, record.EARLY_STOPPED)
 
@@ -93,7 +96,11 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
     raw = _read_yaml(path)
     unknown = sorted(set(raw) - set(WANDB_KEYS) - {LAUNCH_BLOCK, ATTACK_BLOCK, EVALUATE_BLOCK})
     if unknown:
-        raise SweepError(f"{where}: unknown top-level key {unknown[0]!r}; expected W&B sweep keys "
+        import difflib
+
+        hint = difflib.get_close_matches(unknown[0], [*WANDB_KEYS, LAUNCH_BLOCK, ATTACK_BLOCK, EVALUATE_BLOCK], n=1)
+        raise SweepError(f"{where}: unknown top-level key {unknown[0]!r}"
+                         + (f" (did you mean {hint[0]!r}?)" if hint else "") + "; expected W&B sweep keys "
                          f"({', '.join(WANDB_KEYS)}), the launcher block {LAUNCH_BLOCK!r} or the "
                          f"{ATTACK_BLOCK!r} / {EVALUATE_BLOCK!r} block")
     if ATTACK_BLOCK in raw and EVALUATE_BLOCK in raw:
@@ -134,7 +141,10 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as e:
-        raise SweepError(f"{path}: cannot read sweep file ({e.strerror})") from None
+        shipped = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
+        hint = (f"; the shipped sweeps are sweeps/<name>.yaml for {', '.join(shipped)}"
+                if isinstance(e, FileNotFoundError) and shipped else "")
+        raise SweepError(f"{path}: cannot read sweep file ({e.strerror}){hint}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -255,6 +265,18 @@ def _validate_wandb(wb: Dict[str, Any], where: str) -> None:
                                  f"{{values: [...]}} for several, or a distribution), got the plain value {spec!r}")
     violations = list(dict.fromkeys(_schema_violations(_jsonable(wb))))  # the engine repeats some
     if violations:
+        if isinstance(params, dict):  # W&B says "not valid under any of the given schemas": name the key
+            import difflib
+
+            for name, spec in _flat_specs(params):
+                for bad in sorted(set(spec) - set(SPEC_KEYS)) if isinstance(spec, dict) else ():
+                    hint = difflib.get_close_matches(bad, SPEC_KEYS, n=3)
+                    # a list is meant for values, a scalar for value
+                    if {"value", "values"} <= set(hint):
+                        hint = ["values" if isinstance(spec[bad], list) else "value"]
+                    raise SweepError(f"{where}: parameters.{name}.{bad}: unknown key"
+                                     + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                                     + f"; a parameter takes {', '.join(SPEC_KEYS)}")
         raise SweepError(f"{where}: not a valid W&B sweep: " + "; ".join(violations))
     method = wb["method"]
     if method == "grid":

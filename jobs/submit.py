@@ -11,6 +11,7 @@ Exit status: 0 submitted (or all done), 1 some run failed (with --wait) or submi
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -191,17 +192,54 @@ def wait(root: Path, cluster: str, poll) -> int:
     poll = poll or (10.0 if cluster == "slurm" else 1.0)  # sacct is shared: do not hammer it
     manifest = launch.load_manifest(root)
     total = len(manifest["runs"])
-    bar = tqdm(total=total, desc="runs done", unit="run", disable=None)
+    # progress in epochs, not runs: a sweep's slow runs may come last, and a run is many minutes
+    epochs = {rid: int((c or {}).get("epochs") or 0) for rid, c in manifest["runs"].items()}
+    total_epochs = sum(epochs.values())
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=total_epochs or total, desc="epochs", unit="epoch", disable=not tty)
+    t0, first, last_line = time.monotonic(), None, 0.0
+    every = float(os.environ.get("DL2BENCH_PROGRESS_EVERY", "60"))  # seconds between lines when not a terminal
     while True:
         st = launch.run_status(root, manifest)
         ended = sum(1 for s, _ in st.values() if s not in ("queued", "running", "missing"))
-        bar.n = ended
-        bar.refresh()
+        done = sum(epochs[rid] if st[rid][0] not in ("queued", "running", "missing") else _epochs_logged(root / rid)
+                   for rid in epochs) if total_epochs else ended
+        first = done if first is None else first
+        now = time.monotonic()
+        rate = (done - first) / (now - t0) if now > t0 and done > first else None
+        eta = f", about {_minutes(((total_epochs or total) - done) / rate)} left" if rate else ""
+        # the run training now: running, with epochs logged and no summary yet (a task runs its runs in turn)
+        running = sorted((rid for rid, (s_, _) in st.items() if s_ == "running"),
+                         key=lambda rid: (not (root / rid / "metrics.jsonl").exists(), rid))
+        what = f"; now {_describe(manifest['runs'][running[0]])}" if running else ""
+        bar.n = done
+        bar.set_postfix_str(f"runs {ended}/{total}{eta}", refresh=True)
+        if not tty and (now - last_line >= every or ended == total):  # a log file or CI: a line a minute
+            print(f"[{time.strftime('%H:%M:%S')}] runs {ended}/{total} ended, epochs {done}/{total_epochs}{eta}"
+                  f"{what}", flush=True)
+            last_line = now
         if all(s not in ("queued", "running") for s, _ in st.values()):
             break
         time.sleep(poll)
     bar.close()
     return report_status(root, st)
+
+
+def _epochs_logged(run_dir: Path) -> int:
+    try:
+        return (run_dir / "metrics.jsonl").read_text().count("\n")
+    except OSError:
+        return 0
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def _describe(cfg) -> str:
+    """A running run in a few words: its task, model and seed."""
+    cfg = cfg or {}
+    return f"{cfg.get('task')} {cfg.get('model')} seed {cfg.get('seed')}"
 
 
 def results_table(root: Path, manifest, st) -> list:

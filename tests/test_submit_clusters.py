@@ -145,6 +145,21 @@ def test_ctrl_c_during_wait_leaves_local_runs_running(tmp_path, job_env):
     assert st.returncode == 0 and "finished       2" in st.stdout and "results (1 setting(s)" in st.stdout, st.stdout
 
 
+def test_wait_into_a_file_prints_progress_in_epochs(tmp_path, job_env):
+    """Not a terminal (CI, nohup, a log file): a progress line at every interval (DL2BENCH_PROGRESS_EVERY,
+    60 s by default; 0.5 s here), counting epochs across the sweep and naming the run that is training."""
+    p = sweep_file(tmp_path, "progress", epochs=3, seeds=(0, 1), train_size=12000)
+    r = submit({**job_env, "DL2BENCH_PROGRESS_EVERY": "0.5"}, p, "--cluster", "local", "--out", tmp_path / "runs",
+               "--wait", "--poll", "0.25")
+    assert r.returncode == 0, r.stderr
+    lines = [l for l in r.stdout.splitlines() if l.startswith("[") and " epochs " in l]
+    assert len(lines) >= 3, r.stdout
+    assert lines[-1].split("] ")[1].startswith("runs 2/2 ended, epochs 6/6")
+    assert any("now fashion_mnist mlp seed" in l for l in lines), lines
+    assert any("left" in l for l in lines[:-1]), lines  # an estimate once epochs were measured
+    assert "results (1 setting(s)" in r.stdout and "\r" not in r.stdout + r.stderr
+
+
 def _unreachable_slurm_conf(tmp_path: Path) -> Path:
     """The local cluster's slurm.conf with the controller moved to a port nobody listens on: the real
     SLURM client tools, and a controller that does not answer (a login node whose slurmctld is down)."""

@@ -112,6 +112,8 @@ def test_overrides_and_group(tmp_path):
 BAD = [
     ("method: grid\nparameters: {lr: {values: [0.1, 0.2]\n", "s.yaml:3:1: YAML syntax error"),
     (GRID + "bogus: 1\n", "unknown top-level key 'bogus'"),
+    (GRID + "paramters: {}\n", "unknown top-level key 'paramters' (did you mean 'parameters'?)"),
+    (GRID.replace("seed: {values:", "seed: {valuse:"), "parameters.seed.valuse: unknown key (did you mean 'values'?)"),
     (GRID.replace("seed:", "sed:"), "parameters.sed: unknown parameter (did you mean 'seed'?)"),
     (GRID.replace("lenet", "lenett"), "parameters.model: model: unknown model 'lenett'"),
     (GRID.replace("lr: {value: 0.01}", "lr: {min: 0.001, max: 0.1}"), "parameters.lr: a grid sweep takes only"),
@@ -162,6 +164,7 @@ def test_bad_options_exit_2_nothing_written(tmp_path, args, needle):
 def test_missing_file(tmp_path):
     r = submit(tmp_path / "nope.yaml")
     assert r.returncode == 2 and "nope.yaml: cannot read sweep file" in r.stderr
+    assert "the shipped sweeps are sweeps/<name>.yaml for" in r.stderr and "cifar_cnn" in r.stderr
 
 
 def test_dry_run_prints_runs_and_groups_writes_nothing(tmp_path):
