@@ -197,17 +197,17 @@ def wait(root: Path, cluster: str, poll) -> int:
     total_epochs = sum(epochs.values())
     tty = sys.stderr.isatty()
     bar = tqdm(total=total_epochs or total, desc="epochs", unit="epoch", disable=not tty)
-    t0, first, last_line = time.monotonic(), None, 0.0
+    last_line = 0.0
     every = float(os.environ.get("DL2BENCH_PROGRESS_EVERY", "60"))  # seconds between lines when not a terminal
     while True:
         st = launch.run_status(root, manifest)
         ended = sum(1 for s, _ in st.values() if s not in ("queued", "running", "missing"))
-        done = sum(epochs[rid] if st[rid][0] not in ("queued", "running", "missing") else _epochs_logged(root / rid)
+        logged = {rid: _epoch_times(root / rid) for rid in epochs}
+        done = sum(epochs[rid] if st[rid][0] not in ("queued", "running", "missing") else len(logged[rid])
                    for rid in epochs) if total_epochs else ended
-        first = done if first is None else first
         now = time.monotonic()
-        rate = (done - first) / (now - t0) if now > t0 and done > first else None
-        eta = f", about {_minutes(((total_epochs or total) - done) / rate)} left" if rate else ""
+        left = _seconds_left(manifest["runs"], epochs, logged, st)
+        eta = f", about {_minutes(left)} left" if left is not None else ""
         # the run training now: running, with epochs logged and no summary yet (a task runs its runs in turn)
         running = sorted((rid for rid, (s_, _) in st.items() if s_ == "running"),
                          key=lambda rid: (not (root / rid / "metrics.jsonl").exists(), rid))
@@ -225,11 +225,38 @@ def wait(root: Path, cluster: str, poll) -> int:
     return report_status(root, st)
 
 
-def _epochs_logged(run_dir: Path) -> int:
+def _epoch_times(run_dir: Path) -> list:
+    """Seconds of each logged epoch of a run (training and evaluation)."""
+    import json
+
     try:
-        return (run_dir / "metrics.jsonl").read_text().count("\n")
-    except OSError:
-        return 0
+        rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    except (OSError, ValueError):
+        return []
+    return [float(r.get("train_time") or 0) + float(r.get("eval_time") or 0) for r in rows]
+
+
+def _seconds_left(configs, epochs, logged, st):
+    """The epochs still to run, each costed at the measured epoch time of runs of the same model (else of
+    any run), divided among the runs training at once; None before any epoch was measured. Models differ
+    by 100x in cost, so a sweep-wide rate would promise the end too early when the slow ones come last."""
+    import statistics
+
+    by_model, every = {}, []
+    for rid, times in logged.items():
+        if times:
+            by_model.setdefault((configs.get(rid) or {}).get("model"), []).extend(times)
+            every.extend(times)
+    if not every:
+        return None
+    overall = statistics.fmean(every)
+    work = 0.0
+    for rid, n in epochs.items():
+        if st[rid][0] in ("queued", "running", "missing"):
+            per = by_model.get((configs.get(rid) or {}).get("model"))
+            work += max(0, n - len(logged[rid])) * (statistics.fmean(per) if per else overall)
+    training = sum(1 for rid in epochs if st[rid][0] == "running" and logged[rid])
+    return work / max(1, training)
 
 
 def _minutes(seconds: float) -> str:
