@@ -60,6 +60,8 @@ class Sweep:
     tasks: Dict[str, TaskDecl] = field(default_factory=dict)  # task -> its declarations, in folder order
     ranking: Dict[str, Tuple[str, str]] = field(default_factory=dict)  # task -> (runs column, goal)
     key_tasks: Dict[str, set] = field(default_factory=dict)  # config/summary key -> tasks whose runs have it
+    described: List[str] = field(default_factory=list)  # "<sweep>: <its file's description>", from the manifests
+    smoke: List[str] = field(default_factory=list)  # "<sweep>: <its --smoke overrides>" for sweeps submitted so
 
     def task_of(self) -> pd.Series:
         """Each run's task (UNKNOWN_TASK where its config is unknown)."""
@@ -82,7 +84,8 @@ class Sweep:
         metric, goal = self.ranking.get(task, (self.metric, self.goal))
         return Sweep(name=self.name, metric=metric, goal=goal, runs=runs, curves=curves.copy(),
                      config_keys=self.keys_for(decl), sources=self.sources, git_sha=self.git_sha,
-                     created=self.created, notes=self.notes, tasks={task: decl}, ranking={task: (metric, goal)})
+                     created=self.created, notes=self.notes, tasks={task: decl}, ranking={task: (metric, goal)},
+                     described=self.described, smoke=self.smoke)
 
     def keys_for(self, decl: TaskDecl) -> List[str]:
         """The config keys of one task's runs: those its configs have, less another family's keys
@@ -250,7 +253,7 @@ def load_folders(folders: Sequence[Path]) -> Sweep:
     if not folders:
         raise ReportError("no input: give one or more sweep folders, or --wandb ENTITY/PROJECT")
     records: List[Dict[str, Any]] = []
-    names, shas, created = [], [], []
+    names, shas, created, described, smoke = [], [], [], [], []
     metric: Dict[str, Tuple[str, str]] = {}  # sweep name -> its manifest's metric
     for folder in map(Path, folders):
         manifest, runs = read_store(folder)
@@ -267,8 +270,17 @@ def load_folders(folders: Sequence[Path]) -> Sweep:
             created.append(str(subs[0]["time"]) + (f" ({len(subs)} submissions)" if len(subs) > 1 else ""))
         elif manifest.get("created"):
             created.append(str(manifest["created"]))
+        about = manifest.get("sweep") if isinstance(manifest.get("sweep"), dict) else {}
+        if about.get("description"):
+            described.append(f"{names[-1]}: {' '.join(str(about['description']).split())}")
+        if any(" --smoke" in str(s.get("command", "")) for s in subs):
+            over = (manifest.get("slurm") or {}).get("smoke") or {}
+            smoke.append(f"{names[-1]}: " + (", ".join(f"{k} {v:,}" if isinstance(v, int) and not isinstance(v, bool)
+                                                       else f"{k} {v}" for k, v in over.items()) or "--smoke"))
     name = " + ".join(dict.fromkeys(names))
-    return assemble(name, metric, records, [str(f) for f in folders], shas, created)
+    sw = assemble(name, metric, records, [str(f) for f in folders], shas, created)
+    sw.described, sw.smoke = list(dict.fromkeys(described)), list(dict.fromkeys(smoke))
+    return sw
 
 
 # ---------------------------------------------------------------------------------------------

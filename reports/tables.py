@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
 import pandas as pd
 
 from dl2bench import record as R
@@ -313,14 +314,42 @@ def _monitor_fact(a: Analysis) -> Optional[str]:
 
 
 def best_fact(a: Analysis, with_label: bool = False) -> Optional[str]:
-    """The best configuration by the task's ranking metric, mean ± std (n)."""
+    """The best configuration by the task's ranking metric, mean ± std (n), and whether the ranking
+    against the runner-up is resolved."""
     if a.ok.empty:
         return None
     best = a.ranked_levels(a.config_column)
     g = aggregate(a.ok, [a.config_column], a.metric).set_index(a.config_column).loc[best[0]]
     what = f" {a.metric_unit.label}" if with_label else ""
     name = f"{a.factors[0].columns[0]}={best[0]}" if with_label and len(a.factors) == 1 else best[0]
-    return f"{name}:{what} {mean_std(g['mean'], g['std'], int(g['n']), a.metric_unit, True)}"
+    verdict = ranking_verdict(a, best)
+    return f"{name}:{what} {mean_std(g['mean'], g['std'], int(g['n']), a.metric_unit, True)}" + (
+        f" — {verdict}" if verdict else "")
+
+
+RESOLVED_P = 0.05
+
+
+def ranking_verdict(a: Analysis, ranked: List[str]) -> str:
+    """Whether the best configuration is told apart from the runner-up: Welch's t-test over their runs
+    (seeds), p < RESOLVED_P. With one run on either side there is no spread to test, and it says so."""
+    if len(ranked) < 2:
+        return ""
+    vals = [pd.to_numeric(a.ok.loc[a.ok[a.config_column] == lvl, a.metric], errors="coerce").dropna().to_numpy(float)
+            for lvl in ranked[:2]]
+    second = ranked[1]
+    if min(len(v) for v in vals) < 2:
+        return f"not resolved: one run of it or of the runner-up ({second}), no spread to compare"
+    from scipy import stats
+
+    if np.std(vals[0]) == 0 and np.std(vals[1]) == 0:
+        p = 0.0 if vals[0].mean() != vals[1].mean() else 1.0
+    else:
+        p = float(stats.ttest_ind(vals[0], vals[1], equal_var=False).pvalue)
+    if p < RESOLVED_P:
+        return f"ahead of the runner-up {second} (Welch's t-test over runs, p = {p:.2g})"
+    return (f"not resolved: the runner-up {second} is within the noise (Welch's t-test over runs, p = {p:.2g}; "
+            "more seeds would tell)")
 
 
 def declared_fact(a: Analysis) -> str:
@@ -339,6 +368,18 @@ def declared_fact(a: Analysis) -> str:
     return "; ".join(out) or "none readable"
 
 
+def _size_facts(sw) -> List[Tuple[str, str]]:
+    """What the sweep set out to compare (its file's description) and, for a sweep submitted with
+    --smoke, that it is laptop-sized: first on the title page, so nobody quotes a smoke run as a result."""
+    out = []
+    if getattr(sw, "smoke", None):
+        out.append(("size", "SMOKE SIZE (--smoke): " + "; ".join(sw.smoke) + ". A check that everything runs, "
+                    "not a full-size comparison."))
+    if getattr(sw, "described", None):
+        out.append(("description", "\n".join(sw.described)))
+    return out
+
+
 def _factors_fact(a: Analysis) -> str:
     return "; ".join(f"{f.name} ({len(f.levels)} levels)" for f in a.factors) or "none: every run has the same config"
 
@@ -351,7 +392,7 @@ def header(a) -> List[Tuple[str, str]]:
         a = parts[0]
         f = _facts(a.runs, a.sweep)
         keys = ["sweep", "report built", "runs started – finished", "sweep created", "git sha", "runs", "task"]
-        facts = [(k, f[k]) for k in keys]
+        facts = [(k, f[k]) for k in keys[:1]] + _size_facts(a.sweep) + [(k, f[k]) for k in keys[1:]]
         facts.append(("metric", _metric_fact(a)))
         if _monitor_fact(a):
             facts.append(("monitored", _monitor_fact(a)))
@@ -363,7 +404,8 @@ def header(a) -> List[Tuple[str, str]]:
         return facts
     runs = pd.concat([p.runs for p in parts])
     f = _facts(runs, parts[0].sweep)
-    facts = [(k, f[k]) for k in ("sweep", "report built", "runs started – finished", "sweep created", "git sha", "runs")]
+    facts = [("sweep", f["sweep"])] + _size_facts(parts[0].sweep)
+    facts += [(k, f[k]) for k in ("report built", "runs started – finished", "sweep created", "git sha", "runs")]
     facts.append(("tasks", "; ".join(f"{p.task} ({p.family}, {len(p.runs)} run{'s' if len(p.runs) != 1 else ''})"
                                       for p in parts)))
     # never one ranking over tasks: each task's own best, by its own metric

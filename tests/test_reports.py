@@ -534,3 +534,49 @@ def test_pdf_pages_and_text(troubled, tmp_path):
     for p in pngs:  # every page rendered and none blank
         im = Image.open(p).convert("L")
         assert im.getextrema()[0] < 100, f"{p.name} is blank"
+
+
+@pytest.mark.parametrize("accs,verdict", [
+    # the main command's smoke figures (3 seeds each): the best is within the noise of the runner-up
+    ({"cnn": (0.35, 0.31, 0.40), "mlp": (0.34, 0.31, 0.36)}, "not resolved: the runner-up mlp is within the noise"),
+    ({"cnn": (0.900, 0.910, 0.905), "mlp": (0.80, 0.81, 0.805)}, "ahead of the runner-up mlp (Welch's t-test"),
+    ({"cnn": (0.90,), "mlp": (0.80,)}, "not resolved: one run of it or of the runner-up (mlp)"),
+])
+def test_the_best_says_whether_its_ranking_is_resolved(tmp_path, accs, verdict):
+    """From recorded results: the title page's "best" names the runner-up it was compared with and
+    whether the difference stands out of the seeds' noise, rather than crowning a level that merely
+    has the higher mean."""
+    from reports.tables import best_fact
+
+    root = tmp_path / "s"
+    G.write_manifest(root, "s")
+    for model, values in accs.items():
+        for seed, acc in enumerate(values):
+            run = G.write_run(root, {"model": model, "seed": seed})
+            s = json.loads((run / "summary.json").read_text())
+            (run / "summary.json").write_text(json.dumps({**s, "test_acc": acc}))
+    fact = best_fact(analyse(load_folders([root])))
+    assert fact.startswith("cnn: ") and verdict in fact, fact
+
+
+def test_a_smoke_sweep_says_so_first_with_its_description(tmp_path):
+    """The title page of a sweep submitted with --smoke says it is laptop-sized (with the sizes it ran
+    at) before anything else, and shows what the sweep file says it compares; a full-size one does not."""
+    from reports.tables import header
+
+    root = tmp_path / "s"
+    G.write_manifest(root, "s")
+    for seed in (0, 1):
+        G.write_run(root, {"model": "mlp", "seed": seed})
+    m = json.loads((root / "manifest.json").read_text())
+    m["sweep"]["description"] = "MLP against\n  itself."
+    m["submissions"] = [{"time": "2026-12-01T10:00:00+00:00", "command": "python jobs/submit.py s.yaml --smoke --wait"}]
+    m["slurm"] = {"smoke": {"epochs": 2, "train_size": 4000}}
+    (root / "manifest.json").write_text(json.dumps(m))
+    facts = header(analyse(load_folders([root])))
+    assert [k for k, _ in facts[:3]] == ["sweep", "size", "description"]
+    assert facts[1][1].startswith("SMOKE SIZE (--smoke): s: epochs 2, train_size 4,000.") and "not a full-size" in facts[1][1]
+    assert facts[2][1] == "s: MLP against itself."
+    m["submissions"][0]["command"] = "python jobs/submit.py s.yaml --wait"
+    (root / "manifest.json").write_text(json.dumps(m))
+    assert "size" not in dict(header(analyse(load_folders([root]))))
