@@ -54,8 +54,16 @@ def _ci(r: pd.Series, u) -> str:
     return f"{fmt(r['lo'], u)} – {fmt(r['hi'], u)}"
 
 
-def _group_rows(a: Analysis, column: str, order: List[str]) -> List[Dict[str, str]]:
-    """Per level of `column`: the metric, its CI, time and throughput, and the runs not counted."""
+def _flops(v: float) -> str:
+    for scale, unit in ((1e9, "GFLOP"), (1e6, "MFLOP"), (1e3, "kFLOP")):
+        if v >= scale:
+            return f"{v / scale:.3g} {unit}"
+    return f"{v:.0f} FLOP"
+
+
+def _group_rows(a: Analysis, column: str, order: List[str], costs: bool = False) -> List[Dict[str, str]]:
+    """Per level of `column`: (with `costs`, its parameters and FLOPs,) the metric, its CI, time and
+    throughput, and the runs not counted."""
     u = a.metric_unit
     ok = a.ok
     m = aggregate(ok, [column], a.metric, bounds=u.bounds).set_index(column)
@@ -64,6 +72,13 @@ def _group_rows(a: Analysis, column: str, order: List[str]) -> List[Dict[str, st
     rows = []
     for lvl in order:
         row = {column: lvl}
+        sel = a.runs[a.runs[column] == lvl]
+        for col, head, show in (("params", "parameters", lambda v: f"{v:,.0f}"),
+                                ("flops_per_sample", "forward FLOPs/sample", _flops))[: 2 * costs]:
+            v = pd.to_numeric(a.runs.get(col, pd.Series(dtype=float)), errors="coerce")
+            if v.notna().any():  # what each model costs belongs beside what it scores
+                lv = sorted(pd.to_numeric(sel[col], errors="coerce").dropna().unique()) if col in sel else []
+                row[head] = ("–" if not lv else show(lv[0]) if len(lv) == 1 else f"{show(lv[0])}–{show(lv[-1])}")
         if lvl in m.index:
             r = m.loc[lvl]
             row[f"{u.axis()}, mean ± std (n)"] = mean_std(r["mean"], r["std"], int(r["n"]), u)
@@ -84,7 +99,7 @@ def _group_rows(a: Analysis, column: str, order: List[str]) -> List[Dict[str, st
 def by_level(a: Analysis, f: Factor) -> Iterator[Table]:
     """Mean ± std (n) of the metric per level, best first."""
     order = a.ranked_levels(f.column)
-    df = pd.DataFrame(_group_rows(a, f.column, order)).rename(columns={f.column: f.name})
+    df = pd.DataFrame(_group_rows(a, f.column, order, costs=True)).rename(columns={f.column: f.name})
     yield Table(key=f"table-{f.column}", title=f"Table: {a.metric_unit.label}{by(f)}",
                 caption=(f"Sorted by mean {a.metric}, best first ({a.better}). Counted runs: finished or early "
                          "stopped; std: standard deviation over those runs; CI: Student t."),

@@ -580,3 +580,22 @@ def test_a_smoke_sweep_says_so_first_with_its_description(tmp_path):
     m["submissions"][0]["command"] = "python jobs/submit.py s.yaml --wait"
     (root / "manifest.json").write_text(json.dumps(m))
     assert "size" not in dict(header(analyse(load_folders([root]))))
+
+
+def test_level_tables_give_each_models_parameters_and_flops(tmp_path):
+    """What a model costs stands beside what it scores: parameters and forward FLOPs per sample per level,
+    from the runs' summaries (a range where the runs of a level differ)."""
+    from reports.tables import by_level
+
+    root = tmp_path / "s"
+    G.write_manifest(root, "s")
+    for model, params, flops in (("cnn", 62006, 1_300_000), ("mlp", 52650, 105088)):
+        for seed in (0, 1):
+            run = G.write_run(root, {"model": model, "seed": seed})
+            s = json.loads((run / "summary.json").read_text())
+            (run / "summary.json").write_text(json.dumps({**s, "params": params + seed * (model == "mlp"),
+                                                          "flops_per_sample": flops}))
+    a = analyse(load_folders([root]))
+    df = next(by_level(a, a.factors[0])).df.set_index("model")
+    assert df.loc["cnn", "parameters"] == "62,006" and df.loc["cnn", "forward FLOPs/sample"] == "1.3 MFLOP"
+    assert df.loc["mlp", "parameters"] == "52,650–52,651" and df.loc["mlp", "forward FLOPs/sample"] == "105 kFLOP"
