@@ -49,6 +49,43 @@ def aggregate(df: pd.DataFrame, by: Sequence[str], value: str,
     return out
 
 
+def aggregate_log(df: pd.DataFrame, by: Sequence[str], value: str) -> pd.DataFrame:
+    """Per group of `by`, for a positive quantity drawn on a log axis (a throughput): n, the
+    geometric mean, and the 95% CI taken in log space (lo, hi) -- a ratio either side of it, so it
+    never runs below zero off the axis as an arithmetic CI of a few spread runs does."""
+    d = df[list(by) + [value]].dropna(subset=[value])
+    d = d[d[value] > 0].assign(_log=lambda x: np.log(x[value]))
+    g = d.groupby(list(by), sort=False, observed=True, dropna=False)["_log"]
+    out = g.agg(n="count", mlog="mean", slog="std").reset_index()
+    half = out["n"].map(t975) * out["slog"] / np.sqrt(out["n"])
+    out["mean"] = np.exp(out["mlog"])
+    out["lo"] = np.exp(out["mlog"] - half)
+    out["hi"] = np.exp(out["mlog"] + half)
+    out["factor"] = np.exp(half)  # the CI is mean ÷ factor .. mean × factor
+    return out.drop(columns=["mlog", "slog"])
+
+
+UNSTEADY_RATIO = 1.5  # fastest/slowest epoch of one run beyond this: flagged, not trusted as one speed
+
+
+def throughput_spread(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per run with two or more timed epochs: epochs, the slowest and fastest epoch's training
+    samples/s, their ratio, and `unsteady` (ratio > UNSTEADY_RATIO). The warm-up steps are already
+    out of each epoch's figure, so a large ratio means the run's speed changed while it trained
+    (another process on the machine, throttling, a shared GPU)."""
+    cols = ["sweep", "run", "epochs", "slowest", "fastest", "ratio", "unsteady"]
+    if curves.empty or "samples_per_s" not in curves.columns:
+        return pd.DataFrame(columns=cols)
+    d = curves[["sweep", "run", "samples_per_s"]].dropna()
+    d = d[d["samples_per_s"] > 0]
+    g = d.groupby(["sweep", "run"], sort=False)["samples_per_s"].agg(epochs="count", slowest="min",
+                                                                      fastest="max").reset_index()
+    g = g[g["epochs"] >= 2]
+    g["ratio"] = g["fastest"] / g["slowest"]
+    g["unsteady"] = g["ratio"] > UNSTEADY_RATIO
+    return g[cols].reset_index(drop=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # units: every axis label and table header says what the number is measured in. A metric's unit
 # comes from its task's declarations (Analysis.unit); this table holds what every task shares.

@@ -20,7 +20,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from .analysis import (DEVICE_COLORS, MAX_HEATMAP_PAIRS, Analysis, Factor, aggregate, fmt, mean_std,
+from .analysis import (DEVICE_COLORS, MAX_HEATMAP_PAIRS, UNSTEADY_RATIO, Analysis, Factor, aggregate,
+                       aggregate_log, fmt, mean_std, throughput_spread,
                        not_counted)
 from .units import cap, goal_word
 from .load import COUNTED
@@ -271,7 +272,10 @@ def throughput(a: Analysis) -> Iterator[Figure]:
     groups = sorted(r["group"].unique())
     devices = sorted(r["dev"].unique())
     u = a.unit("samples_per_s")
-    agg = aggregate(r, ["group", "dev"], "samples_per_s")
+    agg = aggregate_log(r, ["group", "dev"], "samples_per_s")
+    spread = throughput_spread(a.curves)
+    unsteady = set(map(tuple, spread.loc[spread["unsteady"], ["sweep", "run"]].to_numpy()))
+    r["unsteady"] = [(s, n) in unsteady for s, n in zip(r["sweep"], r["run"])]
     fig, axes = new_figure(height=0.8)
     ax = axes[0, 0]
     width = 0.8 / len(devices)
@@ -280,13 +284,15 @@ def throughput(a: Analysis) -> Iterator[Figure]:
         color = DEVICE_COLORS.get(dev, (0.5, 0.5, 0.5))
         for i, g in enumerate(groups):
             x = i - 0.4 + width * (j + 0.5)
-            vals = r.loc[(r["group"] == g) & (r["dev"] == dev), "samples_per_s"].to_numpy(float)
-            if not len(vals):
+            sel = r[(r["group"] == g) & (r["dev"] == dev)]
+            if sel.empty:
                 continue
-            ax.scatter(x + rng.uniform(-width / 6, width / 6, len(vals)), vals, s=22, color=color, alpha=0.8, lw=0,
-                       zorder=3)
+            xs = x + rng.uniform(-width / 6, width / 6, len(sel))
+            vals, flag = sel["samples_per_s"].to_numpy(float), sel["unsteady"].to_numpy(bool)
+            ax.scatter(xs[~flag], vals[~flag], s=22, color=color, alpha=0.8, lw=0, zorder=3)
+            ax.scatter(xs[flag], vals[flag], s=30, facecolor="none", edgecolor=color, lw=1.4, zorder=3)
             s = agg[(agg["group"] == g) & (agg["dev"] == dev)].iloc[0]
-            err = None if s["n"] < 2 else [[s["mean"] - max(s["lo"], s["mean"] * 1e-3)], [s["hi"] - s["mean"]]]
+            err = None if s["n"] < 2 else [[s["mean"] - s["lo"]], [s["hi"] - s["mean"]]]
             ax.errorbar([x], [s["mean"]], yerr=err, fmt="_", ms=22, mew=1.5, color="black", capsize=4, lw=1, zorder=5)
             ax.annotate(f"{s['mean']:,.0f}\nn={int(s['n'])}", (x + width * 0.28, s["mean"]), va="center",
                         fontsize=8, bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.8), zorder=4)
@@ -295,7 +301,10 @@ def throughput(a: Analysis) -> Iterator[Figure]:
     plain = FuncFormatter(lambda v, _: f"{v:,.0f}")
     ax.yaxis.set_major_formatter(plain)
     lo, hi = r["samples_per_s"].min(), r["samples_per_s"].max()
-    ax.set_ylim(lo / 1.4, hi * 1.4)  # the runs set the range; a wide CI (few runs) may run off it
+    # the CIs, too, up to 3x beyond the runs: a CI of two runs (t = 12.7) may be wider than that,
+    # and would squash every dot into a line
+    lo, hi = max(min(lo, agg["lo"].min()), lo / 3), min(max(hi, agg["hi"].max()), hi * 3)
+    ax.set_ylim(lo / 1.4, hi * 1.4)
     if hi / lo < 30:  # a narrow range has few decades: label some minor ticks too, in plain numbers
         ax.yaxis.set_minor_formatter(FuncFormatter(
             lambda v, _: f"{v:,.0f}" if round(v / 10 ** np.floor(np.log10(v))) in (2, 3, 5) else ""))
@@ -304,14 +313,20 @@ def throughput(a: Analysis) -> Iterator[Figure]:
     ax.set_xlabel(axis_name)
     ax.set_ylabel(f"{u.axis()}, log scale")
     handles = [Line2D([], [], marker="o", ls="", color=DEVICE_COLORS.get(d, (0.5, 0.5, 0.5)), label=d) for d in devices]
-    handles.append(Line2D([], [], marker="_", ms=14, mew=2.5, ls="", color="black", label="mean ± 95% CI"))
+    handles.append(Line2D([], [], marker="_", ms=14, mew=2.5, ls="", color="black",
+                          label="geometric mean, 95% CI"))
+    if r["unsteady"].any():
+        handles.append(Line2D([], [], marker="o", ls="", mfc="none", mec="black",
+                              label=f"epochs varied > {UNSTEADY_RATIO:g}×"))
     _legend_outside(ax, handles, "device")
     names = r.groupby("dev")["device_name"].agg(lambda s: ", ".join(sorted(set(map(str, s.dropna()))))) \
         if "device_name" in r.columns else {}
     on = "; ".join(f"{d}: {n}" for d, n in dict(names).items() if n)
     yield Figure(key="throughput", title="Training throughput by model and device",
                  caption=(f"Training samples per second after the warm-up steps, over all epochs of a run "
-                          f"(every run with a summary: a dot; black: mean and 95% CI, n runs). Log scale. "
+                          f"(every run with a summary: a dot; black: the geometric mean of n runs and its 95% CI, "
+                          f"both taken on the log scale the axis draws, so the interval is a ratio either side). "
+                          f"{'Hollow: a run whose fastest epoch was more than ' + format(UNSTEADY_RATIO, 'g') + '× its slowest (see the table of unsteady throughput). ' if r['unsteady'].any() else ''}"
                           f"{('Devices: ' + on + '.') if on else ''}"),
                  fig=fig)
 

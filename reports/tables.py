@@ -14,8 +14,8 @@ import pandas as pd
 
 from dl2bench import record as R
 
-from .analysis import (Analysis, Factor, aggregate, fmt, level_str, mean_std, not_counted, spread_digits,
-                       status_counts, unique_str)
+from .analysis import (UNSTEADY_RATIO, Analysis, Factor, aggregate, fmt, level_str, mean_std, not_counted,
+                       spread_digits, status_counts, target_label, throughput_spread, unique_str)
 from .figures import by, speed_groups
 from .load import BOOKKEEPING, COUNTED, REPLICATE
 from .units import goal_word
@@ -180,6 +180,16 @@ def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table
     cols = [c for c in _target_columns(done, prefix) if mon is None or c.startswith(f"{prefix}val_{mon}_")]
     if not cols or done.empty:
         return
+    reached_by = {c: pd.to_numeric(done[c], errors="coerce").notna().sum() for c in cols}
+    missed = [c for c in cols if not reached_by[c]]
+    cols = [c for c in cols if reached_by[c]]
+    targets = lambda cs: ", ".join(target_label(c, a.decl) for c in cs)  # noqa: E731
+    if not cols:  # a table of "not reached" cells says one thing: say it once
+        yield Table(key=key, title=title,
+                    caption="No run reached any of the task's targets within its epochs.",
+                    df=pd.DataFrame([{"targets": targets(missed),
+                                      "result": f"not reached by any run (0/{len(done)} runs with a summary)"}]))
+        return
     order = [l for l in a.ranked_levels(a.config_column) if l in set(done[a.config_column])][:MAX_RANKED]
     rows = []
     for lvl in order:
@@ -198,8 +208,9 @@ def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table
     u0 = a.unit(cols[0])
     yield Table(key=key, title=title,
                 caption=(f"Over the runs that reached the target: mean ± std{f' ({u0.unit})' if u0.unit else ''}, and how many of the "
-                         "runs with a summary reached it. 'not reached' = no run got there within its epochs. "
-                         "Time is training time only (evaluation excluded)."),
+                         "runs with a summary reached it. 'not reached' = no run of that configuration got there "
+                         "within its epochs. Time is training time only (evaluation excluded)."
+                         + (f" No run reached {targets(missed)}: not shown." if missed else "")),
                 df=pd.DataFrame(rows))
 
 
@@ -219,6 +230,31 @@ def time_to_target(a: Analysis) -> Iterator[Table]:
 def epochs_to_target(a: Analysis) -> Iterator[Table]:
     """Epochs to each of the task's target values of its monitored metric, per configuration."""
     yield from _to_target(a, "epochs_to_", f"Epochs to target {_monitored(a)}", "epochs-to-target")
+
+
+@table("speed")
+def unsteady_throughput(a: Analysis) -> Iterator[Table]:
+    """Runs whose training speed changed a lot between epochs: their one samples/s figure hides it."""
+    spread = throughput_spread(a.curves)
+    bad = spread[spread["unsteady"]]
+    if bad.empty:
+        return
+    runs = a.runs.set_index(["sweep", "run"])
+    u = a.unit("samples_per_s")
+    rows = []
+    for _, b in bad.sort_values("ratio", ascending=False).iterrows():
+        r = runs.loc[(b["sweep"], b["run"])] if (b["sweep"], b["run"]) in runs.index else pd.Series(dtype=object)
+        rows.append({"run": b["run"], "configuration": r.get(a.config_column, "–"),
+                     "device": str(r.get("device", "–")),
+                     f"slowest – fastest epoch ({u.unit})": f"{fmt(b['slowest'], u)} – {fmt(b['fastest'], u)}",
+                     "fastest/slowest": f"{b['ratio']:.2f}×", "epochs": int(b["epochs"])})
+    n = len(spread)
+    yield Table(key="unsteady-throughput", title="Unsteady throughput",
+                caption=(f"{len(bad)} of {n} runs with two or more timed epochs had a fastest epoch more than "
+                         f"{UNSTEADY_RATIO:g}× their slowest (warm-up steps excluded from both). Another process on "
+                         "the machine, thermal throttling or a shared GPU does this; such a run's samples/s is an "
+                         "average over changing conditions, and comparisons that rest on it are weaker."),
+                df=pd.DataFrame(rows))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -599,3 +599,65 @@ def test_level_tables_give_each_models_parameters_and_flops(tmp_path):
     df = next(by_level(a, a.factors[0])).df.set_index("model")
     assert df.loc["cnn", "parameters"] == "62,006" and df.loc["cnn", "forward FLOPs/sample"] == "1.3 MFLOP"
     assert df.loc["mlp", "parameters"] == "52,650–52,651" and df.loc["mlp", "forward FLOPs/sample"] == "105 kFLOP"
+
+
+def test_throughput_mean_and_ci_are_taken_in_log_space():
+    """Throughput is drawn on a log axis: two runs at 100 and 10,000 samples/s have the geometric mean
+    1,000, and a CI that is a ratio either side and stays above zero (an arithmetic one, 5,050 ± 63,000,
+    runs off the axis)."""
+    from reports.analysis import aggregate_log
+
+    df = pd.DataFrame({"g": ["a", "a", "b", "b", "b"], "v": [100.0, 10000.0, 50.0, 50.0, 50.0]})
+    out = aggregate_log(df, ["g"], "v").set_index("g")
+    assert out.loc["a", "mean"] == pytest.approx(1000.0)
+    assert 0 < out.loc["a", "lo"] < 100 and out.loc["a", "hi"] > 10000
+    assert out.loc["a", "lo"] * out.loc["a", "hi"] == pytest.approx(1000.0 ** 2)  # symmetric in log space
+    assert aggregate(df, ["g"], "v").set_index("g").loc["a", "lo"] < 0  # what the arithmetic CI gave
+    assert out.loc["b", ["mean", "lo", "hi"]].tolist() == pytest.approx([50.0, 50.0, 50.0])
+
+
+def test_targets_nobody_reached_collapse(tmp_path):
+    """A target no run reached is not a column of 'not reached' cells: the caption says it once; when
+    no run reached any target, the table is one line."""
+    from reports.tables import epochs_to_target, time_to_target
+
+    root = tmp_path / "s"
+    G.write_manifest(root, "s")
+    G.write_grid(root, {"optimizer": ["sgd", "adam"]}, seeds=(0, 1))
+    a = analyse(load_folders([root]))
+    t = next(time_to_target(a))
+    reached = [c for c in t.df.columns if c != "configuration"]
+    assert reached and all(not t.df[c].str.startswith("not reached (0/").all() for c in reached)
+    assert "No run reached" in t.caption and "≥ 90%" in t.caption and not any("90%" in c for c in reached)
+    for run in root.glob("*/summary.json"):  # now nobody reaches anything
+        s = json.loads(run.read_text())
+        run.write_text(json.dumps({k: (None if k.startswith(("time_to_", "epochs_to_")) else v) for k, v in s.items()}))
+    t = next(epochs_to_target(analyse(load_folders([root]))))
+    assert len(t.df) == 1 and list(t.df.columns) == ["targets", "result"]
+    assert t.df.iloc[0]["result"] == "not reached by any run (0/4 runs with a summary)"
+    assert "≥ 80%" in t.df.iloc[0]["targets"] and "≥ 90%" in t.df.iloc[0]["targets"]
+
+
+def test_throughput_that_changed_between_epochs_is_flagged(tmp_path):
+    """A run that slowed to 40% half-way (another process on the machine) is listed with its slowest and
+    fastest epoch and drawn hollow; steady runs are not listed."""
+    from reports.figures import throughput
+    from reports.tables import unsteady_throughput
+
+    root = tmp_path / "s"
+    G.write_manifest(root, "s")
+    G.write_grid(root, {"optimizer": ["sgd", "adam"]}, seeds=(0, 1))
+    assert list(unsteady_throughput(analyse(load_folders([root])))) == []
+    slow = G.write_run(root, {"optimizer": "adam", "seed": 2}, slowed=0.4)
+    a = analyse(load_folders([root]))
+    (t,) = unsteady_throughput(a)
+    assert t.df["run"].tolist() == [slow.name] and t.df.iloc[0]["configuration"] == "adam"
+    ratio = float(t.df.iloc[0]["fastest/slowest"].rstrip("×"))
+    assert 2.2 < ratio < 2.9 and "1 of 5 runs" in t.caption
+    fig = next(throughput(a))
+    from matplotlib.collections import PathCollection
+
+    dots = [c for c in fig.fig.axes[0].collections if isinstance(c, PathCollection)]
+    hollow = [c for c in dots if not len(c.get_facecolor())]
+    assert sum(len(c.get_offsets()) for c in hollow) == 1
+    assert "Hollow: a run whose fastest epoch" in fig.caption
