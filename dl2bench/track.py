@@ -6,6 +6,7 @@ import json
 import math
 import netrc
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List
@@ -14,12 +15,16 @@ from typing import Any, Dict, List
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over the target."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(clean(obj), f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(clean(obj), f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk: no half-written copy left behind
+        raise
 
 
 def clean(obj: Any) -> Any:
@@ -67,10 +72,47 @@ class Tracker:
     def restart_metrics(self, history: List[Dict]) -> None:
         """Make metrics.jsonl hold exactly `history` (after a resume: nothing logged twice)."""
         tmp = self.metrics_path.with_name(".metrics.jsonl.tmp")
-        with open(tmp, "w") as f:
-            for row in history:
-                f.write(json.dumps(clean(row)) + "\n")
-        os.replace(tmp, self.metrics_path)
+        try:
+            with open(tmp, "w") as f:
+                for row in history:
+                    f.write(json.dumps(clean(row)) + "\n")
+            os.replace(tmp, self.metrics_path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def logged_epochs(self) -> set:
+        """Epochs metrics.jsonl holds whole (a torn last line is not one)."""
+        out = set()
+        try:
+            lines = self.metrics_path.read_text().splitlines()
+        except OSError:
+            return out
+        for line in lines:
+            try:
+                out.add(json.loads(line)["epoch"])
+            except (ValueError, KeyError, TypeError):
+                pass
+        return out
+
+    def mirrored_epochs(self) -> set:
+        """Epochs W&B already holds for this run (call before start_wandb): offline, what its
+        records on disk say; online, what metrics.jsonl holds (each line goes to W&B right after)."""
+        local = self.logged_epochs()
+        if self.mode != "offline":
+            return local
+        try:
+            from .wandb_log import logged_epochs
+
+            return set(logged_epochs(self.out))
+        except Exception as e:  # noqa: BLE001 - a wandb whose format moved on: the best guess
+            warnings.warn(f"cannot read W&B's offline records in {self.out / 'wandb'} ({type(e).__name__}: {e}); "
+                          "assuming W&B has what metrics.jsonl has", RuntimeWarning, stacklevel=2)
+            return local
+
+    def mirror(self, row: Dict) -> None:
+        """W&B only: an epoch the local record has but W&B never got (see Trainer.fit)."""
+        self._wandb("log", lambda: self.wb.log(clean(row)))
 
     def log(self, row: Dict) -> None:
         with open(self.metrics_path, "a") as f:
@@ -100,6 +142,11 @@ class Tracker:
             import wandb
 
             cfg = self.cfg
+            token = re.match(r"^\w+-(\d+)-", os.environ.get("WANDB_SERVICE", ""))
+            if wandb.run is None and token and int(token.group(1)) != os.getpid():
+                # a service another process started (a notebook, the shell that submitted this job,
+                # a killed earlier attempt): its streams are not ours; "run ID in use" follows
+                os.environ.pop("WANDB_SERVICE")
             if wandb.run is not None:  # a W&B sweep agent started this run: mirror into it
                 self.owns_run = False  # and leave finishing it to the agent
                 wandb.run.config.update({**cfg.to_dict(), "run_id": self.run_id}, allow_val_change=True)
@@ -129,6 +176,15 @@ class Tracker:
             if self.wb is not None:
                 try:
                     self.wb.finish(exit_code=1)
+                except Exception:  # noqa: BLE001
+                    pass
+            if isinstance(e, ConnectionError) and self.owns_run:
+                # the service process is gone: tear down our end now, or wandb's atexit hook prints
+                # a traceback about it when the run has long finished (the next run starts a new one)
+                try:
+                    import wandb
+
+                    wandb.teardown()
                 except Exception:  # noqa: BLE001
                     pass
             self.wb = None

@@ -10,7 +10,7 @@ from typing import Dict, Optional, Sequence
 
 from .. import record as R
 from ..config import KEY_DOCS, ConfigError, RunConfig
-from .loop import run
+from .loop import RecordError, run
 
 def parse_args(argv: Sequence[str]) -> tuple:
     """`--key value` and `--key=value` (what a W&B agent passes) over the config's keys, plus --out."""
@@ -90,6 +90,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RecordError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # Ctrl-C: what is kept, and how to go on; no traceback
         print(f"\ninterrupted: every finished epoch is checkpointed in {out}; the same command resumes it",
               file=sys.stderr)

@@ -7,8 +7,10 @@ so best epoch, early stopping, targets and the summary follow whatever the task 
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import random
+import os
 import resource
 import sys
 import time
@@ -56,16 +58,29 @@ def run(config: Union[RunConfig, Mapping[str, Any]], out_dir: Union[str, Path]) 
     cfg = cfg.resolve()
     device = resolve_device(cfg)
     run_id = cfg.run_id()
-    tracker = Tracker(cfg, Path(out_dir), run_id)
+    try:
+        tracker = Tracker(cfg, Path(out_dir), run_id)
+    except OSError as e:  # a full or read-only disk before anything ran: one clear error
+        raise RecordError(f"run {run_id}: cannot write its record in {out_dir} ({e.strerror or e})") from None
     trainer = Trainer(cfg, device, tracker, run_id)
     try:
         summary = trainer.fit()
     except Exception as e:  # noqa: BLE001 - recorded, so a sweep shows why the run failed
-        summary = trainer.summary(R.FAILED, error=f"{type(e).__name__}: {e}",
-                                  traceback=traceback.format_exc())
-        trainer.say(f"run {run_id} failed: {type(e).__name__}: {e}")
-    tracker.finish(summary)
+        error = f"{type(e).__name__}: {e}"
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            error += f"; {trainer.kept()} Free space and run it again to resume."
+        summary = trainer.summary(R.FAILED, error=error, traceback=traceback.format_exc())
+        trainer.say(f"run {run_id} failed: {error}")
+    try:
+        tracker.finish(summary)
+    except OSError as e:  # a full disk may refuse even the small summary: say so without a traceback
+        raise RecordError(f"run {run_id}: cannot write {Path(out_dir) / 'summary.json'} ({e.strerror or e}); "
+                          f"{trainer.kept()} Free space and run it again to resume.") from None
     return summary
+
+
+class RecordError(OSError):
+    """The run's own record could not be written (a full disk); what is kept is said."""
 
 
 class Trainer:
@@ -82,6 +97,7 @@ class Trainer:
         self.facts: Dict[str, Any] = {}
         self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.resumes = 0
+        self.discarded: Optional[str] = None  # why an unreadable checkpoint was not resumed from
         self.best_val = -math.inf if self.monitored.goal == "maximize" else math.inf
         self.best_epoch = 0
         self.bad_epochs = 0
@@ -131,6 +147,17 @@ class Trainer:
                                     self.reg.clip_norm, self.autocast if amp else None,
                                     grad_norm=any(m.name == "grad_norm" for m in self.metrics))
 
+    def kept(self) -> str:
+        """What a rerun resumes from, for a failure message."""
+        if not self.cfg.checkpoint:
+            return "Checkpoints are off: a rerun starts from epoch 1."
+        try:
+            n = len(ckpt.load(self.ckpt_path)["history"]) if self.ckpt_path.exists() else 0
+        except ckpt.CheckpointError:
+            n = 0
+        return (f"The checkpoint of epoch {n} in {self.ckpt_path} is intact." if n
+                else "No epoch was checkpointed yet: a rerun starts from epoch 1.")
+
     def state(self) -> Dict[str, Any]:
         return {"model": self.model.state_dict(), "step": self.step.state_dict(),
                 "rng": ckpt.rng_state(self.data_gen), "history": self.history,
@@ -156,12 +183,26 @@ class Trainer:
     def fit(self) -> Dict[str, Any]:
         cfg = self.cfg
         self.setup()
-        saved = ckpt.load(self.ckpt_path) if cfg.checkpoint else None
+        saved = None
+        if cfg.checkpoint:
+            try:
+                saved = ckpt.load(self.ckpt_path)
+            except ckpt.CheckpointError as e:
+                # never resume from numbers that cannot be trusted: set the file aside (for a
+                # post-mortem), say so in the log and the summary, and train from epoch 1
+                aside = self.ckpt_path.with_name(self.ckpt_path.name + ".corrupt")
+                os.replace(self.ckpt_path, aside)
+                self.discarded = f"{e}; set aside as {aside.name}, trained from epoch 1"
+                self.say(f"warning: {self.discarded}")
         if saved is not None:
             self.restore(saved)
             self.say(f"resuming after epoch {len(self.history)} from {self.ckpt_path}")
+        mirrored = self.tracker.mirrored_epochs() if self.history else set()
         self.tracker.restart_metrics(self.history)  # exactly the checkpointed epochs, none twice
         self.tracker.start_wandb(resumed=saved is not None)
+        for row in self.history:  # checkpointed, but W&B never got it (killed before it was sent or
+            if row["epoch"] not in mirrored:  # while wandb's service still buffered it): send it now
+                self.tracker.mirror(row)
         status, reason = R.FINISHED, None
         monitor = R.val_key(self.monitored.name)
         for epoch in range(len(self.history) + 1, cfg.epochs + 1):
@@ -337,6 +378,7 @@ class Trainer:
             "started_at": self.started,
             "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "resumes": self.resumes,
+            "checkpoint_discarded": self.discarded,
         })
         cum = 0.0
         reached: Dict[float, tuple] = {}
