@@ -140,7 +140,8 @@ def style() -> Iterator[None]:
     rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("notebook", font_scale=0.9),
           "pdf.fonttype": 42,  # TrueType in the PDF: text stays searchable (pdftotext) and sharp
           "font.family": "DejaVu Sans", "axes.titleweight": "bold", "legend.title_fontsize": 10,
-          "svg.fonttype": "none"}
+          "svg.fonttype": "none",
+          "text.parse_math": False}  # a level "$\\alpha$" or "a_b^c" is text, never mathtext that can fail
     with matplotlib.rc_context(rc):
         yield
 
