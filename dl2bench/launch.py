@@ -262,12 +262,18 @@ def _detach_local_jobs() -> None:
 
     @functools.wraps(start)
     def detached(*args: Any, **kwargs: Any):
+        # nor do they hold our stdout/stderr: `submit.py | tee log` (or a test's pipe) would
+        # otherwise stay open until the last run ends; the jobs log to their own files anyway
+        folder = Path(kwargs.get("folder") or args[0])
+        folder.mkdir(parents=True, exist_ok=True)
         popen = subprocess.Popen
-        subprocess.Popen = functools.partial(popen, start_new_session=True)  # type: ignore[misc]
-        try:
-            return start(*args, **kwargs)
-        finally:
-            subprocess.Popen = popen  # type: ignore[misc]
+        with open(folder / "local-controller.err", "ab") as err:
+            subprocess.Popen = functools.partial(popen, start_new_session=True, stdin=subprocess.DEVNULL,  # type: ignore[misc]
+                                                 stdout=subprocess.DEVNULL, stderr=err)
+            try:
+                return start(*args, **kwargs)
+            finally:
+                subprocess.Popen = popen  # type: ignore[misc]
 
     L.start_controller = detached
 
