@@ -116,6 +116,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for d in sw.damaged:  # the report says it too; here so that a script's log shows it
+        print(f"warning: {d}", file=sys.stderr)
     n = len(sw.runs)
     print(f"{sw.name}: {n} run{'s' if n != 1 else ''} -> " + ", ".join(str(p) for p in paths.values())
           + f" ({time.perf_counter() - t0:.1f} s)")

@@ -253,7 +253,7 @@ def _heatmap(a: Analysis, ok: pd.DataFrame, fa: Factor, fb: Factor, u) -> Figure
 
 def speed_groups(runs: pd.DataFrame) -> Tuple[pd.Series, str]:
     """Each run's speed group label (model, plus batch size where it varies) and its axis name."""
-    model = runs["model"].astype(str) if "model" in runs.columns else pd.Series("all", index=runs.index)
+    model = runs["model"].fillna("unknown").astype(str) if "model" in runs.columns else pd.Series("all", index=runs.index)
     if "batch_size" in runs.columns and runs["batch_size"].nunique() > 1:
         return model + ", batch " + runs["batch_size"].map(lambda v: f"{v:g}" if isinstance(v, float) else str(v)), \
             "model, batch size"

@@ -62,6 +62,7 @@ class Sweep:
     key_tasks: Dict[str, set] = field(default_factory=dict)  # config/summary key -> tasks whose runs have it
     described: List[str] = field(default_factory=list)  # "<sweep>: <its file's description>", from the manifests
     smoke: List[str] = field(default_factory=list)  # "<sweep>: <its --smoke overrides>" for sweeps submitted so
+    damaged: List[str] = field(default_factory=list)  # files that could not be read: the report goes on without them
 
     def task_of(self) -> pd.Series:
         """Each run's task (UNKNOWN_TASK where its config is unknown)."""
@@ -123,6 +124,8 @@ def read_json(path: Path) -> Any:
         text = path.read_text()
     except OSError as e:
         raise ReportError(f"{path}: cannot read ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ReportError(f"{path}: invalid JSON: not UTF-8 text (byte {e.start})") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -135,7 +138,7 @@ def read_metrics(path: Path, complete: bool) -> Tuple[List[Dict[str, Any]], Opti
     if not path.exists():
         return [], None
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(errors="replace").splitlines()  # a damaged byte spoils its line only
     except OSError as e:
         raise ReportError(f"{path}: cannot read ({e.strerror or e})") from None
     rows: List[Dict[str, Any]] = []
@@ -151,9 +154,23 @@ def read_metrics(path: Path, complete: bool) -> Tuple[List[Dict[str, Any]], Opti
             if not complete and i == len(lines):
                 note = f"{path}: dropped a torn last line {i} (the run was killed while writing it)"
                 break
-            raise ReportError(f"{path}: line {i} is not a JSON object ({e})") from None
+            # damaged in the middle: no curve of this run can be trusted, its summary still can
+            raise Damaged(f"{path}: line {i} is not a JSON object ({e}); this run's learning curves are left out")
         rows.append(row)
     return rows, note
+
+
+class Damaged(ValueError):
+    """A run's file that cannot be read: the report goes on without it and says so."""
+
+
+def read_json_or_damaged(path: Path) -> Any:
+    try:
+        return read_json(path)
+    except ReportError as e:
+        if "cannot read" in str(e):  # a permission or I/O problem, not damage: the user must act
+            raise
+        raise Damaged(str(e)) from None
 
 
 def is_run_folder(p: Path) -> bool:
@@ -169,10 +186,16 @@ def read_store(folder: Path) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
     if is_run_folder(folder):  # a single run's folder given directly
         return {}, [read_run(folder, folder.parent.name or folder.name)]
     manifest: Dict[str, Any] = {}
+    damage = []
     if (folder / "manifest.json").exists():
-        manifest = read_json(folder / "manifest.json")
-        if not isinstance(manifest, dict):
-            raise ReportError(f"{folder / 'manifest.json'}: expected a JSON object")
+        try:
+            manifest = read_json_or_damaged(folder / "manifest.json")
+            if not isinstance(manifest, dict):
+                raise Damaged(f"{folder / 'manifest.json'}: expected a JSON object, found {type(manifest).__name__}")
+        except Damaged as e:
+            manifest = {}
+            damage.append(f"{e}; the sweep is named after its folder, and runs that never started are not "
+                          "listed")
     try:
         children = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     except OSError as e:
@@ -182,6 +205,8 @@ def read_store(folder: Path) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
     name = sweep_name(manifest, folder)
     planned = manifest_runs(manifest)
     runs = [read_run(p, name, planned.get(p.name)) for p in children if is_run_folder(p)]
+    if runs and damage:
+        runs[0]["damaged"] = damage + runs[0].get("damaged", [])
     have = {p.name for p in children}
     for rid, cfg in planned.items():  # submitted (or planned) but no folder yet: queued, not lost
         if rid not in have:
@@ -216,23 +241,46 @@ def manifest_runs(manifest: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
 def read_run(run_dir: Path, sweep: str, planned: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """One run folder -> a record; no summary.json means still running or killed: 'incomplete'.
     A folder without config.json (a job lost before it started) takes its config from the manifest."""
-    config = read_json(run_dir / "config.json") if (run_dir / "config.json").exists() else {}
-    if not isinstance(config, dict):
-        raise ReportError(f"{run_dir / 'config.json'}: expected a JSON object")
+    damaged: List[str] = []
+    corrupt = None
+
+    def whole(name: str) -> Optional[Dict[str, Any]]:
+        if not (run_dir / name).exists():
+            return None
+        try:
+            obj = read_json_or_damaged(run_dir / name)
+            if not isinstance(obj, dict):
+                raise Damaged(f"{run_dir / name}: expected a JSON object, found {type(obj).__name__}")
+            return obj
+        except Damaged as e:
+            damaged.append(str(e))
+            return None
+
+    config = whole("config.json") or {}
+    if damaged:
+        damaged[-1] += ("; its config is taken from manifest.json" if planned else
+                        "; its factor levels are unknown")
     source = "run" if config else "manifest" if planned else "none"
     if not config and planned:
         config = dict(planned)
-    summary = None
-    if (run_dir / "summary.json").exists():
-        summary = read_json(run_dir / "summary.json")
-        if not isinstance(summary, dict):
-            raise ReportError(f"{run_dir / 'summary.json'}: expected a JSON object")
-    metrics, note = read_metrics(run_dir / "metrics.jsonl", complete=summary is not None)
+    n = len(damaged)
+    summary = whole("summary.json")
+    if len(damaged) > n:
+        corrupt = f"summary.json is damaged ({damaged[-1].split(': ', 1)[-1]}): its results are not counted"
+        damaged[-1] += "; the run is listed as failed and its results are not counted"
+    try:
+        metrics, note = read_metrics(run_dir / "metrics.jsonl", complete=summary is not None or corrupt is not None)
+    except Damaged as e:
+        metrics, note = [], None
+        damaged.append(str(e))
     notes = [note] if note else []
     if not config:
         notes.append(f"{run_dir}: no config.json and not in manifest.json; its factor levels are unknown")
-    return {"sweep": sweep, "run": run_dir.name, "path": str(run_dir), "config": config, "config_source": source,
-            "summary": summary, "metrics": metrics, "notes": notes}
+    rec = {"sweep": sweep, "run": run_dir.name, "path": str(run_dir), "config": config, "config_source": source,
+           "summary": summary, "metrics": metrics, "notes": notes, "damaged": damaged}
+    if corrupt:
+        rec["corrupt"] = corrupt
+    return rec
 
 
 def sweep_name(manifest: Dict[str, Any], folder: Path) -> str:
@@ -293,6 +341,7 @@ def assemble(name: str, metric: Any, records: Iterable[Dict[str, Any]],
     `metric`: the sweep's stated metric (name, goal|None) for every run, {sweep name: (name, goal)},
     or None (each task's declared headline)."""
     rows, curve_rows, notes = [], [], []
+    damaged: List[str] = []
     config_keys: Dict[str, None] = {}
     declared: Dict[str, Dict[str, set]] = {}  # task -> metric name -> the distinct declarations
     heads: Dict[str, Dict[Tuple, int]] = {}  # task -> (family, headline, monitor) -> runs
@@ -315,7 +364,10 @@ def assemble(name: str, metric: Any, records: Iterable[Dict[str, Any]],
         for key, unresolved in RESOLVED_BY_SUMMARY.items():
             if summary and summary.get(key) is not None and row.get(key) in unresolved:
                 row[key] = summary[key]
-        if summary is None:
+        if summary is None and rec.get("corrupt"):
+            row.update(status=R.FAILED, reason=rec["corrupt"],
+                       epochs_completed=sum(1 for m in rec["metrics"] if any(str(k).startswith("val_") for k in m)))
+        elif summary is None:
             epochs = len(rec["metrics"])
             row.update(status=R.INCOMPLETE,
                        reason=rec.get("reason") or f"no summary.json: still running or killed after {epochs} epoch(s)",
@@ -352,6 +404,8 @@ def assemble(name: str, metric: Any, records: Iterable[Dict[str, Any]],
             if m.get("epoch") is not None:
                 curve_rows.append({"sweep": rec["sweep"], "run": rec["run"], **m})
         notes += rec.get("notes", [])
+        damaged += rec.get("damaged", [])
+    notes += damaged
     runs = pd.DataFrame(rows)
     if runs.empty:
         raise ReportError(f"{', '.join(sources)}: no runs")
@@ -370,7 +424,7 @@ def assemble(name: str, metric: Any, records: Iterable[Dict[str, Any]],
                      "differently there are missing. A newer dl2bench reads them in full.")
     sw = Sweep(name=name, metric="", goal="maximize", runs=runs, curves=curves, config_keys=list(config_keys),
                sources=list(sources), git_sha=list(dict.fromkeys(git_sha)), created=list(created), notes=notes,
-               key_tasks=key_tasks)
+               key_tasks=key_tasks, damaged=damaged)
     tasks = list(dict.fromkeys(sw.task_of()))
     several = len(tasks) > 1
     for task in tasks:

@@ -310,7 +310,7 @@ def test_report_from_real_training_runs(tiny, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # bad input: one clear error naming the path, exit status 2, nothing written
 
-@pytest.mark.parametrize("case", ["missing", "empty", "no_runs", "bad_summary", "bad_config", "bad_metrics"])
+@pytest.mark.parametrize("case", ["missing", "empty", "no_runs"])
 def test_bad_input_is_one_clear_error(tmp_path, capsys, case):
     root = tmp_path / "sweep"
     if case != "missing":
@@ -319,18 +319,55 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys, case):
     if case == "no_runs":
         (root / "notes.txt").write_text("hello")
         (root / "logs").mkdir()
-    if case.startswith("bad_"):
-        G.write_grid(root, {"optimizer": ["sgd", "adam"]}, seeds=(0,))
-        run_dir = sorted(p for p in root.iterdir() if p.is_dir())[0]
-        culprit = run_dir / {"bad_summary": "summary.json", "bad_config": "config.json",
-                             "bad_metrics": "metrics.jsonl"}[case]
-        text = culprit.read_text()
-        culprit.write_text(text[: len(text) // 3] + "\n" + text[len(text) // 2:] if case == "bad_metrics" else text[:20])
     assert build.main([str(root)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and str(culprit) in err[0], err
     if root.exists():
         assert not [p.name for p in root.iterdir() if p.name in OUTPUTS or ".tmp" in p.name]
+
+
+@pytest.mark.parametrize("case", ["bad_summary", "binary_summary", "bad_config", "bad_metrics", "bad_manifest",
+                                  "list_manifest"])
+def test_damaged_files_are_named_and_the_report_still_builds(tmp_path, capsys, case):
+    """A damaged file (a disk error, a hand edit) is named on stderr and in the report's notes; the
+    report is built from what can be trusted: a run with a damaged summary is listed as failed and not
+    counted, one with damaged metrics keeps its results but loses its curves; never wrong numbers."""
+    root = tmp_path / "sweep"
+    G.write_grid(root, {"optimizer": ["sgd", "adam"]}, seeds=(0, 1), manifest="sweep")
+    run_dir = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    m = json.loads((root / "manifest.json").read_text())  # the configs, as the launcher records them
+    m["runs"] = {p.name: json.loads((p / "config.json").read_text()) for p in root.iterdir() if p.is_dir()}
+    (root / "manifest.json").write_text(json.dumps(m))
+    culprit = root / "manifest.json" if case.endswith("manifest") else \
+        run_dir / {"bad_summary": "summary.json", "binary_summary": "summary.json", "bad_config": "config.json",
+                   "bad_metrics": "metrics.jsonl"}[case]
+    text = culprit.read_text()
+    if case == "bad_metrics":  # a line torn in the middle of a finished run's file
+        lines = text.splitlines()
+        culprit.write_text("\n".join(lines[:1] + [lines[1][:25]] + lines[2:]) + "\n")
+    elif case == "binary_summary":
+        culprit.write_bytes(b"\xff\xfe\x00garbage")
+    elif case == "list_manifest":
+        culprit.write_text("[1, 2]")
+    else:
+        culprit.write_text(text[:20])
+    assert build.main([str(root)]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("warning: ") and str(culprit) in err[0], err
+    runs = pd.read_csv(root / "runs.csv")
+    html = (root / "report.html").read_text()
+    assert str(culprit) in html
+    mine = runs[runs["run"] == run_dir.name].iloc[0]
+    if case.endswith("summary"):
+        assert mine["status"] == "failed" and "summary.json is damaged" in mine["reason"]
+        assert pd.isna(mine.get("test_acc"))
+    else:
+        assert mine["status"] == "finished" and 0 < mine["test_acc"] < 1
+    curves = pd.read_csv(root / "curves.csv")
+    assert (run_dir.name in set(curves["run"])) == (case != "bad_metrics")
+    if case == "bad_config":
+        assert mine["optimizer"] in ("sgd", "adam")  # from the manifest
+    assert len(runs) == 4
 
 
 def test_command_line_exit_status(tmp_path):
