@@ -319,12 +319,41 @@ def manifest_path(root: Path) -> Path:
 
 
 def load_manifest(root: Path) -> Dict[str, Any]:
+    path = manifest_path(root)
     try:
-        return json.loads(manifest_path(root).read_text())
+        m = json.loads(path.read_text())
     except FileNotFoundError:
         return {"runs": {}, "submissions": []}
     except ValueError as e:
-        raise SweepError(f"{manifest_path(root)}: unreadable manifest ({e}); move it away to start afresh") from None
+        raise SweepError(f"{path}: unreadable manifest ({e}); move it away to start afresh") from None
+    problem = manifest_problem(m)
+    if problem:
+        raise SweepError(f"{path}: {problem} (edited by hand?); restore it, or move it away to start afresh "
+                         "(runs already done are found again by their folders)")
+    return m
+
+
+def manifest_problem(m: Any) -> Optional[str]:
+    """What is wrong with a manifest's shape, as the launcher wrote it; None when nothing is."""
+    if not isinstance(m, dict):
+        return f"expected a JSON object, found {type(m).__name__}"
+    runs = m.get("runs", {})
+    if not isinstance(runs, dict) or not all(isinstance(c, dict) or c is None for c in runs.values()):
+        return "'runs' must map each run id to its config"
+    subs = m.get("submissions", [])
+    if not isinstance(subs, list):
+        return "'submissions' must be a list"
+    for i, sub in enumerate(subs):
+        if not isinstance(sub, dict):
+            return f"submissions[{i}] must be an object"
+        try:
+            datetime.fromisoformat(str(sub.get("time")))
+        except ValueError:
+            return f"submissions[{i}].time must be an ISO date and time, found {sub.get('time')!r}"
+        jobs = sub.get("jobs", {})
+        if not isinstance(jobs, dict) or not all(isinstance(j, str) for j in jobs.values()):
+            return f"submissions[{i}].jobs must map each run id to a job id"
+    return None
 
 
 def job_states(cluster: str, job_ids: Sequence[str]) -> Dict[str, str]:

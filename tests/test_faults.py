@@ -352,3 +352,32 @@ def test_sigkilled_training_process_resumes_on_resubmit(tmp_path, job_env, need_
     assert s["status"] == "finished" and s["resumes"] == 1, s
     assert epochs(root / rid) == [1, 2, 3, 4, 5, 6]
     assert _wandb_epochs(root / rid, 6) == [1, 2, 3, 4, 5, 6]
+
+
+# ---------------------------------------------------------------------------------------------
+# a manifest edited by hand
+
+@pytest.mark.parametrize("text, said", [
+    ("[1]", "expected a JSON object, found list"),
+    ('{"runs": [1, 2]}', "'runs' must map each run id to its config"),
+    ('{"runs": {}, "submissions": "x"}', "'submissions' must be a list"),
+    ('{"runs": {}, "submissions": [{"jobs": {}}]}', "submissions[0].time must be an ISO date and time"),
+    ('{"runs": {}, "submissions": [{"time": "2026-12-01T10:00:00", "jobs": {"a": 5}}]}',
+     "submissions[0].jobs must map each run id to a job id"),
+    ('{"runs": {', "unreadable manifest"),
+])
+@pytest.mark.parametrize("action", ["--status", "--dry-run", "submit"])
+def test_a_manifest_edited_by_hand_is_named_not_a_traceback(tmp_path, text, said, action):
+    """--status, --dry-run and a submission each stop at a damaged manifest with one error that
+    names it and what is wrong (exit 2), and submit nothing."""
+    p = tmp_path / "mf.yaml"
+    p.write_text("name: mf\nmethod: grid\nparameters:\n  task: {value: fashion_mnist}\n  epochs: {value: 1}\n")
+    (tmp_path / "runs" / "mf").mkdir(parents=True)
+    (tmp_path / "runs" / "mf" / "manifest.json").write_text(text)
+    r = subprocess.run([sys.executable, str(SUBMIT), str(p), "--out", str(tmp_path / "runs"), "--cluster", "debug",
+                        "--wandb", "disabled"] + ([action] if action != "submit" else []),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    err = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(err) == 1 and "manifest.json" in err[0] and said in err[0], r.stderr
+    assert sorted(q.name for q in (tmp_path / "runs" / "mf").iterdir()) == ["manifest.json"]
