@@ -168,10 +168,14 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
     except _DuplicateKey as e:
         raise SweepError(f"{path}:{e.line}: {e.key}: duplicate key (YAML would silently keep only the "
                          "last one)") from None
+    except yaml.reader.ReaderError as e:  # a character YAML cannot hold; its str() spans lines
+        raise SweepError(f"{path}: YAML syntax error: character {chr(e.character) if isinstance(e.character, int) else e.character!r}"
+                         f" at offset {e.position}: "
+                         f"{e.reason}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
         if "could not determine a constructor for the tag" in problem:
             problem = (f"the tag {problem.split('tag', 1)[1].strip()} is not allowed: a sweep file is plain "
                        "YAML data, read with a safe loader (nothing in it is imported or run)")
@@ -218,8 +222,12 @@ def _strict_loader():
 
 
 def _check_plain_keys(obj: Any, where: str, at: str) -> None:
-    """Every mapping key a string: W&B's server holds JSON, whose keys are strings, and a YAML key
-    such as 1, yes or null would reach it as another key than the one written."""
+    """Every mapping key a string and every value JSON's: W&B's server holds JSON, so a YAML key such
+    as 1, yes or null would reach it as another key than the one written, and a date or !!binary
+    value as a string it never was."""
+    if not isinstance(obj, (dict, list, str, int, float, type(None))):
+        raise SweepError(f"{where}: {at.rstrip('.') or 'the file'}: {obj!r} is a YAML {type(obj).__name__}, not "
+                         "plain data (a string, number, true/false, null, list or mapping); quote it if it is text")
     if isinstance(obj, dict):
         for k, v in obj.items():
             if not isinstance(k, str):
