@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import typing
 from typing import Any, Dict, Mapping, Tuple
 
@@ -128,18 +129,29 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             if isinstance(value, float) and value.is_integer():
-                return int(value)
-            if isinstance(value, (int, str)):
-                return int(value)
-            raise ValueError
-        if base is float:
-            if isinstance(value, bool):
+                value = int(value)
+            elif isinstance(value, str):
+                value = int(value)
+            elif not isinstance(value, int):
                 raise ValueError
-            return float(value)
+            if not -2 ** 63 <= value < 2 ** 63:  # torch, numpy and the results' JSON readers hold int64
+                raise ConfigError(f"{key}: expected an integer that fits in 64 bits, got {value!r}")
+            return value
+        if base is float:
+            if isinstance(value, (bool, list, dict)):
+                raise ValueError
+            value = float(value)
+            if not math.isfinite(value):  # a NaN or infinite setting is a typo, and no JSON can hold it
+                raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+            return value
         if base is str:
             if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                if "\0" in str(value):  # no path, name or W&B field can hold it
+                    raise ConfigError(f"{key}: a NUL byte in {str(value)!r}")
                 return str(value)
             raise ValueError
-    except (TypeError, ValueError):
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, OverflowError):
         pass
     raise ConfigError(f"{key}: expected {base.__name__}, got {value!r}")

@@ -75,7 +75,7 @@ def validate(cfg: Any, family_check: bool = True) -> None:
         v = getattr(cfg, key)
         if v is not None and not v > 0:
             raise ConfigError(f"{key}: expected a positive number, got {v!r}")
-    non_negative = ("weight_decay", "warmup_epochs", "step_every", "train_size", "val_size",
+    non_negative = ("seed", "weight_decay", "warmup_epochs", "step_every", "train_size", "val_size",
                     "test_size", "num_workers", "threads", "warmup_steps", "init_std",
                     "plateau_patience", "min_lr_ratio", "reg_strength")
     for key in non_negative:

@@ -28,8 +28,28 @@ from dl2bench.sweep import SLURM_KEYS, SweepError  # noqa: E402
 SLURM_FLAGS = {k: t for k, t in SLURM_KEYS.items() if t in (str, int, float)}
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad input is one line, as every other refusal here is (the usage block buried it)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (python jobs/submit.py --help)\n")
+
+
+def _number(typ, low, what):
+    """An argparse type: a finite number >= low (argparse names the flag when this raises)."""
+    def parse(text):
+        import math
+
+        value = typ(text)
+        if not (math.isfinite(value) and value >= low):
+            raise ValueError
+        return value
+    parse.__name__ = what  # argparse's message: "invalid <what> value: 'x'"
+    return parse
+
+
 def parse(argv):
-    p = argparse.ArgumentParser(prog="jobs/submit.py", description=__doc__.split("\n\n")[0],
+    p = _Parser(prog="jobs/submit.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", help="a sweep YAML file (W&B sweep format + a slurm: block)")
     p.add_argument("--cluster", default="auto", help="auto | slurm | local | debug (default auto)")
@@ -44,9 +64,9 @@ def parse(argv):
     p.add_argument("--smoke", action="store_true", help="apply the sweep's slurm.smoke overrides (laptop size)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a run config key in every run (repeatable), e.g. --set device=cpu")
-    p.add_argument("--parallel", type=int, default=1,
+    p.add_argument("--parallel", type=_number(int, 1, "count (>= 1)"), default=1,
                    help="local executor: runs at a time (default 1: timings stay honest)")
-    p.add_argument("--poll", type=float, default=None, help="--wait: seconds between status checks")
+    p.add_argument("--poll", type=_number(float, 0.01, "seconds (>= 0.01)"), default=None, help="--wait: seconds between status checks")
     p.add_argument("--sbatch", action="append", default=[], metavar="FLAG=VALUE",
                    help="extra sbatch flag (repeatable), e.g. --sbatch mail-type=END")
     for flag, typ in SLURM_FLAGS.items():

@@ -33,6 +33,8 @@ def parse_args(argv: Sequence[str]) -> tuple:
         i += 1
         key = key.replace("-", "_")
         if key in ("out", "out_dir"):
+            if not value.strip() or "\0" in value:  # '' would be the current folder, NUL no path at all
+                raise ConfigError(f"out: expected a folder for the run's files, got {value!r}")
             out = value
         elif key == "rerun":
             if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
