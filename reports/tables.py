@@ -174,7 +174,7 @@ def _target_columns(runs: pd.DataFrame, prefix: str) -> List[str]:
     return sorted(cols, key=lambda c: float(c.rsplit("_", 1)[1]))
 
 
-def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table]:
+def _to_target(a: Analysis, prefix: str, title: str, key: str, say_none: bool = True) -> Iterator[Table]:
     done = a.runs[a.runs["status"] != R.INCOMPLETE]
     mon = a.decl.monitor
     cols = [c for c in _target_columns(done, prefix) if mon is None or c.startswith(f"{prefix}val_{mon}_")]
@@ -185,8 +185,10 @@ def _to_target(a: Analysis, prefix: str, title: str, key: str) -> Iterator[Table
     cols = [c for c in cols if reached_by[c]]
     targets = lambda cs: ", ".join(target_label(c, a.decl) for c in cs)  # noqa: E731
     if not cols:  # a table of "not reached" cells says one thing: say it once
+        if not say_none:
+            return
         yield Table(key=key, title=title,
-                    caption="No run reached any of the task's targets within its epochs.",
+                    caption="No run reached any of the task's targets within its epochs (so no epochs to target either).",
                     df=pd.DataFrame([{"targets": targets(missed),
                                       "result": f"not reached by any run (0/{len(done)} runs with a summary)"}]))
         return
@@ -229,7 +231,8 @@ def time_to_target(a: Analysis) -> Iterator[Table]:
 @table("speed")
 def epochs_to_target(a: Analysis) -> Iterator[Table]:
     """Epochs to each of the task's target values of its monitored metric, per configuration."""
-    yield from _to_target(a, "epochs_to_", f"Epochs to target {_monitored(a)}", "epochs-to-target")
+    # no target reached: the time table has said so for both
+    yield from _to_target(a, "epochs_to_", f"Epochs to target {_monitored(a)}", "epochs-to-target", say_none=False)
 
 
 @table("speed")
