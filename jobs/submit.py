@@ -226,11 +226,11 @@ def wait(root: Path, cluster: str, poll) -> int:
         done = sum(epochs[rid] if st[rid][0] not in ("queued", "running", "missing") else len(logged[rid])
                    for rid in epochs) if total_epochs else ended
         now = time.monotonic()
-        left = _seconds_left(manifest["runs"], epochs, logged, st)
-        eta = f", about {_minutes(left)} left" if left is not None else ""
         # the run training now: running, with epochs logged and no summary yet (a task runs its runs in turn)
         running = sorted((rid for rid, (s_, _) in st.items() if s_ == "running"),
                          key=lambda rid: (not (root / rid / "metrics.jsonl").exists(), rid))
+        left = _seconds_left(manifest["runs"], epochs, logged, st, _in_progress(root, running))
+        eta = f", about {_minutes(left)} left" if left is not None else ""
         what = f"; now {_describe(manifest['runs'][running[0]])}" if running else ""
         bar.n = done
         bar.set_postfix_str(f"runs {ended}/{total}{eta}", refresh=True)
@@ -245,6 +245,17 @@ def wait(root: Path, cluster: str, poll) -> int:
     return report_status(root, st)
 
 
+def _in_progress(root: Path, running: list):
+    """(run id, seconds since its last epoch ended, or since it started) of the run training now."""
+    for rid in running:
+        for name in ("metrics.jsonl", "config.json"):
+            try:
+                return rid, max(0.0, time.time() - (root / rid / name).stat().st_mtime)
+            except OSError:
+                continue
+    return None
+
+
 def _epoch_times(run_dir: Path) -> list:
     """Seconds of each logged epoch of a run (training and evaluation)."""
     import json
@@ -256,10 +267,12 @@ def _epoch_times(run_dir: Path) -> list:
     return [float(r.get("train_time") or 0) + float(r.get("eval_time") or 0) for r in rows]
 
 
-def _seconds_left(configs, epochs, logged, st):
+def _seconds_left(configs, epochs, logged, st, current=None):
     """The epochs still to run, each costed at the measured epoch time of runs of the same model (else of
     any run), divided among the runs training at once; None before any epoch was measured. Models differ
-    by 100x in cost, so a sweep-wide rate would promise the end too early when the slow ones come last."""
+    by 100x in cost, so a sweep-wide rate would promise the end too early when the slow ones come last.
+    `current`: (run id, seconds its epoch in progress has taken so far): an epoch of that model takes at
+    least that long, which corrects the guess for a model not measured yet (or a machine slowed down)."""
     import statistics
 
     by_model, every = {}, []
@@ -270,11 +283,16 @@ def _seconds_left(configs, epochs, logged, st):
     if not every:
         return None
     overall = statistics.fmean(every)
+    per_epoch = {m: statistics.fmean(t) for m, t in by_model.items()}
+    if current is not None:
+        model = (configs.get(current[0]) or {}).get("model")
+        per_epoch[model] = max(per_epoch.get(model, overall), current[1])
     work = 0.0
     for rid, n in epochs.items():
         if st[rid][0] in ("queued", "running", "missing"):
-            per = by_model.get((configs.get(rid) or {}).get("model"))
-            work += max(0, n - len(logged[rid])) * (statistics.fmean(per) if per else overall)
+            work += max(0, n - len(logged[rid])) * per_epoch.get((configs.get(rid) or {}).get("model"), overall)
+    if current is not None and current[0] in epochs and len(logged[current[0]]) < epochs[current[0]]:
+        work -= min(current[1], per_epoch[(configs.get(current[0]) or {}).get("model")])  # done of that epoch
     training = sum(1 for rid in epochs if st[rid][0] == "running" and logged[rid])
     return work / max(1, training)
 
