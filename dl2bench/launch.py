@@ -501,6 +501,42 @@ def sweep_lock(root: Path, wait_s: float = 600.0, say=None):
 # ---------------------------------------------------------------------------------------------
 # the manifest and run status
 
+_RUN_IDS: Dict[int, Tuple[Any, str]] = {}
+
+
+def rid_of(cfg: RunConfig) -> str:
+    """cfg.run_id(), worked out once per config object: the config module caches 4,096 ids, and a
+    50,000-run sweep asks for each id several times (then each asking hashes the whole config again)."""
+    got = _RUN_IDS.get(id(cfg))
+    if got is None or got[0] is not cfg:  # the object is kept with its id, so an id is never reused
+        got = _RUN_IDS[id(cfg)] = (cfg, cfg.run_id())
+    return got[1]
+
+
+INDENTED_UP_TO = 2000  # runs; a bigger manifest is written compact
+
+
+def write_manifest(root: Path, manifest: Dict[str, Any]) -> None:
+    """The manifest, atomically. Indented JSON (readable, editable) up to INDENTED_UP_TO runs; beyond
+    it compact: an indent makes json use its pure-Python encoder, 30 s and 140 MB for 50,000 runs."""
+    if len(manifest.get("runs") or ()) <= INDENTED_UP_TO:
+        write_json_atomic(manifest_path(root), manifest)
+        return
+    from .track import clean
+
+    try:
+        text = json.dumps(manifest, sort_keys=True, allow_nan=False)
+    except ValueError:  # a NaN somewhere: JSON has none, null as the results store writes it
+        text = json.dumps(clean(manifest), sort_keys=True)
+    path = manifest_path(root)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def manifest_path(root: Path) -> Path:
     return root / "manifest.json"
 
@@ -633,13 +669,13 @@ class Plan:
 def plan(sweep: Sweep, root: Path, cluster: str, force: bool = False, parallel: int = 1) -> Plan:
     """Decide what to launch: every run not done, not queued and not running (all with --force)."""
     manifest = load_manifest(root) if root.exists() else {"runs": {}, "submissions": []}
-    manifest = {**manifest, "runs": {**manifest["runs"], **{c.run_id(): None for c in sweep.runs}}}
+    manifest = {**manifest, "runs": {**manifest["runs"], **{rid_of(c): None for c in sweep.runs}}}
     status = run_status(root, manifest, mark_lost=False) if root.exists() else {}
     groups: Dict[Resources, List[RunConfig]] = {}
     skipped = {}
     offered = gpus_offered(cluster, sweep.slurm)
     for cfg in sweep.runs:
-        rid = cfg.run_id()
+        rid = rid_of(cfg)
         st = status.get(rid, ("missing", ""))
         if not force and st[0] in DONE + (R.QUEUED, R.RUNNING):
             skipped[rid] = st
@@ -673,8 +709,10 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
                          "metric": sweep.metric, "description": sweep.wandb_config.get("description", "")}
     manifest["wandb_config"] = sweep.wandb_config
     manifest["slurm"] = sweep.slurm
+    as_dict = {}
     for cfg in sweep.runs:
-        manifest["runs"].setdefault(cfg.run_id(), cfg.to_dict())
+        as_dict[rid_of(cfg)] = cfg.to_dict()  # this submit's settings (bookkeeping keys may differ from the last)
+        manifest["runs"].setdefault(rid_of(cfg), as_dict[rid_of(cfg)])
     sub: Dict[str, Any] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            "cluster": p.cluster, "git_sha": git_sha(), "command": command,
                            "host": os.uname().nodename, "jobs": {}, "arrays": []}
@@ -689,7 +727,7 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
     try:
         for res, cfgs in p.groups.items():
             for cfg in cfgs:  # a relaunch starts from a clean record (the checkpoint stays)
-                stale = root / cfg.run_id() / "summary.json"
+                stale = root / rid_of(cfg) / "summary.json"
                 if stale.exists():
                     set_aside.append(stale)
                     stale.rename(stale.with_name(SET_ASIDE))
@@ -698,7 +736,7 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
             for n_tasks in p.arrays.get(res) or [len(parts)]:
                 these = parts[start : start + n_tasks]
                 start += n_tasks
-                items = [[(cfg.to_dict(), str(root / cfg.run_id())) for cfg in part] for part in these]
+                items = [[(as_dict[rid_of(cfg)], f"{root}/{rid_of(cfg)}") for cfg in part] for part in these]
                 ex = make_executor(p.cluster, logs, slurm, res, f"dl2bench-{sweep.name}")
                 with _stderr_held() as held:
                     jobs = ex.map_array(RunJob(), items)
@@ -708,7 +746,7 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
                                       "job_id": jobs[0].job_id.split("_")[0] if jobs else None})
                 for job, part in zip(jobs, these):
                     for cfg in part:
-                        sub["jobs"][cfg.run_id()] = job.job_id
+                        sub["jobs"][rid_of(cfg)] = job.job_id
                 if p.cluster == "debug":  # the debug executor runs a job when its result is asked for
                     for job in jobs:
                         job.result()
@@ -733,7 +771,7 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
         raise LaunchError(f"nothing was submitted: {type(error).__name__}: {error}{undone}") from error
     for f in set_aside:
         f.with_name(SET_ASIDE).unlink(missing_ok=True)
-    write_json_atomic(manifest_path(root), manifest)
+    write_manifest(root, manifest)
     if error is not None:
         raise LaunchError(f"submission stopped after {len(sub['jobs'])} run(s) were queued: "
                           f"{type(error).__name__}: {error}") from error
@@ -772,5 +810,5 @@ def submit_online(sweep: Sweep, root: Path, cluster: str, command: str) -> Dict[
     manifest.setdefault("submissions", []).append(sub)
     manifest["sweep"] = {"name": sweep.name, "file": str(sweep.path), "method": sweep.method,
                          "metric": sweep.metric, "wandb_sweep_id": sweep_id}
-    write_json_atomic(manifest_path(root), manifest)
+    write_manifest(root, manifest)
     return sub

@@ -97,7 +97,17 @@ def submit(args) -> int:
     online = mode == "online"
     if online:  # the mode is the command's; other overrides are refused online (W&B picks values)
         overrides.pop("wandb", None)
-    sw = S.load(args.sweep, smoke=args.smoke, overrides=overrides, online=online, root=args.out)
+    sw = None
+    if args.status and not online:
+        # --status needs the sweep's name and folder, not its runs (the manifest has them): unexpanded,
+        # a 50,000-run grid is read in a second instead of a minute. Files that cannot be read so
+        # (an evaluation sweep's block) are read in full below, which reports any real error.
+        try:
+            sw = S.load(args.sweep, online=True, root=args.out)
+        except SweepError:
+            sw = None
+    if sw is None:
+        sw = S.load(args.sweep, smoke=args.smoke, overrides=overrides, online=online, root=args.out)
     for flag in SLURM_FLAGS:
         value = getattr(args, f"slurm_{flag}")
         if value is not None:
@@ -180,6 +190,8 @@ def submit(args) -> int:
 def print_plan(sw, p, root: Path) -> None:
     import itertools
 
+    from dl2bench import launch
+
     runs = sw.runs
     varying = [k for k in runs[0].to_dict() if len({r.to_dict()[k] for r in runs}) > 1 and k != "group"]
     shown = varying or ["task", "model"]
@@ -187,9 +199,9 @@ def print_plan(sw, p, root: Path) -> None:
           f"{len(runs)} run(s); results would go to {root}/")
     widths = [max(len(k), *(len(str(getattr(r, k))) for r in runs)) for k in shown]
     print("  " + "run_id        " + "  ".join(k.ljust(w) for k, w in zip(shown, widths)) + "  status")
-    todo = {c.run_id() for c in itertools.chain.from_iterable(p.groups.values())}
+    todo = {launch.rid_of(c) for c in itertools.chain.from_iterable(p.groups.values())}
     for r in runs:
-        rid = r.run_id()
+        rid = launch.rid_of(r)
         st = "launch" if rid in todo else f"skip ({p.skipped[rid][0]})"
         print("  " + rid.ljust(14) + "  ".join(str(getattr(r, k)).ljust(w) for k, w in zip(shown, widths)) + "  " + st)
     print(f"resource groups ({p.cluster}; one job array each, more where the cluster caps array size):")
