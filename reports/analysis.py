@@ -469,4 +469,7 @@ def not_counted(runs: pd.DataFrame, metric: str) -> str:
 
 
 def unique_str(values: Iterable[Any]) -> List[str]:
-    return [str(v) for v in dict.fromkeys(v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v)))]
+    # distinct first (pandas' hash table, equal values merged as dict keys merge them), then the
+    # None/NaN filter over the few that are left instead of over every run
+    arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.array(list(values) + [None], dtype=object)[:-1]
+    return [str(v) for v in pd.unique(arr) if v is not None and not (isinstance(v, float) and math.isnan(v))]
