@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -312,7 +312,236 @@ def chunk(items: List[Any], per_task: int) -> List[List[Any]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# the cluster's limits: how many array tasks one sbatch may have, how many jobs may still be queued
+
+LIMITS_ENV = "DL2BENCH_SLURM_LIMITS"  # e.g. "MaxArraySize=101,MaxSubmitJobs=50": lower what the cluster says
+LIMIT_KEYS = ("MaxArraySize", "MaxJobCount", "MaxSubmitJobs", "MaxJobs")
+
+
+@dataclass
+class ClusterLimits:
+    """What SLURM lets one user submit now. Each array task counts as one job against MaxJobCount
+    (every job record the controller holds, finished ones until MinJobAge) and MaxSubmitJobs (the
+    user's pending and running jobs); MaxJobs only limits how many run at once, so it is reported,
+    not packed for."""
+
+    max_array_size: int  # array indices must be below it
+    max_job_count: int
+    jobs_held: int  # job records the controller holds, all users
+    max_submit: Optional[int]  # per user (association), None where accounting does not say
+    user_active: int  # this user's pending and running jobs
+    max_jobs: Optional[int] = None
+    source: str = "scontrol show config"
+
+    def room(self) -> Tuple[int, str]:
+        """How many more jobs (array tasks) may be submitted, and the limit that says so."""
+        room = self.max_job_count - self.jobs_held
+        why = f"MaxJobCount {self.max_job_count:,} with {self.jobs_held:,} job(s) held by the controller"
+        if self.max_submit is not None and self.max_submit - self.user_active < room:
+            room = self.max_submit - self.user_active
+            why = f"MaxSubmitJobs {self.max_submit:,} per user with {self.user_active:,} of yours queued or running"
+        return max(0, room), why
+
+
+def _int_or_none(text: str) -> Optional[int]:
+    text = text.strip()
+    return int(text) if text.isdigit() else None
+
+
+def _tighter(a: Optional[int], b: Optional[int]) -> Optional[int]:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def _slurm_cmd(cmd: List[str]) -> str:
+    try:
+        got = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return got.stdout if got.returncode == 0 else ""
+
+
+def cluster_limits(account: str = "") -> ClusterLimits:
+    """The limits read from the cluster once (scontrol, sacctmgr where accounting answers, squeue),
+    each lowered by what DL2BENCH_SLURM_LIMITS says (tests and cautious users)."""
+    config: Dict[str, str] = {}
+    for line in _slurm_cmd(["scontrol", "show", "config"]).splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            config[key.strip()] = value.strip()
+    # SLURM's documented defaults, where a (very old) scontrol does not print them
+    max_array = _int_or_none(config.get("MaxArraySize", "")) or 1001
+    max_count = _int_or_none(config.get("MaxJobCount", "")) or 10000
+    user = _user()
+    max_submit = max_jobs = None
+    sources = ["scontrol show config"]
+    if shutil.which("sacctmgr"):
+        out = _slurm_cmd(["sacctmgr", "-nP", "show", "assoc", f"user={user}", "format=Account,MaxSubmit,MaxJobs"])
+        for line in out.splitlines():
+            acct, _, rest = line.partition("|")
+            if account and acct != account:
+                continue
+            sub, _, jobs = rest.partition("|")
+            max_submit = _tighter(max_submit, _int_or_none(sub))  # several associations: the tightest
+            max_jobs = _tighter(max_jobs, _int_or_none(jobs))
+        if out:
+            sources.append("sacctmgr")
+    held = active = 0
+    # one call: -r lists each array task (each counts), -t all also the finished records still held
+    for line in _slurm_cmd(["squeue", "-h", "-r", "-t", "all", "-o", "%u|%T"]).splitlines():
+        who, _, state = line.partition("|")
+        held += 1
+        if who == user and state in ("PENDING", "RUNNING", "SUSPENDED", "CONFIGURING", "COMPLETING", "REQUEUED"):
+            active += 1
+    limits = ClusterLimits(max_array, max_count, held, max_submit, active, max_jobs, " + ".join(sources + ["squeue"]))
+    said = os.environ.get(LIMITS_ENV, "").strip()
+    if said:
+        fields = {"MaxArraySize": "max_array_size", "MaxJobCount": "max_job_count",
+                  "MaxSubmitJobs": "max_submit", "MaxJobs": "max_jobs"}
+        for item in said.split(","):
+            key, sep, value = item.partition("=")
+            key = key.strip()
+            if not sep or key not in fields or not value.strip().isdigit():
+                raise LaunchError(f"{LIMITS_ENV}={said!r}: expected KEY=N[,KEY=N] with KEY one of "
+                                  f"{', '.join(LIMIT_KEYS)} and N a whole number, got {item.strip()!r}")
+            setattr(limits, fields[key], _tighter(getattr(limits, fields[key]), int(value)))
+        limits.source += f" + {LIMITS_ENV}"
+    return limits
+
+
+def layout(groups: Dict[Resources, int], per_task: int, limits: ClusterLimits) -> Tuple[int, Dict[Resources, List[int]], List[str]]:
+    """How the runs of each resource group are laid out: the runs per task (at least `per_task`,
+    more where the tasks would not fit in what the cluster still takes), the task count of each
+    array of each group (array indices below MaxArraySize) and one line per thing the user should know."""
+    notes: List[str] = []
+    room, why = limits.room()
+    total = sum(groups.values())
+    if not total:
+        return per_task, {}, notes
+    if room < len(groups):
+        raise LaunchError(f"the cluster takes {room} more job(s) ({why}; read from {limits.source}), and "
+                          f"{total:,} run(s) in {len(groups)} resource group(s) need at least {len(groups)}; "
+                          "nothing was submitted. Wait for queued jobs to end (squeue --me), or ask your admins")
+    tasks = lambda p: sum(math.ceil(n / p) for n in groups.values())  # noqa: E731
+    packed = max(per_task, math.ceil(total / room))
+    while tasks(packed) > room:
+        packed += 1
+    if packed > per_task:
+        notes.append(f"packed {packed} runs per task: the cluster takes at most {room:,} more jobs ({why})")
+    arrays: Dict[Resources, List[int]] = {}
+    cap = max(1, limits.max_array_size)
+    for res, n in groups.items():
+        t = math.ceil(n / packed)
+        k = math.ceil(t / cap)
+        arrays[res] = [t // k + (i < t % k) for i in range(k)]  # as even as can be: 5,000 -> 5 x 1,000
+    n_arrays = sum(len(a) for a in arrays.values())
+    if n_arrays > len(groups):
+        biggest = max(max(a) for a in arrays.values())
+        notes.append(f"{total:,} runs in {n_arrays} arrays of ≤{biggest:,} tasks (the cluster's MaxArraySize "
+                     f"is {limits.max_array_size:,})")
+    return packed, arrays, notes
+
+
+LOCK_NAME = ".submit.lock"
+
+
+@contextlib.contextmanager
+def sweep_lock(root: Path, wait_s: float = 600.0, say=None):
+    """Held while a submit plans, submits and writes the manifest, so that two submits of one sweep
+    never queue the same run twice: the second waits, then plans against what the first queued."""
+    import fcntl
+
+    made = [d for d in (root, *root.parents) if not d.exists()]  # removed again if nothing is submitted
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_NAME
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not told and say is not None:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+                say(f"another submit of this sweep is under way ({holder or 'its pid unknown'}); waiting for it "
+                    f"to finish (up to {wait_s:g} s)")
+                told = True
+            os.close(fd)
+            if time.monotonic() > deadline:
+                raise LaunchError(f"{path}: another submit of this sweep held the lock for over {wait_s:g} s; "
+                                  "nothing was submitted. If no submit.py is running, remove the file") from None
+            time.sleep(0.1)
+            continue
+        # the holder before us may have removed the folder (its submission failed): lock the file that is there
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+        root.mkdir(parents=True, exist_ok=True)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename} since {time.strftime('%H:%M:%S')}\n".encode(), 0)
+        yield path
+    finally:
+        try:
+            # nothing was submitted (the folder holds only the lock, or is gone): leave no trace
+            if root.exists() and {p.name for p in root.iterdir()} == {LOCK_NAME} and root in made:
+                path.unlink()
+            for d in made:
+                if d.exists():
+                    d.rmdir()
+        except OSError:  # not empty: something was submitted there
+            pass
+        os.ftruncate(fd, 0)  # the holder's line goes with the hold: a sweep's files change only by what it submits
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
 # the manifest and run status
+
+_RUN_IDS: Dict[int, Tuple[Any, str]] = {}
+
+
+def rid_of(cfg: RunConfig) -> str:
+    """cfg.run_id(), worked out once per config object: the config module caches 4,096 ids, and a
+    50,000-run sweep asks for each id several times (then each asking hashes the whole config again)."""
+    got = _RUN_IDS.get(id(cfg))
+    if got is None or got[0] is not cfg:  # the object is kept with its id, so an id is never reused
+        got = _RUN_IDS[id(cfg)] = (cfg, cfg.run_id())
+    return got[1]
+
+
+INDENTED_UP_TO = 2000  # runs; a bigger manifest is written compact
+
+
+def write_manifest(root: Path, manifest: Dict[str, Any]) -> None:
+    """The manifest, atomically. Indented JSON (readable, editable) up to INDENTED_UP_TO runs; beyond
+    it compact: an indent makes json use its pure-Python encoder, 30 s and 140 MB for 50,000 runs."""
+    if len(manifest.get("runs") or ()) <= INDENTED_UP_TO:
+        write_json_atomic(manifest_path(root), manifest)
+        return
+    from .track import clean
+
+    try:
+        text = json.dumps(manifest, sort_keys=True, allow_nan=False)
+    except ValueError:  # a NaN somewhere: JSON has none, null as the results store writes it
+        text = json.dumps(clean(manifest), sort_keys=True)
+    path = manifest_path(root)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
 
 def manifest_path(root: Path) -> Path:
     return root / "manifest.json"
@@ -468,23 +697,29 @@ class Plan:
     skipped: Dict[str, Tuple[str, str]]  # run_id -> (status, reason)
     tasks_per_group: Dict[Resources, int]
     per_task: int
+    arrays: Dict[Resources, List[int]] = field(default_factory=dict)  # tasks of each array, per group
+    notes: List[str] = field(default_factory=list)  # splits and packing, one line each
 
 
 def plan(sweep: Sweep, root: Path, cluster: str, force: bool = False, parallel: int = 1) -> Plan:
     """Decide what to launch: every run not done, not queued and not running (all with --force)."""
     manifest = load_manifest(root) if root.exists() else {"runs": {}, "submissions": []}
-    manifest = {**manifest, "runs": {**manifest["runs"], **{c.run_id(): None for c in sweep.runs}}}
+    manifest = {**manifest, "runs": {**manifest["runs"], **{rid_of(c): None for c in sweep.runs}}}
     status = run_status(root, manifest, mark_lost=False) if root.exists() else {}
     groups: Dict[Resources, List[RunConfig]] = {}
     skipped = {}
     offered = gpus_offered(cluster, sweep.slurm)
     for cfg in sweep.runs:
-        rid = cfg.run_id()
+        rid = rid_of(cfg)
         st = status.get(rid, ("missing", ""))
         if not force and st[0] in DONE + (R.QUEUED, R.RUNNING):
             skipped[rid] = st
             continue
         groups.setdefault(resources(cfg, sweep.slurm, offered), []).append(cfg)
+    if cluster == "slurm" and groups and controller_answers()[0]:  # no controller: check_satisfiable says so
+        per_task, arrays, notes = layout({res: len(rs) for res, rs in groups.items()}, sweep.slurm["runs_per_task"],
+                                         cluster_limits(sweep.slurm["account"]))
+        return Plan(cluster, groups, skipped, {res: sum(a) for res, a in arrays.items()}, per_task, arrays, notes)
     if cluster == "slurm":
         per_task = sweep.slurm["runs_per_task"]
     elif cluster == "local":  # `parallel` processes share the machine; each runs its share in turn
@@ -493,7 +728,7 @@ def plan(sweep: Sweep, root: Path, cluster: str, force: bool = False, parallel: 
     else:
         per_task = 1
     tasks = {res: math.ceil(len(rs) / per_task) for res, rs in groups.items()}
-    return Plan(cluster, groups, skipped, tasks, per_task)
+    return Plan(cluster, groups, skipped, tasks, per_task, {res: [t] for res, t in tasks.items()})
 
 
 def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
@@ -501,7 +736,7 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
     from .env import git_sha
 
     logs = root / "logs"
-    existed = root.exists()
+    existed = root.exists() and any(p.name != LOCK_NAME for p in root.iterdir())
     before = set(logs.iterdir()) if logs.is_dir() else set()
     root.mkdir(parents=True, exist_ok=True)
     manifest = load_manifest(root)
@@ -509,36 +744,56 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
                          "metric": sweep.metric, "description": sweep.wandb_config.get("description", "")}
     manifest["wandb_config"] = sweep.wandb_config
     manifest["slurm"] = sweep.slurm
+    as_dict = {}
     for cfg in sweep.runs:
-        manifest["runs"].setdefault(cfg.run_id(), cfg.to_dict())
+        as_dict[rid_of(cfg)] = cfg.to_dict()  # this submit's settings (bookkeeping keys may differ from the last)
+        manifest["runs"].setdefault(rid_of(cfg), as_dict[rid_of(cfg)])
     sub: Dict[str, Any] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            "cluster": p.cluster, "git_sha": git_sha(), "command": command,
                            "host": os.uname().nodename, "jobs": {}, "arrays": []}
     manifest.setdefault("submissions", []).append(sub)
     error = None
+    undone = ""
     set_aside: List[Path] = []  # old summaries of relaunched runs: back in place if nothing is queued
+    n_arrays = sum(len(p.arrays.get(res) or [1]) for res in p.groups)
+    slurm = dict(sweep.slurm)
+    # array_parallelism caps the sweep's tasks running at once: split into arrays, each gets its share
+    slurm["array_parallelism"] = max(1, slurm["array_parallelism"] // n_arrays)
     try:
         for res, cfgs in p.groups.items():
             for cfg in cfgs:  # a relaunch starts from a clean record (the checkpoint stays)
-                stale = root / cfg.run_id() / "summary.json"
+                stale = root / rid_of(cfg) / "summary.json"
                 if stale.exists():
                     set_aside.append(stale)
                     stale.rename(stale.with_name(SET_ASIDE))
-            items = [(cfg.to_dict(), str(root / cfg.run_id())) for cfg in cfgs]
-            ex = make_executor(p.cluster, logs, sweep.slurm, res, f"dl2bench-{sweep.name}")
-            with _stderr_held() as held:
-                jobs = ex.map_array(RunJob(), chunk(items, p.per_task))
-            sys.stderr.write(held.text())  # sbatch's warnings; a refusal is said once, below
-            sub["arrays"].append({"resources": res.describe(), "runs": len(cfgs), "tasks": len(jobs),
-                                  "job_id": jobs[0].job_id.split("_")[0] if jobs else None})
-            for job, part in zip(jobs, chunk(cfgs, p.per_task)):
-                for cfg in part:
-                    sub["jobs"][cfg.run_id()] = job.job_id
-            if p.cluster == "debug":  # the debug executor runs a job when its result is asked for
-                for job in jobs:
-                    job.result()
-    except Exception as e:  # noqa: BLE001 - what was queued stays recorded, then the error surfaces
+            parts = chunk(cfgs, p.per_task)
+            start = 0
+            for n_tasks in p.arrays.get(res) or [len(parts)]:
+                these = parts[start : start + n_tasks]
+                start += n_tasks
+                items = [[(as_dict[rid_of(cfg)], f"{root}/{rid_of(cfg)}") for cfg in part] for part in these]
+                ex = make_executor(p.cluster, logs, slurm, res, f"dl2bench-{sweep.name}")
+                with _stderr_held() as held:
+                    jobs = ex.map_array(RunJob(), items)
+                sys.stderr.write(held.text())  # sbatch's warnings; a refusal is said once, below
+                sub["arrays"].append({"resources": res.describe(), "runs": sum(map(len, these)), "tasks": len(jobs),
+                                      "runs_per_task": p.per_task,
+                                      "job_id": jobs[0].job_id.split("_")[0] if jobs else None})
+                for job, part in zip(jobs, these):
+                    for cfg in part:
+                        sub["jobs"][rid_of(cfg)] = job.job_id
+                if p.cluster == "debug":  # the debug executor runs a job when its result is asked for
+                    for job in jobs:
+                        job.result()
+    except Exception as e:  # noqa: BLE001 - handled below: all arrays or none
         error = e
+    if error is not None and sub["jobs"] and p.cluster == "slurm":
+        # a later array was refused: cancel the earlier ones, so that a submit queues all of its runs or none
+        masters = [a["job_id"] for a in sub["arrays"] if a["job_id"]]
+        got = subprocess.run(["scancel", *masters], capture_output=True, text=True)
+        if got.returncode == 0:
+            undone = f" (the {len(masters)} array(s) queued before it were cancelled: {', '.join(masters)})"
+            sub["jobs"].clear()
     if error is not None and not sub["jobs"]:
         # nothing was queued: leave nothing that looks like a submission (no manifest entry, no
         # job pickles); --status then says "nothing was submitted" instead of "missing"
@@ -548,10 +803,10 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
             f.with_name(SET_ASIDE).rename(f)
         if not existed:
             shutil.rmtree(root, ignore_errors=True)
-        raise LaunchError(f"nothing was submitted: {type(error).__name__}: {error}") from error
+        raise LaunchError(f"nothing was submitted: {type(error).__name__}: {error}{undone}") from error
     for f in set_aside:
         f.with_name(SET_ASIDE).unlink(missing_ok=True)
-    write_json_atomic(manifest_path(root), manifest)
+    write_manifest(root, manifest)
     if error is not None:
         raise LaunchError(f"submission stopped after {len(sub['jobs'])} run(s) were queued: "
                           f"{type(error).__name__}: {error}") from error
@@ -590,5 +845,5 @@ def submit_online(sweep: Sweep, root: Path, cluster: str, command: str) -> Dict[
     manifest.setdefault("submissions", []).append(sub)
     manifest["sweep"] = {"name": sweep.name, "file": str(sweep.path), "method": sweep.method,
                          "metric": sweep.metric, "wandb_sweep_id": sweep_id}
-    write_json_atomic(manifest_path(root), manifest)
+    write_manifest(root, manifest)
     return sub

@@ -117,7 +117,17 @@ def submit(args) -> int:
     online = mode == "online"
     if online:  # the mode is the command's; other overrides are refused online (W&B picks values)
         overrides.pop("wandb", None)
-    sw = S.load(args.sweep, smoke=args.smoke, overrides=overrides, online=online, root=args.out)
+    sw = None
+    if args.status and not online:
+        # --status needs the sweep's name and folder, not its runs (the manifest has them): unexpanded,
+        # a 50,000-run grid is read in a second instead of a minute. Files that cannot be read so
+        # (an evaluation sweep's block) are read in full below, which reports any real error.
+        try:
+            sw = S.load(args.sweep, online=True, root=args.out)
+        except SweepError:
+            sw = None
+    if sw is None:
+        sw = S.load(args.sweep, smoke=args.smoke, overrides=overrides, online=online, root=args.out)
     for flag in SLURM_FLAGS:
         value = getattr(args, f"slurm_{flag}")
         if value is not None:
@@ -150,27 +160,43 @@ def submit(args) -> int:
         if not launch.manifest_path(root).exists():
             raise SweepError(f"{root}: nothing was submitted for sweep {sw.name!r} here (no manifest.json)")
         return report_status(root, launch.run_status(root, launch.load_manifest(root)))
-    p = launch.plan(sw, root, cluster, force=args.force, parallel=args.parallel)
     if args.dry_run:
+        p = launch.plan(sw, root, cluster, force=args.force, parallel=args.parallel)
         print_plan(sw, p, root)
-    launch.check_satisfiable(cluster, p.groups, sw.slurm)
-    if args.dry_run:
+        launch.check_satisfiable(cluster, p.groups, sw.slurm)
         return 0
-    todo = sum(len(v) for v in p.groups.values())
+    waited = []
+    say = lambda line: (waited.append(line), print(line, file=sys.stderr, flush=True))  # noqa: E731
+    # planned and submitted under the sweep's lock: a second submit of it meanwhile plans against what this one queued
+    with launch.sweep_lock(root, say=say):
+        p = launch.plan(sw, root, cluster, force=args.force, parallel=args.parallel)
+        launch.check_satisfiable(cluster, p.groups, sw.slurm)
+        todo = sum(len(v) for v in p.groups.values())
+        if todo:
+            try:
+                sub = launch.submit(sw, root, p, command)
+            except launch.LaunchError as e:
+                print(f"error: {e}", file=sys.stderr)
+                return 1
     if todo:
-        try:
-            sub = launch.submit(sw, root, p, command)
-        except launch.LaunchError as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
         took = time.perf_counter() - t0
-        for arr in sub["arrays"]:
-            print(f"queued {arr['runs']} run(s) as {arr['tasks']} task(s) of job {arr['job_id']} "
+        for line in p.notes:
+            print(line)
+        for arr in sub["arrays"][:10]:
+            print(f"queued {arr['runs']:,} run(s) as {arr['tasks']:,} task(s) of job {arr['job_id']} "
                   f"({arr['resources']}, {cluster})")
-        print(f"{todo} run(s) submitted in {took:.2f} s; {len(p.skipped)} already done or in flight")
+        if len(sub["arrays"]) > 10:
+            print(f"  ... and {len(sub['arrays']) - 10} more array(s): job "
+                  + ", ".join(a["job_id"] for a in sub["arrays"][10:]))
+        print(f"{todo:,} run(s) submitted in {took:.2f} s; {len(p.skipped):,} already done or in flight")
     else:
-        print(f"nothing to submit: all {len(p.skipped)} run(s) of {sw.name} are done or in flight "
+        print(f"nothing to submit: all {len(p.skipped):,} run(s) of {sw.name} are done or in flight "
               "(--force relaunches them)")
+        if waited:  # the other submit queued them: say what it queued
+            last = launch.load_manifest(root).get("submissions") or [{}]
+            arrays = last[-1].get("arrays") or []
+            print(f"the other submit ({last[-1].get('time', '?')}) queued {len(last[-1].get('jobs') or {}):,} "
+                  f"run(s) in {len(arrays)} array(s): job " + ", ".join(str(a.get("job_id")) for a in arrays))
     if cluster == "slurm" and todo:
         print(f"watch: squeue --me    logs: {root / 'logs'}/")
     elif cluster == "local" and todo:
@@ -184,6 +210,8 @@ def submit(args) -> int:
 def print_plan(sw, p, root: Path) -> None:
     import itertools
 
+    from dl2bench import launch
+
     runs = sw.runs
     varying = [k for k in runs[0].to_dict() if len({r.to_dict()[k] for r in runs}) > 1 and k != "group"]
     shown = varying or ["task", "model"]
@@ -191,14 +219,18 @@ def print_plan(sw, p, root: Path) -> None:
           f"{len(runs)} run(s); results would go to {root}/")
     widths = [max(len(k), *(len(str(getattr(r, k))) for r in runs)) for k in shown]
     print("  " + "run_id        " + "  ".join(k.ljust(w) for k, w in zip(shown, widths)) + "  status")
-    todo = {c.run_id() for c in itertools.chain.from_iterable(p.groups.values())}
+    todo = {launch.rid_of(c) for c in itertools.chain.from_iterable(p.groups.values())}
     for r in runs:
-        rid = r.run_id()
+        rid = launch.rid_of(r)
         st = "launch" if rid in todo else f"skip ({p.skipped[rid][0]})"
         print("  " + rid.ljust(14) + "  ".join(str(getattr(r, k)).ljust(w) for k, w in zip(shown, widths)) + "  " + st)
-    print(f"resource groups ({p.cluster}; one job array each):")
+    print(f"resource groups ({p.cluster}; one job array each, more where the cluster caps array size):")
     for res, cfgs in p.groups.items():
-        print(f"  {res.describe()}: {len(cfgs)} run(s) in {p.tasks_per_group[res]} task(s)")
+        arrays = p.arrays.get(res) or []
+        split = f" in {len(arrays)} arrays" if len(arrays) > 1 else ""
+        print(f"  {res.describe()}: {len(cfgs)} run(s) in {p.tasks_per_group[res]} task(s){split}")
+    for line in p.notes:
+        print(f"  {line}")
     if not p.groups:
         print("  none: every run is done or in flight")
     print("dry run: nothing submitted, nothing written")

@@ -184,6 +184,30 @@ def level_str(v: Any) -> str:
     return str(v)
 
 
+def level_labels(values: pd.Series) -> pd.Series:
+    """level_str of every value, worked out once per distinct value: 50,000 runs have a few dozen
+    levels, and a Python call per run and column cost a report seconds."""
+    arr = values.to_numpy(dtype=object)
+    kinds = set(map(type, arr))
+    if not (kinds & {bool, np.bool_} and kinds - {bool, np.bool_, type(None)}):
+        # no True beside a 1 (equal to pandas, different levels): label each distinct value once
+        codes, uniques = pd.factorize(arr, use_na_sentinel=False)
+        labels = np.array([level_str(u) for u in uniques], dtype=object)
+        return pd.Series(labels[codes] if len(codes) else [], index=values.index, dtype=object)
+    seen: Dict[Tuple[type, Any], str] = {}
+    out = []
+    for v in arr:
+        try:
+            key = (type(v), v)  # the type too: True == 1, but they are the levels "true" and "1"
+            label = seen.get(key)
+            if label is None:
+                label = seen[key] = level_str(v)
+        except TypeError:  # unhashable (never in a config): as it comes
+            label = level_str(v)
+        out.append(label)
+    return pd.Series(out, index=values.index, dtype=object)
+
+
 # ---------------------------------------------------------------------------------------------
 # factors
 
@@ -215,7 +239,7 @@ def varying_columns(sw: Sweep) -> List[str]:
             vals = vals.dropna()
         if c in RESOLVED_BY_SUMMARY:  # "auto" of a run without a summary is not a level of its own
             vals = vals[~vals.isin([v for v in RESOLVED_BY_SUMMARY[c] if v is not None]) & vals.notna()]
-        if vals.map(level_str).nunique() > 1:
+        if level_labels(vals).nunique() > 1:
             out.append(c)
     return out
 
@@ -228,7 +252,7 @@ def find_factors(sw: Sweep, preferred: Sequence[str] = ()) -> List[Factor]:
     """Group the varying config columns into factors: columns that determine each other are
     merged; a column determined by another (but not vice versa) is folded into its labels."""
     cols = varying_columns(sw)
-    labels = pd.DataFrame({c: sw.runs[c].map(level_str) for c in cols})
+    labels = pd.DataFrame({c: level_labels(sw.runs[c]) for c in cols}, index=sw.runs.index)
     if "config_source" in sw.runs.columns:  # a run whose config is unknown has no level to show
         labels.loc[sw.runs["config_source"] == "none", :] = "unknown"
     nlev = {c: labels[c].nunique() for c in cols}
@@ -250,8 +274,9 @@ def find_factors(sw: Sweep, preferred: Sequence[str] = ()) -> List[Factor]:
         head, rest = g[0], g[1:]
         col = "factor:" + head
         if rest:
-            lab = labels[head] + labels[rest].apply(
-                lambda r: "".join(f", {k}={v}" for k, v in r.items() if v != "default"), axis=1)
+            lab = labels[head]
+            for k in rest:  # ", lr=0.01" for each folded-in column that is not at its default
+                lab = lab + labels[k].where(labels[k] == "default", ", " + k + "=" + labels[k]).replace("default", "")
         else:
             lab = labels[head]
         sw.runs[col] = lab
@@ -444,4 +469,7 @@ def not_counted(runs: pd.DataFrame, metric: str) -> str:
 
 
 def unique_str(values: Iterable[Any]) -> List[str]:
-    return [str(v) for v in dict.fromkeys(v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v)))]
+    # distinct first (pandas' hash table, equal values merged as dict keys merge them), then the
+    # None/NaN filter over the few that are left instead of over every run
+    arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.array(list(values) + [None], dtype=object)[:-1]
+    return [str(v) for v in pd.unique(arr) if v is not None and not (isinstance(v, float) and math.isnan(v))]

@@ -79,6 +79,20 @@ def by(f: Factor) -> str:
 
 MAX_CURVES = 2  # learning-curve panels: the monitored metric (or headline) and the loss
 MAX_RUN_LINES = 10  # per level: up to this many runs are also drawn one by one
+# per level (or speed group): more runs than this are drawn as a random sample of this many dots.
+# Past a few hundred the dots of a level are one blot, and 50,000 of them took most of a report's time
+# in the PDF; means, CIs and counts always use every run.
+MAX_DOTS = 500
+
+
+def _dots(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Which of n runs get a dot: all, or a random MAX_DOTS of them (in their order)."""
+    return np.arange(n) if n <= MAX_DOTS else np.sort(rng.choice(n, MAX_DOTS, replace=False))
+
+
+def _sampled_note(sampled: bool) -> str:
+    return (f" Where a level has more than {MAX_DOTS} runs, a random {MAX_DOTS} of them are drawn as dots; "
+            "the means, intervals and n are over all of them.") if sampled else ""
 
 
 def _span(values: np.ndarray, pad: float = 0.08) -> Tuple[float, float]:
@@ -164,11 +178,14 @@ def final_metric(a: Analysis, f: Factor) -> Iterator[Figure]:
     ax = axes[0, 0]
     rng = np.random.default_rng(0)
     lo, hi = _span(ok[a.metric].to_numpy(float) * u.scale, pad=0.25)
-    clipped = False
+    clipped = sampled = False
     for i, lvl in enumerate(order):
         color = f.colors.get(lvl, (0.5, 0.5, 0.5))
         vals = ok.loc[ok[f.column] == lvl, a.metric].to_numpy(float) * u.scale
-        ax.scatter(vals, i + rng.uniform(-0.22, 0.22, len(vals)), s=30, color=color, alpha=0.8, lw=0.5,
+        jitter = rng.uniform(-0.22, 0.22, len(vals))  # drawn for all, so a sample keeps the others' places
+        keep = _dots(len(vals), rng)
+        sampled |= len(keep) < len(vals)
+        ax.scatter(vals[keep], i + jitter[keep], s=30, color=color, alpha=0.8, lw=0.5,
                    edgecolor="white", zorder=4)
         label = not_counted(a.runs[a.runs[f.column] == lvl], a.metric)
         if lvl in agg.index:
@@ -196,7 +213,7 @@ def final_metric(a: Analysis, f: Factor) -> Iterator[Figure]:
                  caption=(f"Each dot is one run ({a.metric}); diamond and bar: mean and 95% confidence "
                           "interval of the mean (Student t over the runs at that level). Right: mean ± "
                           "standard deviation (n) and the CI. Runs that diverged, failed or did not finish have "
-                          f"no value and are counted beside their level.{cut}"),
+                          f"no value and are counted beside their level.{cut}{_sampled_note(sampled)}"),
                  fig=fig)
 
 
@@ -280,6 +297,7 @@ def throughput(a: Analysis) -> Iterator[Figure]:
     ax = axes[0, 0]
     width = 0.8 / len(devices)
     rng = np.random.default_rng(0)
+    sampled = False
     for j, dev in enumerate(devices):
         color = DEVICE_COLORS.get(dev, (0.5, 0.5, 0.5))
         for i, g in enumerate(groups):
@@ -289,6 +307,9 @@ def throughput(a: Analysis) -> Iterator[Figure]:
                 continue
             xs = x + rng.uniform(-width / 6, width / 6, len(sel))
             vals, flag = sel["samples_per_s"].to_numpy(float), sel["unsteady"].to_numpy(bool)
+            keep = _dots(len(sel), rng)
+            sampled |= len(keep) < len(sel)
+            xs, vals, flag = xs[keep], vals[keep], flag[keep]
             ax.scatter(xs[~flag], vals[~flag], s=22, color=color, alpha=0.8, lw=0, zorder=3)
             ax.scatter(xs[flag], vals[flag], s=30, facecolor="none", edgecolor=color, lw=1.4, zorder=3)
             s = agg[(agg["group"] == g) & (agg["dev"] == dev)].iloc[0]
@@ -327,6 +348,6 @@ def throughput(a: Analysis) -> Iterator[Figure]:
                           f"(every run with a summary: a dot; black: the geometric mean of n runs and its 95% CI, "
                           f"both taken on the log scale the axis draws, so the interval is a ratio either side). "
                           f"{'Hollow: a run whose fastest epoch was more than ' + format(UNSTEADY_RATIO, 'g') + '× its slowest (see the table of unsteady throughput). ' if r['unsteady'].any() else ''}"
-                          f"{('Devices: ' + on + '.') if on else ''}"),
+                          f"{('Devices: ' + on + '.') if on else ''}{_sampled_note(sampled)}"),
                  fig=fig)
 

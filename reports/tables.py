@@ -14,13 +14,14 @@ import pandas as pd
 
 from dl2bench import record as R
 
-from .analysis import (UNSTEADY_RATIO, Analysis, Factor, aggregate, fmt, level_str, mean_std, not_counted,
+from .analysis import (UNSTEADY_RATIO, Analysis, Factor, aggregate, fmt, level_labels, level_str, mean_std, not_counted,
                        spread_digits, status_counts, target_label, throughput_spread, unique_str)
 from .figures import by, speed_groups
 from .load import BOOKKEEPING, COUNTED, REPLICATE
 from .units import goal_word
 
 MAX_RANKED = 40  # the ranking shows this many configurations; runs.csv has all
+MAX_PROBLEM_ROWS = 200  # rows of the table of runs without a final result
 REASON_CHARS = 300
 
 
@@ -136,7 +137,7 @@ def speedup(a: Analysis) -> Iterator[Table]:
         return
     r["group"], axis_name = speed_groups(r)
     if "batch_size" in r.columns and "batch" not in axis_name:
-        r["group"] = r["group"] + ", batch " + r["batch_size"].map(level_str)
+        r["group"] = r["group"] + ", batch " + level_labels(r["batch_size"])
     u = a.unit("samples_per_s")
     agg = aggregate(r, ["group", "device"], "samples_per_s")
     rows = []
@@ -192,10 +193,12 @@ def _to_target(a: Analysis, prefix: str, title: str, key: str, say_none: bool = 
                     df=pd.DataFrame([{"targets": targets(missed),
                                       "result": f"not reached by any run (0/{len(done)} runs with a summary)"}]))
         return
-    order = [l for l in a.ranked_levels(a.config_column) if l in set(done[a.config_column])][:MAX_RANKED]
+    present = set(done[a.config_column])
+    order = [l for l in a.ranked_levels(a.config_column) if l in present][:MAX_RANKED]
+    by_level = dict(tuple(done.groupby(a.config_column, sort=False)))  # one pass, not one scan per level
     rows = []
     for lvl in order:
-        d = done[done[a.config_column] == lvl]
+        d = by_level[lvl]
         row = {"configuration": lvl}
         for c in cols:
             u = a.unit(c)
@@ -269,16 +272,22 @@ def problem_runs(a: Analysis) -> Iterator[Table]:
     r = a.runs[~a.runs["status"].isin(COUNTED)]
     if r.empty:
         return
+    total = len(r)
+    # thousands of problem runs (3% of 50,000) fill dozens of PDF pages nobody reads: the first
+    # MAX_PROBLEM_ROWS, and runs.csv has every one with its status and reason
+    r = r.sort_values(["status", a.config_column]).head(MAX_PROBLEM_ROWS)
     rows = []
-    for _, x in r.sort_values(["status", a.config_column]).iterrows():
+    for _, x in r.iterrows():
         why = " ".join(str(v) for v in (x.get("reason"), x.get("error")) if isinstance(v, str) and v)
         rows.append({"status": str(x["status"]).replace("_", " "), "run": f"{x['sweep']}/{x['run']}",
                      "configuration": str(x[a.config_column]), "seed": level_str(x.get(REPLICATE)),
                      "epochs done": level_str(x.get("epochs_completed")),
                      "reason": (why[:REASON_CHARS] + "…") if len(why) > REASON_CHARS else (why or "no reason recorded")})
     yield Table(key="problems", title="Runs without a final result",
-                caption=(f"{len(rows)} run(s): diverged (non-finite loss), failed (an error during the run) or "
-                         "incomplete (no summary.json: still running or killed). They are not in the means above."),
+                caption=(f"{total} run(s): diverged (non-finite loss), failed (an error during the run) or "
+                         "incomplete (no summary.json: still running or killed). They are not in the means above."
+                         + (f" The first {len(rows)} (by status, then configuration) are listed; runs.csv has all "
+                            f"{total} with their status and reason." if len(rows) < total else "")),
                 df=pd.DataFrame(rows), wide=["reason"])
 
 
@@ -290,7 +299,7 @@ def settings(a: Analysis) -> Iterator[Table]:
     for c in a.sweep.config_keys:
         if c in BOOKKEEPING or c in factor_cols or c == REPLICATE or c not in a.runs.columns:
             continue
-        vals = unique_str(a.runs[c].map(level_str))
+        vals = unique_str(level_labels(a.runs[c]))
         if len(vals) == 1:
             rows.append((c, vals[0]))
     if not rows:
@@ -321,7 +330,7 @@ def _facts(r: pd.DataFrame, sw) -> Dict[str, str]:
         return col(c)[r["status"] != R.INCOMPLETE] if c in r.columns else col(c)
 
     def counted(c: str, fallback: str = "not recorded", every_run: bool = False) -> str:
-        vc = (col(c) if every_run else env(c)).dropna().map(level_str).value_counts()
+        vc = level_labels((col(c) if every_run else env(c)).dropna()).value_counts()
         if vc.empty:
             return fallback
         return "; ".join(f"{k} ({v} run{'s' if v != 1 else ''})" for k, v in vc.items())
