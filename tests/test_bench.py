@@ -1,0 +1,157 @@
+"""Benchmark mode (dl2bench/bench.py): the record it writes, that it goes through the training
+step itself, and its bad inputs. Small and fast: these check the figures are sane, never how
+fast anything is."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dl2bench import bench as B
+from dl2bench.config import ConfigError, RunConfig
+from dl2bench.train import run
+from dl2bench.train.step import DefaultStep
+
+from conftest import assert_cli_refuses
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = {"mode": "benchmark", "bench_repeats": 3, "bench_seconds": 0.3, "warmup_steps": 1, "infer_batch_size": 32}
+
+
+@pytest.fixture
+def bench_cfg(tiny):
+    return {**tiny, **QUICK}
+
+
+def test_benchmark_writes_a_runs_record_with_sane_figures(bench_cfg, tmp_path):
+    out = tmp_path / "b"
+    s = run(bench_cfg, out)
+    assert s["status"] == "finished", s.get("error")
+    assert json.loads((out / "summary.json").read_text())["run_id"] == s["run_id"]
+    assert json.loads((out / "config.json").read_text())["mode"] == "benchmark"
+    rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["repeat"] for r in rows] == [1, 2, 3]  # one row per timed repeat
+    for name in ("train_samples_per_s", "train_step_ms", "infer_samples_per_s", "latency_ms"):
+        lo, med, hi, iqr = (s[f"{name}_{k}"] for k in ("min", "median", "max", "iqr"))
+        assert 0 < lo <= med <= hi and iqr >= 0, name
+        assert s[f"{name}_q1"] <= med <= s[f"{name}_q3"]
+    assert s["train_samples_per_s_median"] == sorted(r["samples_per_s"] for r in rows)[1]
+    assert s["samples_per_s"] == s["train_samples_per_s_median"]  # what the report's speed figures read
+    assert s["train_flops_per_sample"] == 3 * s["flops_per_sample"] > 0
+    assert math.isclose(s["train_flop_per_s"], s["train_flops_per_sample"] * s["samples_per_s"])
+    assert math.isclose(s["infer_flop_per_s"], s["flops_per_sample"] * s["infer_samples_per_s_median"])
+    assert 0 < s["train_fraction_of_peak"] < 1.5 and 0 < s["infer_fraction_of_peak"] < 1.5
+    assert s["peak_kind"] == "measured" and "roofline" in s["peak_source"]  # a CPU: measured here
+    assert s["device"] == "cpu" and s["threads"] == 1 and s["peak_mem_mb"] > 0
+    assert s["bench_repeats"] == 3 and s["bench_steps_per_repeat"] >= 1 and s["infer_batch_size"] == 32
+    assert s["epochs_completed"] == 0 and not (out / "checkpoint.pt").exists()
+
+
+def test_benchmark_goes_through_the_training_step(bench_cfg, tmp_path, monkeypatch):
+    """The loop's own DefaultStep does the work: its optimizer's state moves, every step counted."""
+    calls = []
+    real = DefaultStep.__call__
+
+    def counted(self, batch, detail):
+        calls.append(self)
+        return real(self, batch, detail)
+
+    monkeypatch.setattr(DefaultStep, "__call__", counted)
+    seen = {}
+    real_run = B.run_benchmark
+
+    def spy(trainer):
+        before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        out = real_run(trainer)
+        seen["moved"] = any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+        seen["momentum"] = len(trainer.step.opt.state) > 0
+        return out
+
+    monkeypatch.setattr(B, "run_benchmark", spy)
+    s = run({**bench_cfg, "bench_steps": 2}, tmp_path / "b")
+    assert s["status"] == "finished", s.get("error")
+    assert seen == {"moved": True, "momentum": True}
+    assert len(calls) == 1 + 3 * 2 and len(set(map(id, calls))) == 1  # warm-up + repeats x steps, one step object
+
+
+def test_a_model_that_raises_fails_the_benchmark_as_it_fails_training(bench_cfg, tmp_path, monkeypatch):
+    """Raising in a training-mode forward (FLOPs are counted in eval mode, so setup gets through):
+    the step is where both modes meet it, and both record it the same way."""
+    from torch import nn
+
+    from dl2bench.models import MODELS
+
+    class Exploding(nn.Module):
+        def __init__(self, in_shape, num_classes, **_):
+            super().__init__()
+            self.lin = nn.Linear(int(torch.tensor(in_shape).prod()), num_classes)
+
+        def forward(self, x):
+            if self.training:
+                raise RuntimeError("forward exploded")
+            return self.lin(x.flatten(1))
+
+    monkeypatch.setitem(MODELS._entries, "exploding", Exploding)
+    monkeypatch.setitem(MODELS._meta, "exploding", {"family": "classification"})
+    for mode in ("train", "benchmark"):
+        s = run({**bench_cfg, "model": "exploding", "mode": mode}, tmp_path / mode)
+        assert s["status"] == "failed" and s["error"] == "RuntimeError: forward exploded", (mode, s.get("error"))
+        assert "step" in s["traceback"]
+        assert json.loads((tmp_path / mode / "summary.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"precision": "fp16", "device": "cpu"}, "precision"),
+    ({"mode": "bench"}, "mode"),
+    ({"bench_repeats": 0}, "bench_repeats"),
+    ({"bench_seconds": -1}, "bench_seconds"),
+    ({"infer_batch_size": 0}, "infer_batch_size"),
+    ({"bench_steps": -2}, "bench_steps"),
+])
+def test_bad_benchmark_inputs_are_one_clear_error(bench_cfg, tmp_path, changes, key):
+    if key == "precision" and torch.cuda.is_available():
+        pytest.skip("fp16 is fine where CUDA is")
+    with pytest.raises(ConfigError, match=f"^{key}: "):
+        run({**bench_cfg, **changes}, tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_cli_refuses_fp16_benchmark_on_cpu(bench_cfg, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is fine where CUDA is")
+    assert_cli_refuses({k: v for k, v in {**bench_cfg, "precision": "fp16", "device": "cpu"}.items()
+                        if k not in ("wandb",)}, "precision", tmp_path)
+
+
+def test_new_keys_leave_training_run_ids_alone():
+    base = RunConfig(task="cifar10").resolve()
+    same = RunConfig(task="cifar10", mode="train", bench_repeats=7, bench_seconds=6.0).resolve()
+    assert base.run_id() == same.run_id()
+    assert RunConfig(task="cifar10", mode="benchmark").resolve().run_id() != base.run_id()
+
+
+def test_known_peaks_and_their_sources():
+    v, src = B.known_peak("NVIDIA H100 80GB HBM3", "bf16")
+    assert v == 989e12 and "datasheet" in src and "H100 SXM" in src
+    assert B.known_peak("NVIDIA H100 PCIe", "fp32")[0] == 51e12
+    assert B.known_peak("NVIDIA H200", "fp32")[0] == 67e12
+    assert B.known_peak("NVIDIA A100-SXM4-80GB", "bf16")[0] == 312e12
+    assert B.known_peak("Tesla V100-SXM2-16GB", "bf16") is None  # no bf16 units: measured instead
+    assert B.known_peak("Some Future GPU", "fp32") is None
+
+
+def test_measured_peak_is_cached_per_process():
+    B.measured_peak.cache_clear()
+    a = B.measured_peak("cpu", "fp32", 1)
+    b = B.measured_peak("cpu", "fp32", 1)
+    assert a == b > 1e8 and B.measured_peak.cache_info().hits == 1
+
+
+def test_spread_statistics():
+    s = B.spread([3.0, 1.0, 2.0, 4.0, 100.0])
+    assert s["median"] == 3.0 and s["min"] == 1.0 and s["max"] == 100.0
+    assert s["q1"] == 2.0 and s["q3"] == 4.0 and s["iqr"] == 2.0
+    assert B.spread([5.0])["iqr"] == 0.0
