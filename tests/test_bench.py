@@ -155,3 +155,96 @@ def test_spread_statistics():
     assert s["median"] == 3.0 and s["min"] == 1.0 and s["max"] == 100.0
     assert s["q1"] == 2.0 and s["q3"] == 4.0 and s["iqr"] == 2.0
     assert B.spread([5.0])["iqr"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# the sweep and the report
+
+def test_cpu_vs_gpu_sweep_expands_to_benchmark_runs_and_a_cpu_half():
+    from dl2bench import sweep as S
+
+    full = S.load(ROOT / "sweeps" / "cpu_vs_gpu.yaml")
+    assert all(r.mode == "benchmark" for r in full.runs)
+    assert {r.device for r in full.runs} == {"cpu", "cuda"} and {r.precision for r in full.runs} == {"fp32", "bf16"}
+    assert {r.model for r in full.runs} == {"mlp", "fc", "lenet", "wide_cnn"} and len({r.batch_size for r in full.runs}) == 3
+    for half in (S.load(ROOT / "sweeps" / "cpu_vs_gpu.yaml", overrides={"device": "cpu"}),
+                 S.load(ROOT / "sweeps" / "cpu_vs_gpu.yaml", smoke=True)):
+        assert {r.device for r in half.runs} == {"cpu"} and len(half.runs) == len(full.runs) // 2
+    smoke = S.load(ROOT / "sweeps" / "cpu_vs_gpu.yaml", smoke=True)
+    assert all(r.bench_steps == 1 and r.bench_repeats == 3 for r in smoke.runs)
+
+
+@pytest.fixture(scope="module")
+def cpu_half(data_root, tmp_path_factory):
+    """A CPU-only benchmark sweep, recorded by real runs: 2 models x 2 batch sizes x 2 thread counts."""
+    import os
+
+    old = os.environ.get("DL2BENCH_DATA")
+    os.environ["DL2BENCH_DATA"] = str(data_root)
+    root = tmp_path_factory.mktemp("cpu_vs_gpu")
+    try:
+        for model in ("mlp", "lenet"):
+            for batch in (16, 64):
+                for threads in (1, 2):
+                    cfg = RunConfig.from_dict({**QUICK, "task": "fashion_mnist", "model": model, "batch_size": batch,
+                                               "threads": threads, "device": "cpu", "val_size": 100,
+                                               "wandb": "disabled", "progress": "none", "bench_steps": 2})
+                    s = run(cfg, root / cfg.resolve().run_id())
+                    assert s["status"] == "finished", s.get("error")
+    finally:
+        if old is None:
+            os.environ.pop("DL2BENCH_DATA", None)
+        else:
+            os.environ["DL2BENCH_DATA"] = old
+    return root
+
+
+def test_report_of_the_cpu_half_says_not_run_for_the_gpu(cpu_half, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from reports.analysis import analyse
+    from reports.build import build_report
+    from reports.load import load_folders
+    from reports.tables import benchmark_speedup
+
+    sw = load_folders([cpu_half])
+    a = analyse(sw)
+    (t,) = list(benchmark_speedup(a))
+    df = t.df
+    assert len(df) == 4  # model x batch size (one precision)
+    for col in ("GPU training samples/s", "GPU inference samples/s", "GPU batch-1 latency ms"):
+        assert (df[col] == "not run").all(), df[col]
+    assert (df["training speedup GPU/CPU (×)"] == "–").all()
+    assert df["CPU training samples/s"].str.contains("IQR").all() and (df["CPU threads"] == "2").all()
+    assert "not run" in t.caption and "--set device=cpu" in t.caption
+    paths = build_report(sw, tmp_path / "out")
+    html = paths["report.html"].read_text()
+    for key in ("benchmark-speedup", "throughput-vs-batch", "utilisation", "thread-scaling"):
+        assert f'id="{key}"' in html or f"id='{key}'" in html or key in html, key
+    assert "not run" in html and "measured matmul roofline" in html
+
+
+def test_report_marks_failed_gpu_runs_not_missing(cpu_half, tmp_path):
+    """A GPU run that failed (a node without memory) reads 'not run (1 failed)', not a blank."""
+    import shutil
+
+    from reports.analysis import analyse
+    from reports.load import load_folders
+    from reports.tables import benchmark_speedup
+
+    root = tmp_path / "sweep"
+    shutil.copytree(cpu_half, root)
+    src = next(p for p in root.iterdir() if json.loads((p / "config.json").read_text())["model"] == "mlp")
+    gpu = root / "gpu-run"
+    gpu.mkdir()
+    cfg = json.loads((src / "config.json").read_text())
+    cfg.update(device="cuda", run_id="gpu-run")
+    (gpu / "config.json").write_text(json.dumps(cfg))
+    summ = json.loads((src / "summary.json").read_text())
+    summ = {k: v for k, v in summ.items() if not k.startswith(("train_", "infer_", "latency_"))}
+    summ.update(status="failed", error="CUDA out of memory", run_id="gpu-run", device="cuda", device_name="NVIDIA H100")
+    (gpu / "summary.json").write_text(json.dumps(summ))
+    (t,) = list(benchmark_speedup(analyse(load_folders([root]))))
+    row = t.df[(t.df["model"] == "mlp") & (t.df["batch size"] == str(cfg["batch_size"]))].iloc[0]
+    assert row["GPU training samples/s"] == "not run (1 failed)"
