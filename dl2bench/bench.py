@@ -168,6 +168,7 @@ def run_benchmark(t: "Trainer") -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
         train_s.append(timer.stop())
         train_n.append(n)
         losses.append(loss)
+    batches.close()  # a DataLoader's workers end now, not at some later garbage collection
     train_mem = torch.cuda.max_memory_allocated(dev) / 2**20 if mem_cuda else None
     rates = [n / s for n, s in zip(train_n, train_s)]
     step_ms = [1000 * s / steps for s in train_s]

@@ -103,6 +103,16 @@ def test_a_model_that_raises_fails_the_benchmark_as_it_fails_training(bench_cfg,
         assert json.loads((tmp_path / mode / "summary.json").read_text())["status"] == "failed"
 
 
+@pytest.mark.parametrize("opts", [{"loader": "dataloader", "num_workers": 0}, {"loader": "dataloader", "num_workers": 1},
+                                  {"precision": "bf16"}, {"channels_last": True}],
+                         ids=["dataloader", "dataloader-worker", "bf16", "channels_last"])
+def test_benchmark_speed_options(bench_cfg, tmp_path, opts):
+    s = run({**bench_cfg, "task": "cifar10", "model": "lenet", "bench_steps": 2, **opts}, tmp_path)
+    assert s["status"] == "finished", s.get("error")
+    assert s["train_samples_per_s_median"] > 0 and s["infer_samples_per_s_median"] > 0
+    assert opts.get("precision", "fp32") in s["peak_source"]
+
+
 @pytest.mark.parametrize("changes, key", [
     ({"precision": "fp16", "device": "cpu"}, "precision"),
     ({"mode": "bench"}, "mode"),

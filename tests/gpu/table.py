@@ -35,7 +35,7 @@ def main(out: Path, tests_rc: int, mode_rc: int, thr_rc: int) -> int:
         problems.append("CUDA tests")
     lines.append("")
     lines.append(f"{'benchmark mode (median [IQR])':<30}{'train samples/s':>22}{'bare loop':>22}{'ratio':>7}"
-                 f"{'infer samples/s':>22}{'lat ms':>9}{'% peak':>8}")
+                 f"{'infer samples/s':>22}{'lat ms':>9}{'% peak':>8}  within 3% of bare")
     for r in (mode or {}).get("results", []):
         tr = r.get("train", {})
         inf, lat = r.get("infer", {}).get("bench", {}), r.get("latency", {}).get("bench", {})
@@ -44,7 +44,8 @@ def main(out: Path, tests_rc: int, mode_rc: int, thr_rc: int) -> int:
                      f"{tr['bench']['median']:>12,.0f} [{tr['bench']['iqr']:>7,.0f}]{tr['bare']['median']:>12,.0f} "
                      f"[{tr['bare']['iqr']:>7,.0f}]{tr['ratio']:>7.3f}"
                      f"{inf.get('median', float('nan')):>12,.0f} [{inf.get('iqr', float('nan')):>7,.0f}]"
-                     f"{lat.get('median', float('nan')):>9.3g}{(100 * frac) if frac else float('nan'):>7.2f}%")
+                     f"{lat.get('median', float('nan')):>9.3g}{(100 * frac) if frac else float('nan'):>7.2f}%  "
+                     + ("ok" if abs(tr["ratio"] - 1) <= 0.03 else "no"))
     if mode and mode.get("results"):
         lines.append(f"  peak: {mode['results'][0].get('peak_source')}")
     if mode_rc != 0 or not mode:

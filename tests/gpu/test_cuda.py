@@ -97,10 +97,13 @@ def test_checkpoint_resume_on_gpu(gpu, tmp_path, killed_then_resumed):
     assert resumed["test_acc"] == pytest.approx(full["test_acc"], abs=1e-6)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
-def test_benchmark_mode_on_gpu(gpu, tmp_path, precision):
+@pytest.mark.parametrize("precision, opts", [("fp32", {}), ("bf16", {}), ("fp16", {}),
+                                             ("bf16", {"compile": True, "channels_last": True}),
+                                             ("fp32", {"loader": "dataloader", "num_workers": 2})],
+                         ids=["fp32", "bf16", "fp16", "bf16-compile-channels_last", "fp32-dataloader"])
+def test_benchmark_mode_on_gpu(gpu, tmp_path, precision, opts):
     s = run({**gpu, "mode": "benchmark", "precision": precision, "bench_repeats": 3, "bench_seconds": 0.5,
-             "warmup_steps": 2, "infer_batch_size": 512}, tmp_path)
+             "warmup_steps": 3, "infer_batch_size": 512, **opts}, tmp_path)
     assert s["status"] == "finished", s.get("error")
     assert s["bench_timer"] == "cuda events" and s["peak_mem_mb"] > 0 and "max_memory_allocated" in s["peak_mem_what"]
     assert s["train_samples_per_s_min"] <= s["train_samples_per_s_median"] <= s["train_samples_per_s_max"]
