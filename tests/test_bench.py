@@ -258,3 +258,35 @@ def test_report_marks_failed_gpu_runs_not_missing(cpu_half, tmp_path):
     (t,) = list(benchmark_speedup(analyse(load_folders([root]))))
     row = t.df[(t.df["model"] == "mlp") & (t.df["batch size"] == str(cfg["batch_size"]))].iloc[0]
     assert row["GPU training samples/s"] == "not run (1 failed)"
+
+
+def test_report_speedup_of_a_gpu_run_is_gpu_over_cpu(cpu_half, tmp_path):
+    """A (copied, relabelled) GPU run 10x faster than the CPU run of its configuration: speedup 10."""
+    import shutil
+
+    from reports.analysis import analyse
+    from reports.load import load_folders
+    from reports.tables import benchmark_speedup
+
+    root = tmp_path / "sweep"
+    shutil.copytree(cpu_half, root)
+    src = next(p for p in sorted(root.iterdir()) if json.loads((p / "config.json").read_text())["model"] == "lenet"
+               and json.loads((p / "config.json").read_text())["threads"] == 2)
+    cfg = json.loads((src / "config.json").read_text())
+    summ = json.loads((src / "summary.json").read_text())
+    gpu = root / "gpu-run"
+    gpu.mkdir()
+    cfg.update(device="cuda", threads=1, run_id="gpu-run")
+    (gpu / "config.json").write_text(json.dumps(cfg))
+    fast = {k: (v * 10 if k.startswith(("train_samples_per_s", "infer_samples_per_s")) or k == "samples_per_s"
+                else v / 10 if k.startswith("latency_ms") else v) for k, v in summ.items()}
+    fast.update(run_id="gpu-run", device="cuda", device_name="NVIDIA H100 80GB HBM3", threads=1)
+    (gpu / "summary.json").write_text(json.dumps(fast))
+    (t,) = list(benchmark_speedup(analyse(load_folders([root]))))
+    row = t.df[(t.df["model"] == "lenet") & (t.df["batch size"] == str(cfg["batch_size"]))].iloc[0]
+    for head in ("training", "inference", "batch-1"):
+        assert float(row[f"{head} speedup GPU/CPU (×)"]) == pytest.approx(10, rel=1e-2), head
+    assert row["CPU threads"] == "2" and "IQR" in row["GPU training samples/s"]
+    assert "NVIDIA H100" in t.caption
+    others = t.df[~((t.df["model"] == "lenet") & (t.df["batch size"] == str(cfg["batch_size"])))]
+    assert (others["GPU training samples/s"] == "not run").all()
