@@ -16,7 +16,7 @@ from dl2bench import record as R
 
 from .analysis import (UNSTEADY_RATIO, Analysis, Factor, aggregate, fmt, level_str, mean_std, not_counted,
                        spread_digits, status_counts, target_label, throughput_spread, unique_str)
-from .figures import bench_runs, by, most_threads, speed_groups
+from .figures import bench_runs, best_cpu, by, speed_groups
 from .load import BOOKKEEPING, COUNTED, REPLICATE
 from .units import goal_word
 
@@ -195,7 +195,7 @@ def benchmark_speedup(a: Analysis) -> Iterator[Table]:
     if every is None:
         return
     done = bench_runs(a)
-    done = most_threads(done, ["model", "batch_size", "precision"]) if done is not None else every.iloc[0:0]
+    done = best_cpu(done, ["model", "batch_size", "precision"]) if done is not None else every.iloc[0:0]
     keys = [k for k in ("model", "batch_size", "precision") if k in every.columns]
     rows = []
     for key, g in every.groupby(keys, sort=True, dropna=False):
@@ -233,7 +233,7 @@ def benchmark_speedup(a: Analysis) -> Iterator[Table]:
                 caption=("Median over timed repeats after the warm-up steps, and its interquartile range. Training: "
                          "batch fetch + forward + backward + optimizer step; inference: forward only, at batch "
                          f"{infer}; latency: one sample at a time. Speedup: GPU over CPU throughput (CPU over GPU "
-                         "latency). CPU: the runs with the most threads of each configuration "
+                         "latency). CPU: the thread count that trained fastest in each configuration (column) "
                          f"({names('cpu') or 'no CPU run'}); GPU: {names('cuda') or 'none'}. "
                          + ("This sweep ran no GPU run (the CPU half only, e.g. --set device=cpu): every GPU cell "
                             "says \"not run\"." if no_gpu else

@@ -226,7 +226,7 @@ def test_report_of_the_cpu_half_says_not_run_for_the_gpu(cpu_half, tmp_path):
     for col in ("GPU training samples/s", "GPU inference samples/s", "GPU batch-1 latency ms"):
         assert (df[col] == "not run").all(), df[col]
     assert (df["training speedup GPU/CPU (×)"] == "–").all()
-    assert df["CPU training samples/s"].str.contains("IQR").all() and (df["CPU threads"] == "2").all()
+    assert df["CPU training samples/s"].str.contains("IQR").all() and df["CPU threads"].isin(["1", "2"]).all()
     assert "not run" in t.caption and "--set device=cpu" in t.caption
     paths = build_report(sw, tmp_path / "out")
     html = paths["report.html"].read_text()
@@ -270,9 +270,12 @@ def test_report_speedup_of_a_gpu_run_is_gpu_over_cpu(cpu_half, tmp_path):
 
     root = tmp_path / "sweep"
     shutil.copytree(cpu_half, root)
-    src = next(p for p in sorted(root.iterdir()) if json.loads((p / "config.json").read_text())["model"] == "lenet"
-               and json.loads((p / "config.json").read_text())["threads"] == 2)
+    lenet = [p for p in sorted(root.iterdir()) if json.loads((p / "config.json").read_text())["model"] == "lenet"
+             and json.loads((p / "config.json").read_text())["batch_size"] == 16]
+    # the table divides by the CPU's fastest thread count
+    src = max(lenet, key=lambda p: json.loads((p / "summary.json").read_text())["train_samples_per_s_median"])
     cfg = json.loads((src / "config.json").read_text())
+    threads = cfg["threads"]
     summ = json.loads((src / "summary.json").read_text())
     gpu = root / "gpu-run"
     gpu.mkdir()
@@ -286,7 +289,7 @@ def test_report_speedup_of_a_gpu_run_is_gpu_over_cpu(cpu_half, tmp_path):
     row = t.df[(t.df["model"] == "lenet") & (t.df["batch size"] == str(cfg["batch_size"]))].iloc[0]
     for head in ("training", "inference", "batch-1"):
         assert float(row[f"{head} speedup GPU/CPU (×)"]) == pytest.approx(10, rel=1e-2), head
-    assert row["CPU threads"] == "2" and "IQR" in row["GPU training samples/s"]
+    assert row["CPU threads"] == str(threads) and "IQR" in row["GPU training samples/s"]
     assert "NVIDIA H100" in t.caption
     others = t.df[~((t.df["model"] == "lenet") & (t.df["batch size"] == str(cfg["batch_size"])))]
     assert (others["GPU training samples/s"] == "not run").all()
