@@ -461,7 +461,7 @@ def utilisation(a: Analysis) -> Iterator[Figure]:
             ys = [100 * v[g] for g in groups if g in v.index]
             ax.bar(xs, ys, width=width * 0.95, color=colors[p], label=p)
             for x, y in zip(xs, ys):
-                ax.annotate(f"{y:.2g}%", (x, y), ha="center", va="bottom", fontsize=7)
+                ax.annotate(f"{y:.0f}%" if y >= 10 else f"{y:.2g}%", (x, y), ha="center", va="bottom", fontsize=7)
         ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 6 else 0,
                       ha="right" if len(groups) > 6 else "center", fontsize=8)
         ax.set_ylabel(f"{dev}: % of peak FLOP/s")
