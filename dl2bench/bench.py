@@ -176,7 +176,7 @@ def run_benchmark(t: "Trainer") -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
 
     # -- inference ------------------------------------------------------------------------
     x = first[0] if isinstance(first, (tuple, list)) and torch.is_tensor(first[0]) else None
-    lat, inf_rates, infer_mem, calls_lat, calls_inf = [], [], None, 0, 0
+    lat, inf_rates, infer_mem, calls_lat, calls_inf, reps_lat, reps_inf = [], [], None, 0, 0, 0, 0
     if x is not None:
         model = t.train_model  # compiled when compile is on, as evaluation uses it
         x1 = x[:1]
@@ -188,23 +188,29 @@ def run_benchmark(t: "Trainer") -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
         try:
             with torch.inference_mode(), t.autocast():
                 for inp, out, share in ((x1, lat, "latency"), (xb, inf_rates, "infer")):
-                    for _ in range(warm):  # eval-mode kernels, a compiled graph per shape
+                    # eval-mode kernels (cuDNN's choice, a compiled graph per shape) settle in the
+                    # first call; the second sizes the repeats
+                    for _ in range(2):
                         timer.start()
                         model(inp)
                         one = timer.stop()
-                    calls = _calls(cfg.bench_seconds * SHARES[share], repeats, one)
+                    budget = cfg.bench_seconds * SHARES[share]
+                    # a call slower than its share of the budget: fewer repeats (3 at least, for
+                    # quartiles) rather than a benchmark that takes minutes at a large batch
+                    n_rep = max(3, min(repeats, int(budget / max(one, 1e-9))))
+                    calls = _calls(budget, n_rep, one)
                     if mem_cuda and share == "infer":
                         torch.cuda.reset_peak_memory_stats(dev)
-                    for _ in range(repeats):
+                    for _ in range(n_rep):
                         timer.start()
                         for _ in range(calls):
                             model(inp)
                         s = timer.stop()
                         out.append(1000 * s / calls if share == "latency" else calls * len(inp) / s)
                     if share == "latency":
-                        calls_lat = calls
+                        calls_lat, reps_lat = calls, n_rep
                     else:
-                        calls_inf = calls
+                        calls_inf, reps_inf = calls, n_rep
             infer_mem = torch.cuda.max_memory_allocated(dev) / 2**20 if mem_cuda else None
         finally:
             t.model.train()
@@ -232,6 +238,7 @@ def run_benchmark(t: "Trainer") -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
         ir = spread(inf_rates)
         fig.update(_flat("infer_samples_per_s", ir), **_flat("latency_ms", spread(lat)),
                    bench_latency_calls=calls_lat, bench_infer_calls=calls_inf,
+                   bench_latency_repeats=reps_lat, bench_infer_repeats=reps_inf,
                    infer_flop_per_s=fwd * ir["median"],
                    infer_fraction_of_peak=fwd * ir["median"] / peak if fwd else None)
     else:
@@ -246,8 +253,10 @@ def run_benchmark(t: "Trainer") -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
     for r in range(repeats):
         row = {"epoch": r + 1, "repeat": r + 1, "samples_per_s": rates[r], "train_time": train_s[r],
                "step_ms": step_ms[r], "threads": t.threads}
-        if inf_rates:
-            row.update(infer_samples_per_s=inf_rates[r], latency_ms=lat[r])
+        if r < len(inf_rates):
+            row["infer_samples_per_s"] = inf_rates[r]
+        if r < len(lat):
+            row["latency_ms"] = lat[r]
         rows.append(row)
     return fig, rows
 

@@ -77,7 +77,7 @@ def bench_run(model: str, task: str, batch: int, precision: str, device: torch.d
 
 def bare(model_name: str, splits, batch: int, precision: str, device: torch.device, threads: int,
          warm: int, repeats: int, steps: int, lat_calls: int, inf_calls: int, infer_batch: int,
-         seed: int) -> Dict[str, List[float]]:
+         seed: int, lat_repeats: int = 0, inf_repeats: int = 0) -> Dict[str, List[float]]:
     """The plainest loop doing what the benchmark run did; per-repeat figures. Deliberately
     independent of dl2bench's batching, step and timing code: it is the reference."""
     torch.set_num_threads(threads)
@@ -131,10 +131,11 @@ def bare(model_name: str, splits, batch: int, precision: str, device: torch.devi
     model.eval()
     ctx = (lambda: torch.autocast(device.type, dtype=amp)) if amp else (lambda: torch.autocast(device.type, enabled=False))
     with torch.inference_mode(), ctx():
-        for inp, key, calls in ((x1, "latency", lat_calls), (xb, "infer", inf_calls)):
-            for _ in range(warm):
+        for inp, key, calls, reps in ((x1, "latency", lat_calls, lat_repeats or repeats),
+                                      (xb, "infer", inf_calls, inf_repeats or repeats)):
+            for _ in range(2):  # as benchmark mode: one call to settle, one that sized its repeats
                 model(inp)
-            for _ in range(repeats):
+            for _ in range(reps):
                 sync(device)
                 t0 = time.perf_counter()
                 for _ in range(calls):
@@ -170,7 +171,8 @@ def compare(model: str, batch: int, precision: str, device: torch.device, thread
                     ref = bench_run(model, task, batch, precision, device, threads, args, tmp / f"size-{model}-{batch}")
                 got = bare(model, splits, batch, precision, device, threads, ref["bench_warmup_steps"], ref["bench_repeats"],
                            ref["bench_steps_per_repeat"], ref.get("bench_latency_calls", 1), ref.get("bench_infer_calls", 1),
-                           ref["infer_batch_size"], seed=r)
+                           ref["infer_batch_size"], seed=r, lat_repeats=ref.get("bench_latency_repeats", 0),
+                           inf_repeats=ref.get("bench_infer_repeats", 0))
                 for k in got:
                     sides["bare"][k] += got[k]
     res: Dict[str, Any] = {"model": model, "task": task, "batch_size": batch, "precision": precision,
