@@ -70,6 +70,13 @@ def validate(cfg: Any, family_check: bool = True) -> None:
     if not task.trains and cfg.epochs not in (None, 0):
         raise ConfigError(f"epochs: task {task.name!r} evaluates trained weights and does not train; "
                           f"expected 0, got {cfg.epochs!r}")
+    if cfg.mode == "benchmark" and not task.trains:
+        raise ConfigError(f"mode: benchmark times training steps; task {task.name!r} evaluates trained weights "
+                          "and does not train (expected mode train)")
+    for key in ("bench_repeats", "bench_seconds", "infer_batch_size"):
+        v = getattr(cfg, key)
+        if not v > 0:
+            raise ConfigError(f"{key}: expected a positive number, got {v!r}")
     positive = ("epochs", "batch_size", "eval_batch_size", "lr", "train_stats_every")[int(not task.trains):]
     for key in positive:
         v = getattr(cfg, key)
@@ -77,7 +84,7 @@ def validate(cfg: Any, family_check: bool = True) -> None:
             raise ConfigError(f"{key}: expected a positive number, got {v!r}")
     non_negative = ("seed", "weight_decay", "warmup_epochs", "step_every", "train_size", "val_size",
                     "test_size", "num_workers", "threads", "warmup_steps", "init_std",
-                    "plateau_patience", "min_lr_ratio", "reg_strength")
+                    "plateau_patience", "min_lr_ratio", "reg_strength", "bench_steps")
     for key in non_negative:
         v = getattr(cfg, key)
         if v is not None and v < 0:

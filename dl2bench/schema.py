@@ -68,6 +68,15 @@ CORE_KEYS: Dict[str, Key] = {
     # added in schema 2 (hashed only where they differ from the task's default)
     "loss": Key(Optional[str], None, "the training loss; None = the task's default (its losses: python -m dl2bench list tasks)"),
     "save_weights": Key(bool, True, "leave the trained weights (model.pt) in the run folder"),
+    # benchmark mode (dl2bench/bench.py): time steps and inference instead of training to convergence
+    "mode": Key(str, "train", "train | benchmark (time training steps and inference: median and IQR, "
+                "FLOP/s against the device's peak; no convergence)"),
+    "bench_repeats": Key(int, 7, "benchmark: timed repeats; figures are their median and IQR"),
+    "bench_steps": Key(int, 0, "benchmark: training steps per repeat; 0 = sized so that all repeats take "
+                       "about 0.6 x bench_seconds"),
+    "bench_seconds": Key(float, 6.0, "benchmark: timed seconds to aim for (0.6 training, 0.2 batch-1 latency, "
+                         "0.2 large-batch inference); warm-up comes on top"),
+    "infer_batch_size": Key(int, 256, "benchmark: batch of the large-batch inference throughput"),
 }
 
 # The keys of the first schema: every one of them is hashed, so run ids made before a key was
@@ -86,7 +95,7 @@ _CORE_BOOKKEEPING = {"wandb", "project", "entity", "group", "tags", "progress", 
 
 CHOICES = {"loader": ("tensor", "dataloader"), "device": ("cpu", "cuda", "auto"),
            "precision": ("fp32", "bf16", "fp16"), "progress": ("auto", "bar", "log", "none"),
-           "wandb": ("auto", "online", "offline", "disabled")}
+           "wandb": ("auto", "online", "offline", "disabled"), "mode": ("train", "benchmark")}
 
 
 def _all_keys() -> Dict[str, Key]:

@@ -40,3 +40,30 @@ class Stopwatch:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class SpanTimer:
+    """One synchronised span in seconds: CUDA events on a GPU (the device's own clock, so the host
+    launching ahead is not mistaken for work done), perf_counter elsewhere. Both start after a
+    synchronize, so nothing queued earlier (warm-up, another span) is counted in this one."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.events = device.type == "cuda"
+
+    def start(self) -> None:
+        synchronize(self.device)
+        if self.events:
+            self._a = torch.cuda.Event(enable_timing=True)
+            self._b = torch.cuda.Event(enable_timing=True)
+            self._a.record()
+        else:
+            self._t0 = time.perf_counter()
+
+    def stop(self) -> float:
+        if self.events:
+            self._b.record()
+            self._b.synchronize()
+            return self._a.elapsed_time(self._b) / 1000.0
+        synchronize(self.device)
+        return time.perf_counter() - self._t0

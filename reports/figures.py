@@ -10,6 +10,7 @@ Every metric is drawn as its task declares it (unit, label, direction): nothing 
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Tuple
 
@@ -20,7 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from .analysis import (DEVICE_COLORS, MAX_HEATMAP_PAIRS, UNSTEADY_RATIO, Analysis, Factor, aggregate,
+from .analysis import (DEVICE_COLORS, MAX_HEATMAP_PAIRS, UNSTEADY_RATIO, Analysis, Factor, aggregate, level_str,
                        aggregate_log, fmt, mean_std, throughput_spread,
                        not_counted)
 from .units import cap, goal_word
@@ -351,3 +352,188 @@ def throughput(a: Analysis) -> Iterator[Figure]:
                           f"{('Devices: ' + on + '.') if on else ''}{_sampled_note(sampled)}"),
                  fig=fig)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmark mode (dl2bench/bench.py): figures of runs that timed steps instead of training
+
+BENCH = "train_samples_per_s_median"  # a benchmark run's summary has it; a training run's does not
+
+
+def bench_runs(a: Analysis, counted: bool = True) -> Optional[pd.DataFrame]:
+    """The sweep's benchmark-mode runs (with `counted`, only those that finished with figures),
+    numbers as floats and `dev` the device they ran on; None when there are none."""
+    r = a.runs
+    if BENCH not in r.columns or "device" not in r.columns:
+        return None
+    r = r[r["mode"] == "benchmark"] if "mode" in r.columns else r[pd.to_numeric(r[BENCH], errors="coerce").notna()]
+    if counted:
+        r = r[r["status"].isin(COUNTED) & pd.to_numeric(r[BENCH], errors="coerce").notna()]
+    if r.empty:
+        return None
+    r = r.copy()
+    r["dev"] = r["device"].astype(str)
+    for c in r.columns:
+        if c.startswith(("train_", "infer_", "latency_", "peak_flop")) or c in ("threads", "batch_size"):
+            conv = pd.to_numeric(r[c], errors="coerce")
+            if conv.notna().any():
+                r[c] = conv
+    for c in ("model", "precision"):
+        if c not in r.columns:
+            r[c] = "–"
+    return r
+
+
+def best_cpu(r: pd.DataFrame, keys: List[str]) -> pd.DataFrame:
+    """Per configuration, the CPU runs at the thread count with the highest median training
+    throughput (the CPU's best effort: more threads are not faster on a machine whose cores are
+    busy, nor for a model too small to split), GPU runs as they are: what a speedup compares."""
+    cpu = r[r["dev"] == "cpu"]
+    if "threads" in cpu.columns and not cpu.empty:
+        by = cpu.groupby(keys + ["threads"], dropna=False)[BENCH].median().reset_index()
+        best = by.loc[by.groupby(keys, dropna=False)[BENCH].idxmax(), keys + ["threads"]]
+        cpu = cpu.merge(best, on=keys + ["threads"], how="inner")
+    return pd.concat([cpu, r[r["dev"] != "cpu"]], ignore_index=True)
+
+
+def _bench_colors(levels: List[str]) -> dict:
+    import seaborn as sns
+
+    return dict(zip(levels, sns.color_palette("colorblind", max(len(levels), 1))))
+
+
+PRECISION_STYLE = {"fp32": "-", "bf16": "--", "fp16": ":"}
+
+
+@figure("speed")
+def throughput_vs_batch(a: Analysis) -> Iterator[Figure]:
+    """Benchmark mode: training samples/s against batch size, log-log, one panel per device; the
+    median over repeats with its interquartile range."""
+    r = bench_runs(a)
+    if r is None or "batch_size" not in r.columns or r["batch_size"].nunique() < 2:
+        return
+    r = best_cpu(r, ["model", "batch_size", "precision"])
+    devices = sorted(r["dev"].unique())
+    models = sorted(r["model"].astype(str).unique())
+    colors = _bench_colors(models)
+    fig, axes = new_figure(1, len(devices), height=0.85, sharey=True)
+    for ax, dev in zip(axes[0], devices):
+        d = r[r["dev"] == dev]
+        for (model, prec), g in d.groupby(["model", "precision"]):
+            # several runs of one point (seeds): the median of their medians, the widest quartiles
+            g = g.groupby("batch_size").agg(med=(BENCH, "median"), q1=("train_samples_per_s_q1", "min"),
+                                            q3=("train_samples_per_s_q3", "max")).reset_index().sort_values("batch_size")
+            ax.errorbar(g["batch_size"], g["med"], yerr=[g["med"] - g["q1"], g["q3"] - g["med"]],
+                        color=colors[str(model)], ls=PRECISION_STYLE.get(str(prec), "-."), marker="o", ms=4,
+                        capsize=3, lw=1.6)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:,.6g}")  # this style has no mathtext: 10^k would print as TeX source
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(FuncFormatter(
+            lambda v, _: f"{v:,.6g}" if v > 0 and round(v / 10 ** np.floor(np.log10(v))) in (2, 5) else ""))
+        ax.set_xlabel("training batch size (log scale)")
+        threads = ", ".join(unique_threads(d)) if dev == "cpu" else ""
+        ax.set_title(f"{dev}: {', '.join(sorted(set(map(str, d.get('device_name', pd.Series(dtype=str)).dropna()))))}"
+                     + (f" ({threads} threads)" if threads else ""), fontsize=9)
+        ax.set_xticks(sorted(d["batch_size"].unique()))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    axes[0, 0].set_ylabel("training samples/s (log scale)")
+    handles = [Line2D([], [], color=colors[m], lw=2, label=m) for m in models]
+    handles += [Line2D([], [], color="0.3", ls=PRECISION_STYLE.get(p, "-."), label=p)
+                for p in sorted(r["precision"].astype(str).unique())]
+    _legend_outside(axes[0, -1], handles, "model, precision")
+    yield Figure(key="throughput-vs-batch", title="Training throughput vs batch size (benchmark mode)",
+                 caption=("Samples per second of the training step (batch fetch, forward, backward, optimizer step) "
+                          "after the warm-up steps: the median over the timed repeats, the bar its interquartile range. "
+                          "On a CPU, each point is the thread count that was fastest for it (the title lists them). A line that keeps rising has not "
+                          "filled the device yet; where it flattens, a bigger batch buys no more speed."),
+                 fig=fig)
+
+
+def unique_threads(d: pd.DataFrame) -> List[str]:
+    if "threads" not in d.columns:
+        return []
+    return [f"{v:g}" for v in sorted(d["threads"].dropna().unique())]
+
+
+@figure("speed")
+def utilisation(a: Analysis) -> Iterator[Figure]:
+    """Benchmark mode: achieved training FLOP/s as a fraction of the device's peak, per model and
+    batch size, one panel per device, a bar per precision."""
+    r = bench_runs(a)
+    if r is None or "train_fraction_of_peak" not in r.columns or r["train_fraction_of_peak"].notna().sum() == 0:
+        return
+    r = best_cpu(r, ["model", "batch_size", "precision"])
+    r["group"] = r["model"].astype(str) + (", batch " + r["batch_size"].map(level_str) if "batch_size" in r else "")
+    devices = sorted(r["dev"].unique())
+    precs = sorted(r["precision"].astype(str).unique())
+    colors = _bench_colors(precs)
+    fig, axes = new_figure(len(devices), 1, height=1.0 if len(devices) > 1 else 0.7)
+    sources = []
+    for ax, dev in zip(axes[:, 0], devices):
+        d = r[r["dev"] == dev]
+        groups = sorted(d["group"].unique(), key=lambda s: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)])
+        width = 0.8 / len(precs)
+        for j, p in enumerate(precs):
+            v = d[d["precision"].astype(str) == p].groupby("group")["train_fraction_of_peak"].median()
+            xs = [i - 0.4 + width * (j + 0.5) for i, g in enumerate(groups) if g in v.index]
+            ys = [100 * v[g] for g in groups if g in v.index]
+            ax.bar(xs, ys, width=width * 0.95, color=colors[p], label=p)
+            for x, y in zip(xs, ys):
+                ax.annotate(f"{y:.0f}%" if y >= 10 else f"{y:.2g}%", (x, y), ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 6 else 0,
+                      ha="right" if len(groups) > 6 else "center", fontsize=8)
+        ax.set_ylabel(f"{dev}: % of peak FLOP/s")
+        sources += [f"{dev}: " + "; ".join(sorted(set(map(str, d["peak_source"].dropna()))))] if "peak_source" in d else []
+    _legend_outside(axes[0, 0], [Patch(color=colors[p], label=p) for p in precs], "precision")
+    yield Figure(key="utilisation", title="Utilisation: achieved training FLOP/s as a share of the device's peak",
+                 caption=("Training FLOP/s = 3 x the model's forward FLOPs per sample x the median samples/s (forward plus a "
+                          "backward of twice its cost), over the peak of the run's precision. Peaks: "
+                          + " | ".join(sources) + ". On a CPU, the fastest thread count of each configuration."),
+                 fig=fig)
+
+
+@figure("speed")
+def thread_scaling(a: Analysis) -> Iterator[Figure]:
+    """Benchmark mode on the CPU: training throughput against threads, relative to the fewest
+    threads run, per model; one line per batch size and precision, beside ideal (linear) scaling."""
+    r = bench_runs(a)
+    if r is None or "threads" not in r.columns:
+        return
+    r = r[r["dev"] == "cpu"]
+    if r["threads"].nunique() < 2:
+        return
+    models = sorted(r["model"].astype(str).unique())
+    fig, axes = new_figure(1, len(models), height=0.75, sharey=True)
+    batches = sorted(r["batch_size"].unique()) if "batch_size" in r.columns else [None]
+    colors = _bench_colors([level_str(b) for b in batches])
+    tmin, tmax = r["threads"].min(), r["threads"].max()
+    for ax, model in zip(axes[0], models):
+        d = r[r["model"].astype(str) == model]
+        for (b, p), g in d.groupby(["batch_size" if "batch_size" in d else "model", "precision"]):
+            g = g.groupby("threads")[BENCH].median().sort_index()
+            if len(g) < 2:
+                continue
+            ax.plot(g.index, g / g.iloc[0], marker="o", ms=4, color=colors.get(level_str(b), "0.3"),
+                    ls=PRECISION_STYLE.get(str(p), "-."))
+        ax.plot([tmin, tmax], [1, tmax / tmin], color="0.6", lw=1, ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(r["threads"].unique()))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.set_title(model)
+        ax.set_xlabel("CPU threads")
+    axes[0, 0].set_ylabel(f"training samples/s relative to {tmin:g} thread(s)")
+    handles = [Line2D([], [], color=colors[level_str(b)], lw=2, label=f"batch {level_str(b)}") for b in batches if b is not None]
+    handles += [Line2D([], [], color="0.3", ls=PRECISION_STYLE.get(p, "-."), label=p)
+                for p in sorted(r["precision"].astype(str).unique())]
+    handles.append(Line2D([], [], color="0.6", ls=":", label="linear scaling"))
+    _legend_outside(axes[0, -1], handles, "batch, precision")
+    cpus = ", ".join(sorted(set(map(str, r.get("device_name", pd.Series(dtype=str)).dropna()))))
+    yield Figure(key="thread-scaling", title="CPU thread scaling (benchmark mode)",
+                 caption=(f"Median training samples/s at each thread count over that at {tmin:g}; dotted: perfect "
+                          f"scaling. CPU: {cpus or 'unknown'}. On a machine shared with other jobs, more threads "
+                          "than free cores scale badly: read it with the machine's load in mind."),
+                 fig=fig)

@@ -16,7 +16,7 @@ from dl2bench import record as R
 
 from .analysis import (UNSTEADY_RATIO, Analysis, Factor, aggregate, fmt, level_labels, level_str, mean_std, not_counted,
                        spread_digits, status_counts, target_label, throughput_spread, unique_str)
-from .figures import by, speed_groups
+from .figures import bench_runs, best_cpu, by, speed_groups
 from .load import BOOKKEEPING, COUNTED, REPLICATE
 from .units import goal_word
 
@@ -133,6 +133,8 @@ def speedup(a: Analysis) -> Iterator[Table]:
     if "samples_per_s" not in r.columns or "device" not in r.columns:
         return
     r = r[r["samples_per_s"].notna()].copy()
+    if "mode" in r.columns:  # benchmark runs have their own table (benchmark_speedup)
+        r = r[r["mode"] != "benchmark"]
     if not {"cpu", "cuda"} <= set(r["device"].astype(str)):
         return
     r["group"], axis_name = speed_groups(r)
@@ -170,6 +172,76 @@ def speedup(a: Analysis) -> Iterator[Table]:
                 df=pd.DataFrame(rows))
 
 
+def _bench_cell(side: pd.DataFrame, done: pd.DataFrame, col: str, fmt_: str) -> Tuple[str, float]:
+    """One device's figure for a table cell and its value: the median over repeats (IQR) of one
+    run, the median of several runs' medians (n), or why there is none -- never an empty cell."""
+    if side.empty:
+        return "not run", float("nan")
+    ok = done[pd.to_numeric(done.get(f"{col}_median", pd.Series(dtype=float)), errors="coerce").notna()] \
+        if f"{col}_median" in done.columns else done.iloc[0:0]
+    if ok.empty:
+        vc = side["status"].value_counts()
+        return "not run (" + ", ".join(f"{int(n)} {st.replace('_', ' ')}" for st, n in vc.items()) + ")", float("nan")
+    med = float(pd.to_numeric(ok[f"{col}_median"]).median())
+    if len(ok) == 1:
+        return f"{med:{fmt_}} (IQR {float(ok[f'{col}_iqr'].iloc[0]):{fmt_}})", med
+    return f"{med:{fmt_}} (median of n={len(ok)} runs)", med
+
+
+@table("speed")
+def benchmark_speedup(a: Analysis) -> Iterator[Table]:
+    """Benchmark mode: CPU and GPU training and inference figures side by side per model x batch
+    size x precision, with the GPU/CPU speedup; a device the sweep did not run says "not run"."""
+    every = bench_runs(a, counted=False)
+    if every is None:
+        return
+    done = bench_runs(a)
+    done = best_cpu(done, ["model", "batch_size", "precision"]) if done is not None else every.iloc[0:0]
+    keys = [k for k in ("model", "batch_size", "precision") if k in every.columns]
+    rows = []
+    for key, g in every.groupby(keys, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        row = {k.replace("_", " "): level_str(v) for k, v in zip(keys, key)}
+        d = done
+        for k, v in zip(keys, key):
+            d = d[d[k] == v]
+        cells = {}
+        for dev in ("cpu", "cuda"):
+            side, ok = g[g["dev"] == dev], d[d["dev"] == dev]
+            cells[dev] = {col: _bench_cell(side, ok, col, f) for col, f in
+                          (("train_samples_per_s", ",.0f"), ("infer_samples_per_s", ",.0f"), ("latency_ms", ".3g"))}
+            if dev == "cpu":
+                row["CPU threads"] = ", ".join(f"{t:g}" for t in sorted(ok["threads"].dropna().unique())) \
+                    if "threads" in ok.columns and len(ok) else "–"
+        for col, head in (("train_samples_per_s", "training samples/s"), ("infer_samples_per_s", "inference samples/s"),
+                          ("latency_ms", "batch-1 latency ms")):
+            (ctext, cval), (gtext, gval) = cells["cpu"][col], cells["cuda"][col]
+            row[f"CPU {head}"] = ctext
+            row[f"GPU {head}"] = gtext
+            ratio = (cval / gval if col == "latency_ms" else gval / cval) if cval > 0 and gval > 0 else float("nan")
+            row[f"{head.split(' ')[0]} speedup GPU/CPU (×)"] = f"{ratio:,.3g}" if math.isfinite(ratio) else "–"
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    lead = [c for c in df.columns if not c.startswith(("CPU ", "GPU ")) and "speedup" not in c] + ["CPU threads"]
+    order = lead[:-1] + ["CPU threads"] + [c for c in df.columns if c not in lead]
+    df = df[list(dict.fromkeys(order))]
+    names = lambda dev: ", ".join(sorted(set(map(str, every.loc[every["dev"] == dev, "device_name"].dropna())))) \
+        if "device_name" in every.columns else ""  # noqa: E731
+    infer = ", ".join(f"{b:g}" for b in sorted(pd.to_numeric(every.get("infer_batch_size", pd.Series(dtype=float)),
+                                                             errors="coerce").dropna().unique())) or "?"
+    no_gpu = not (every["dev"] == "cuda").any()
+    yield Table(key="benchmark-speedup", title="GPU/CPU speedup (benchmark mode)",
+                caption=("Median over timed repeats after the warm-up steps, and its interquartile range. Training: "
+                         "batch fetch + forward + backward + optimizer step; inference: forward only, at batch "
+                         f"{infer}; latency: one sample at a time. Speedup: GPU over CPU throughput (CPU over GPU "
+                         "latency). CPU: the thread count that trained fastest in each configuration (column) "
+                         f"({names('cpu') or 'no CPU run'}); GPU: {names('cuda') or 'none'}. "
+                         + ("This sweep ran no GPU run (the CPU half only, e.g. --set device=cpu): every GPU cell "
+                            "says \"not run\"." if no_gpu else
+                            "\"not run\": the sweep has no run of that configuration on that device.")),
+                df=df)
+
+
 def _target_columns(runs: pd.DataFrame, prefix: str) -> List[str]:
     cols = [c for c in runs.columns if c.startswith(prefix) and re.search(r"_[0-9.]+$", c)]
     return sorted(cols, key=lambda c: float(c.rsplit("_", 1)[1]))
@@ -177,6 +249,8 @@ def _target_columns(runs: pd.DataFrame, prefix: str) -> List[str]:
 
 def _to_target(a: Analysis, prefix: str, title: str, key: str, say_none: bool = True) -> Iterator[Table]:
     done = a.runs[a.runs["status"] != R.INCOMPLETE]
+    if "mode" in done.columns:  # a benchmark run times steps and trains to no target
+        done = done[done["mode"] != "benchmark"]
     mon = a.decl.monitor
     cols = [c for c in _target_columns(done, prefix) if mon is None or c.startswith(f"{prefix}val_{mon}_")]
     if not cols or done.empty:

@@ -183,6 +183,8 @@ class Trainer:
     def fit(self) -> Dict[str, Any]:
         cfg = self.cfg
         self.setup()
+        if cfg.mode == "benchmark":
+            return self.benchmark()
         saved = None
         if cfg.checkpoint:
             try:
@@ -241,6 +243,20 @@ class Trainer:
         if cfg.checkpoint and self.ckpt_path.exists():
             self.ckpt_path.unlink()  # done: summary.json is the record; checkpoints are large
         return summary
+
+    def benchmark(self) -> Dict[str, Any]:
+        """mode benchmark: time this trainer's own step and its model's inference (dl2bench/bench.py);
+        the record is a training run's (config, one metrics row per repeat, summary), nothing
+        checkpointed: a rerun measures afresh."""
+        from ..bench import describe, run_benchmark
+
+        self.tracker.restart_metrics([])
+        self.tracker.start_wandb(resumed=False)
+        figures, rows = run_benchmark(self)
+        for row in rows:
+            self.tracker.log(row)
+        self.say(describe(figures))
+        return self.summary(R.FINISHED, reason=None, **figures)
 
     def early_stopping(self, epoch: int, value: float) -> bool:
         if self.monitored.better(value, self.best_val):
