@@ -585,6 +585,10 @@ def manifest_problem(m: Any) -> Optional[str]:
     return None
 
 
+# sacct states of an attempt after which SLURM may queue the same job again (JobRequeue=1, --requeue)
+MAYBE_REQUEUED = {"NODE_FAIL", "PREEMPTED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "BOOT_FAIL", "TIMEOUT"}
+
+
 def job_states(cluster: str, job_ids: Sequence[str]) -> Dict[str, str]:
     """State of each job id: one sacct call for SLURM (no per-job polling), a pid check locally."""
     ids = sorted(set(j for j in job_ids if j))
@@ -602,13 +606,15 @@ def job_states(cluster: str, job_ids: Sequence[str]) -> Dict[str, str]:
             state = state.split()[0] if state else "UNKNOWN"
             for one in _expand_array_ids(jid):
                 states[one] = state
-        if any(j not in states and j.split("_")[0] not in states for j in ids):
-            # accounting lags behind (or is off): squeue knows the live ones
+        if any((j not in states and j.split("_")[0] not in states) or states.get(j) in MAYBE_REQUEUED for j in ids):
+            # accounting lags behind (or is off), or shows the attempt a node failure ended while SLURM
+            # has already queued the job again: squeue knows the live ones, and its word wins
             q = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(masters)],
                                capture_output=True, text=True)
             for line in q.stdout.splitlines():
                 jid, _, state = line.partition("|")
-                states.setdefault(jid.strip(), state.strip())
+                if state.strip():
+                    states[jid.strip()] = state.strip()
         return {j: states.get(j, states.get(j.split("_")[0], "UNKNOWN")) for j in ids}
     if cluster == "local":
         return {j: "RUNNING" if _pid_alive(j) else "ENDED" for j in ids}
@@ -633,6 +639,33 @@ def _pid_alive(pid: str) -> bool:
         return stat.split(") ", 1)[1][0] != "Z"
     except (OSError, ValueError, IndexError):
         return False
+
+
+# SLURM's pending reasons that need someone to act, in words (the reason itself follows in brackets)
+NODE_REASONS = ("ReqNodeNotAvail", "NodeDown", "Nodes required for job are DOWN", "DRAINED")
+
+
+def pending_reasons(job_ids: Sequence[str]) -> Dict[str, str]:
+    """Why each pending SLURM job waits, where it is not simply its turn (Priority, Resources,
+    BeginTime...): one squeue call. A drained or down node is said in words: the job starts only
+    when an admin resumes the node, however long the user waits."""
+    ids = sorted(set(job_ids))
+    if not ids:
+        return {}
+    masters = sorted({j.split("_")[0] for j in ids})
+    try:
+        q = subprocess.run(["squeue", "-h", "-r", "-t", "PENDING", "-o", "%i|%r", "-j", ",".join(masters)],
+                           capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    out = {}
+    for line in q.stdout.splitlines():
+        jid, _, reason = line.partition("|")
+        reason = reason.strip()
+        if any(r in reason for r in NODE_REASONS):
+            out[jid.strip()] = (f"waiting for a node that is drained or down ({reason}); it starts when the node "
+                                "is resumed (sinfo -R says why it is out)")
+    return out
 
 
 def run_status(root: Path, manifest: Dict[str, Any], mark_lost: bool = True) -> Dict[str, Tuple[str, str]]:
@@ -665,11 +698,13 @@ def run_status(root: Path, manifest: Dict[str, Any], mark_lost: bool = True) -> 
     for cluster, ids in by_cluster.items():
         for jid, st in job_states(cluster, ids).items():
             states[(cluster, jid)] = st
+    waiting = pending_reasons([jid for (cluster, jid), st in states.items() if cluster == "slurm" and st == "PENDING"])
     for rid in pending:
         cluster, jid = jobs[rid]
         st = states.get((cluster, jid), "UNKNOWN")
         if st in SLURM_ACTIVE or (cluster == "local" and st == "RUNNING") or (st == "UNKNOWN" and jid in fresh):
-            out[rid] = (R.RUNNING if st == "RUNNING" else R.QUEUED, f"job {jid} {st}")
+            why = f": {waiting[jid]}" if jid in waiting else ""
+            out[rid] = (R.RUNNING if st == "RUNNING" else R.QUEUED, f"job {jid} {st}{why}")
         else:
             late = read_summary(root / rid)
             if late is not None:  # it finished between the two looks

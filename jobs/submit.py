@@ -411,6 +411,12 @@ def report_status(root: Path, st) -> int:
     for rid, (s, reason) in sorted(st.items()):
         if s in (R.DIVERGED, R.FAILED):
             print(f"  {rid} {s}: {reason.splitlines()[0] if reason else ''}")
+    stuck = {}  # queued runs that wait for something other than their turn: said once per reason
+    for rid, (s, reason) in st.items():
+        if s == R.QUEUED and ": waiting for" in reason:
+            stuck.setdefault(reason.split(": ", 1)[1], []).append(rid)
+    for why, rids in stuck.items():
+        print(f"  {len(rids)} queued run(s) {why}")
     for line in results_table(root, launch.load_manifest(root), st):
         print(line)
     return 1 if counts.get(R.FAILED) else 0

@@ -382,3 +382,67 @@ def test_a_manifest_edited_by_hand_is_named_not_a_traceback(tmp_path, text, said
     assert len(err) == 1 and "manifest.json" in err[0] and said in err[0], r.stderr
     # (.submit.lock, the lock two submits of one sweep take turns on, may stay: it holds nothing)
     assert sorted(q.name for q in (tmp_path / "runs" / "mf").iterdir() if q.name != ".submit.lock") == ["manifest.json"]
+
+
+# ---------------------------------------------------------------------------------------------
+# a node drained, or down under a running job
+
+def _node() -> str:
+    return subprocess.run(["sinfo", "-h", "-o", "%n"], capture_output=True, text=True).stdout.split()[0]
+
+
+def _resume(node: str) -> None:
+    subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)
+
+
+def test_drained_node_is_said_and_a_node_failure_is_requeued_and_resumed(tmp_path, job_env, need_slurm):  # noqa: F811
+    """Drained while the runs wait: --status says they wait for a drained node (not merely "queued"),
+    and they run once it is resumed. Down under a running job: SLURM requeues it, --status never
+    calls it failed, and the run resumes from its checkpoint with every epoch logged once."""
+    node = _node()
+    env = {**os.environ, **job_env}
+    out = tmp_path / "runs"
+
+    def submit_(p, *extra, timeout=600):
+        return subprocess.run([sys.executable, str(SUBMIT), str(p), "--cluster", "slurm", "--out", str(out),
+                               "--wandb", "disabled", *extra], capture_output=True, text=True, env=env,
+                              timeout=timeout)
+
+    drained = sweep_file(tmp_path, "drained", epochs=2, seeds=(0, 1), train_size=2000)
+    down = sweep_file(tmp_path, "down", epochs=40, seeds=(0,), train_size=19000)
+    try:
+        r = subprocess.run(["scontrol", "update", f"nodename={node}", "state=drain", "reason=dl2bench test"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        assert submit_(drained).returncode == 0
+        st = submit_(drained, "--status")
+        assert st.returncode == 0 and "queued         2" in st.stdout, st.stdout
+        assert "2 queued run(s) waiting for a node that is drained or down (ReqNodeNotAvail" in st.stdout, st.stdout
+        _resume(node)
+        done = submit_(drained, "--wait", "--poll", "2")
+        assert done.returncode == 0 and "finished       2" in done.stdout, done.stdout + done.stderr
+
+        assert submit_(down).returncode == 0
+        root = out / "down"
+        (rid,) = json.loads((root / "manifest.json").read_text())["runs"]
+        deadline = time.monotonic() + 180
+        while not (root / rid / "metrics.jsonl").exists() or len(epochs(root / rid)) < 2:
+            assert time.monotonic() < deadline, "the job never trained two epochs"
+            time.sleep(0.3)
+        r = subprocess.run(["scontrol", "update", f"nodename={node}", "state=down", "reason=dl2bench test"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        time.sleep(3)
+        st = submit_(down, "--status")
+        assert "failed" not in st.stdout and ("queued         1" in st.stdout or "running        1" in st.stdout), \
+            st.stdout
+        _resume(node)
+        done = submit_(down, "--wait", "--poll", "2", timeout=900)
+        assert done.returncode == 0 and "finished       1" in done.stdout, done.stdout + done.stderr
+        s = json.loads((root / rid / "summary.json").read_text())
+        assert s["status"] == "finished" and s["resumes"] >= 1, s
+        assert epochs(root / rid) == list(range(1, 41))
+    finally:
+        _resume(node)
+        subprocess.run(["scancel", "--name", "dl2bench-drained"], capture_output=True)
+        subprocess.run(["scancel", "--name", "dl2bench-down"], capture_output=True)
