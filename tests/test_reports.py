@@ -395,6 +395,30 @@ def test_a_failed_write_leaves_nothing_half_written(tmp_path, monkeypatch):
     assert not list(root.glob(".*tmp*"))
 
 
+def test_large_reports_write_their_csvs_in_a_forked_process(tmp_path, monkeypatch):
+    """Past CSV_IN_CHILD_ROWS the CSVs are written by a forked child while the figures are drawn: the
+    same files as written in-process; a write that fails there fails the report here with its reason,
+    and leaves the previous report and no temporary file."""
+    root = tmp_path / "s"
+    G.write_grid(root, {"optimizer": ["sgd", "adam"]}, seeds=(0, 1))
+    build.build_report(load_folders([root]), tmp_path / "inline")
+    monkeypatch.setattr(build, "CSV_IN_CHILD_ROWS", 0)
+    build.build_report(load_folders([root]), tmp_path / "forked")
+    for name in ("runs.csv", "curves.csv"):
+        assert (tmp_path / "forked" / name).read_text() == (tmp_path / "inline" / name).read_text()
+    old = {n: (tmp_path / "forked" / n).read_bytes() for n in OUTPUTS}
+
+    def full(frames, tmp):
+        (tmp["runs.csv"]).write_text("half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(build, "write_csvs", full)
+    with pytest.raises(ReportError, match="No space left on device"):
+        build.build_report(load_folders([root]), tmp_path / "forked")
+    assert {n: (tmp_path / "forked" / n).read_bytes() for n in OUTPUTS} == old
+    assert not list((tmp_path / "forked").glob(".*tmp*"))
+
+
 # ---------------------------------------------------------------------------------------------
 # W&B as a source. No W&B server is reachable here, so this is tested up to the API call: a
 # stand-in for wandb.Api() with the attributes the adapter uses (runs with .id, .state, .config,
