@@ -119,18 +119,15 @@ def _key_family(key: str) -> Optional[str]:
 # ---------------------------------------------------------------------------------------------
 # the local results store
 
+_MISSING = object()  # read_json_if_there's answer for "no such file", where null is a JSON value
+
+
 def read_json(path: Path) -> Any:
-    """Parse one JSON file; unreadable or invalid JSON raises ReportError naming the file."""
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ReportError(f"{path}: cannot read ({e.strerror or e})") from None
-    except UnicodeDecodeError as e:
-        raise ReportError(f"{path}: invalid JSON: not UTF-8 text (byte {e.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    """Parse one JSON file; a missing, unreadable or invalid one raises ReportError naming the file."""
+    obj = read_json_if_there(path, _MISSING)
+    if obj is _MISSING:
+        raise ReportError(f"{path}: cannot read (No such file or directory)")
+    return obj
 
 
 def read_json_if_there(path: Path, missing: Any) -> Any:
@@ -190,9 +187,6 @@ def read_metrics(path: Path, complete: bool) -> Tuple[List[Dict[str, Any]], Opti
 
 class Damaged(ValueError):
     """A run's file that cannot be read: the report goes on without it and says so."""
-
-
-_MISSING = object()
 
 
 def read_json_or_damaged(path: Path, missing: Any = _MISSING) -> Any:

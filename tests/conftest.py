@@ -138,22 +138,30 @@ def tiny(data_root, monkeypatch):
 def killed_then_resumed(monkeypatch):
     """run(cfg, out) killed at the start of epoch `at` (a KeyboardInterrupt: what a SLURM kill looks
     like to the loop, not an Exception), then run again to the end; returns the resumed summary."""
-    import dl2bench.train.loop as T
     from dl2bench.train import run
 
     def go(cfg, out, at):
-        real = T.Trainer.train_epoch
-
-        def dies(self, epoch):
-            if epoch == at:
-                raise KeyboardInterrupt
-            return real(self, epoch)
-
-        monkeypatch.setattr(T.Trainer, "train_epoch", dies)
-        with pytest.raises(KeyboardInterrupt):
-            run(cfg, out)
-        assert (Path(out) / "checkpoint.pt").exists() and not (Path(out) / "summary.json").exists()
-        monkeypatch.setattr(T.Trainer, "train_epoch", real)
+        killed_at(monkeypatch, cfg, out, at)
         return run(cfg, out)
 
     return go
+
+
+def killed_at(monkeypatch, cfg, out, at):
+    """run(cfg, out) stopped at the start of epoch `at` by a KeyboardInterrupt, its checkpoint left
+    behind and no summary written."""
+    import dl2bench.train.loop as T
+    from dl2bench.train import run
+
+    real = T.Trainer.train_epoch
+
+    def dies(self, epoch):
+        if epoch == at:
+            raise KeyboardInterrupt
+        return real(self, epoch)
+
+    monkeypatch.setattr(T.Trainer, "train_epoch", dies)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, out)
+    monkeypatch.setattr(T.Trainer, "train_epoch", real)
+    assert (Path(out) / "checkpoint.pt").exists() and not (Path(out) / "summary.json").exists()

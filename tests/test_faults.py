@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_submit_clusters import SUBMIT, job_env, need_slurm, sacct, sweep_file  # noqa: F401 - fixtures
+from conftest import killed_at
 from dl2bench import checkpoint as ckpt
 from dl2bench import wandb_log as W
 from dl2bench.train import run
+from test_submit_clusters import SUBMIT, job_env, need_slurm, sacct, sweep_file  # noqa: F401 - fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,25 +32,6 @@ def epochs(run_dir: Path):
 def curves(run_dir: Path):
     return [{k: v for k, v in json.loads(line).items() if k.startswith(("train_loss", "val_"))}
             for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def killed_at(monkeypatch, cfg, out, at):
-    """run(cfg, out) stopped at the start of epoch `at` (a KeyboardInterrupt: what a kill looks like
-    to the loop), its checkpoint left behind."""
-    import dl2bench.train.loop as T
-
-    real = T.Trainer.train_epoch
-
-    def dies(self, epoch):
-        if epoch == at:
-            raise KeyboardInterrupt
-        return real(self, epoch)
-
-    monkeypatch.setattr(T.Trainer, "train_epoch", dies)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, out)
-    monkeypatch.setattr(T.Trainer, "train_epoch", real)
-    assert (out / "checkpoint.pt").exists()
 
 
 # ---------------------------------------------------------------------------------------------
