@@ -71,20 +71,38 @@ def ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
     return grad / _per_example(norms(grad, "l2") + TINY, grad)
 
 
-def random_in_ball(like: torch.Tensor, norm: str, eps: float, generator: Optional[torch.Generator]) -> torch.Tensor:
-    """Uniform in the l-inf ball; uniform in the l2 ball (Gaussian direction, radius eps * u^(1/d))."""
+LEVELS = 65_536  # l-inf random start: evenly spaced values per pixel (see random_in_ball)
+
+
+def random_in_ball(like: torch.Tensor, norm: str, eps: float, generator: Optional[torch.Generator],
+                   around: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Uniform in the l-inf ball; uniform in the l2 ball (Gaussian direction, radius eps * u^(1/d)).
+    With `around`, that point plus the draw (one pass fewer than adding it afterwards).
+
+    l-inf: each coordinate is uniform over LEVELS evenly spaced values, the midpoints of LEVELS
+    equal cells of [-eps, eps] (a spacing of eps/32768: for eps = 0.3, 1/109,000 of an 8-bit pixel
+    level, so no attack can tell it from a continuous uniform). They come from NumPy's PCG64 as
+    16-bit integers, seeded from `generator`: on a CPU, torch's uniform_ (Mersenne Twister, one
+    float per draw) costs about 1.7 forward+backward passes of the MLP on a batch of 500 images,
+    which a 10-step attack would pay as 17% more per step; this costs about a third of that."""
+    import numpy as np
     import torch
 
     if norm == "linf":
-        # drawn in place: on a CPU the draw already costs about one forward+backward of a small MLP,
-        # and every extra temporary of the input's size adds page faults on top
-        u = torch.empty(like.shape, device="cpu", dtype=like.dtype).uniform_(-eps, eps, generator=generator)
-        return u.to(like.device)
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        draw = np.random.Generator(np.random.PCG64(seed)).integers(-LEVELS // 2, LEVELS // 2, like.numel(),
+                                                                   dtype=np.int16)
+        v = torch.from_numpy(draw).view(like.shape).to(like.device)
+        s = 2 * eps / LEVELS
+        if around is None:
+            return v.to(like.dtype).mul_(s).add_(s / 2)
+        return (around + s / 2).add_(v, alpha=s)
     g = torch.randn(like.shape, generator=generator, device="cpu", dtype=like.dtype)
     d = g[0].numel()
     r = torch.rand(len(g), generator=generator, device="cpu", dtype=like.dtype) ** (1.0 / d) * eps
     g = g / _per_example(norms(g, "l2") + TINY, g) * _per_example(r, g)
-    return g.to(like.device)
+    g = g.to(like.device)
+    return g if around is None else g.add_(around)
 
 
 def _loss_grad(model: nn.Module, x: torch.Tensor, goal: torch.Tensor, targeted: bool) -> torch.Tensor:
@@ -146,7 +164,7 @@ def _pgd_once(model: nn.Module, x: torch.Tensor, goal: torch.Tensor, threat: Thr
               generator: Optional[torch.Generator]) -> torch.Tensor:
 
     norm, eps, alpha = threat.norm, threat.eps, threat.alpha
-    adv = random_in_ball(x, norm, eps, generator).add_(x) if threat.random_start else x.clone()
+    adv = random_in_ball(x, norm, eps, generator, around=x) if threat.random_start else x.clone()
     adv.clamp_(0, 1)
     if norm == "linf":
         # ball and box together are one interval per pixel: projecting onto both is one clamp, which

@@ -8,15 +8,20 @@ span starts after a device synchronise and is read with CUDA events on a GPU; ea
 median and interquartile range over `bench_repeats` timed repeats; threads, device and precision
 go into the same summary as the figures.
 
-FLOPs: the model's forward FLOPs per sample come from torch's flop counter (the loop's
-`flops_per_sample`); a training step is counted as 3x the forward (forward, plus a backward of
-twice its cost: gradients with respect to activations and to weights), the usual approximation
-(Kaplan et al. 2020, Appendix; PaLM's MFU definition).
+FLOPs: inference uses the model's forward FLOPs per sample from torch's flop counter (the loop's
+`flops_per_sample`). A training step's FLOPs are counted the same way over one real step (the
+first warm-up step runs under torch's FlopCounterMode: forward and backward, matmuls and
+convolutions, divided by the batch). The usual shortcut, 3x the forward (Kaplan et al. 2020;
+PaLM's MFU), overcounts a model whose first layer dominates: no gradient is computed for the
+input, so that layer's backward is 1x, not 2x, its forward (fc on CIFAR-10: 3x would put it above
+the machine's own matmul peak). A step the counter cannot go through falls back to 3x, and
+`train_flops_source` says which.
 
 Peak: a GPU named in PEAKS is set against its vendor datasheet's dense (no sparsity) figure for
 the run's precision; a CPU, or a GPU not in the table, against a matmul roofline measured on the
-machine itself (the best of a few square torch.matmul products in the run's dtype and threads,
-cached per process). The summary says which (`peak_source`).
+machine itself (the best of square torch.matmul products of several sizes in the run's dtype and
+threads, cached per process: one size alone is not the best this machine does). The summary says
+which (`peak_source`).
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import functools
 import re
 import resource
 import statistics
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -72,26 +77,34 @@ def known_peak(device_name: str, precision: str) -> Optional[Tuple[float, str]]:
     return None
 
 
+ROOFLINE_SIZES = {"cpu": (256, 512, 1024, 2048), "cuda": (4096, 8192, 16384)}
+
+
 @functools.lru_cache(maxsize=16)
-def measured_peak(device_type: str, precision: str, threads: int) -> float:
-    """FLOP/s of the best square matmul in `precision` on this device with `threads` threads;
-    cached per process (a sweep of many benchmark runs in one process measures it once)."""
+def measured_peak(device_type: str, precision: str, threads: int) -> Tuple[float, int]:
+    """(FLOP/s, n) of the best square n x n matmul in `precision` on this device with `threads`
+    threads over ROOFLINE_SIZES; cached per process (a sweep of many benchmark runs in one process
+    measures it once)."""
     device = torch.device(device_type)
-    n = 8192 if device.type == "cuda" else 1024
     dtype = DTYPES[precision]
-    gen = torch.Generator().manual_seed(0)
-    a = torch.randn(n, n, generator=gen).to(device, dtype)  # random data: zeros run faster on some chips
-    b = torch.randn(n, n, generator=gen).to(device, dtype)
     timer = SpanTimer(device)
-    for _ in range(2):  # warm-up: kernel selection, thread pool start
-        a @ b
-    best, spent, k = float("inf"), 0.0, 0
-    while k < 3 or (spent < 0.5 and k < 20):
-        timer.start()
-        a @ b
-        dt = timer.stop()
-        best, spent, k = min(best, dt), spent + dt, k + 1
-    return 2 * n ** 3 / best
+    best_rate, best_n = 0.0, 0
+    for n in ROOFLINE_SIZES["cuda" if device.type == "cuda" else "cpu"]:
+        gen = torch.Generator().manual_seed(0)
+        a = torch.randn(n, n, generator=gen).to(device, dtype)  # random data: zeros run faster on some chips
+        b = torch.randn(n, n, generator=gen).to(device, dtype)
+        for _ in range(2):  # warm-up: kernel selection, thread pool start
+            a @ b
+        best, spent, k = float("inf"), 0.0, 0
+        while k < 3 or (spent < 0.3 and k < 20):
+            timer.start()
+            a @ b
+            dt = timer.stop()
+            best, spent, k = min(best, dt), spent + dt, k + 1
+        if 2 * n ** 3 / best > best_rate:
+            best_rate, best_n = 2 * n ** 3 / best, n
+        del a, b
+    return best_rate, best_n
 
 
 def peak_for(device: torch.device, device_name: str, precision: str, threads: int) -> Tuple[float, str, str]:
@@ -101,10 +114,11 @@ def peak_for(device: torch.device, device_name: str, precision: str, threads: in
         known = known_peak(device_name, precision)
         if known is not None:
             return known + ("datasheet",)
-    v = measured_peak(device.type, precision, threads)
+    v, n = measured_peak(device.type, precision, threads)
     where = "CPU" if device.type == "cpu" else f"{device_name} (not in the datasheet table)"
-    return v, (f"measured matmul roofline on this {where}: best 2n^3/t of n={8192 if device.type == 'cuda' else 1024} "
-               f"{precision} torch.matmul with {threads} thread(s): {v / 1e9:,.1f} GFLOP/s"), "measured"
+    sizes = "/".join(map(str, ROOFLINE_SIZES["cuda" if device.type == "cuda" else "cpu"]))
+    return v, (f"measured matmul roofline on this {where}: best 2n^3/t over n = {sizes} {precision} torch.matmul "
+               f"with {threads} thread(s): {v / 1e9:,.1f} GFLOP/s at n = {n}"), "measured"
 
 
 def spread(values: Sequence[float]) -> Dict[str, float]:
@@ -132,10 +146,41 @@ def _calls(budget: float, repeats: int, one: float) -> int:
     return int(min(MAX_CALLS, max(1, budget / repeats / max(one, 1e-9))))
 
 
-def run_benchmark(t: "Trainer") -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+def count_step_flops(t: "Trainer", batch: Any) -> Optional[float]:
+    """FLOPs per sample of one real training step on `batch` (it updates the model: call it on a
+    warm-up step), counted by torch's FlopCounterMode; None if the step does not go through it.
+    A compiled model is counted in eager mode (the same arithmetic; the counter does not see into
+    a compiled graph)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .train.step import DefaultStep
+
+    step = t.step
+    swapped = isinstance(step, DefaultStep) and step.forward_model is not step.model
+    saved = step.forward_model if swapped else None
+    if swapped:
+        step.forward_model = step.model
+    counter = FlopCounterMode(display=False)
+    try:
+        with counter:
+            _, n, _ = step(batch, False)
+    except Exception:  # noqa: BLE001 - an op the counter cannot dispatch: the 3x approximation stands in
+        return None
+    finally:
+        if swapped:
+            step.forward_model = saved
+    total = counter.get_total_flops()
+    return total / n if n and total else None
+
+
+def run_benchmark(t: "Trainer", between: Optional[Callable[[str, int, int], None]] = None
+                  ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
     """Time the trainer's own step and its model's inference; (summary figures, one row per repeat).
     The trainer is set up (model, problem, step); its step object is the one training uses, so
-    the optimizer's state moves exactly as it would in an epoch."""
+    the optimizer's state moves exactly as it would in an epoch. `between(phase, repeat, calls)`,
+    if given, runs outside the clocks before each timed repeat ("train", "latency", "infer";
+    calls: steps or forward calls per repeat) and once more after each phase's last (repeat =
+    the count): a reference loop interleaved there meets the same machine conditions."""
     cfg, dev, step = t.cfg, t.device, t.step
     repeats = cfg.bench_repeats
     timer = SpanTimer(dev)
@@ -147,17 +192,19 @@ def run_benchmark(t: "Trainer") -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
     first = None
     warm = max(1, cfg.warmup_steps)  # the last warm-up step also sizes the repeats
     one = 0.0
+    first = next(batches)
+    counted = count_step_flops(t, first)  # a warm-up step of its own, never timed
     for i in range(warm):
         timer.start()
-        batch = next(batches)
-        step(batch, False)
+        step(next(batches), False)
         one = timer.stop()
-        first = batch if first is None else first
     steps = cfg.bench_steps or _calls(cfg.bench_seconds * SHARES["train"], repeats, one)
     if mem_cuda:
         torch.cuda.reset_peak_memory_stats(dev)
     train_s, train_n, losses = [], [], []
-    for _ in range(repeats):
+    for r in range(repeats):
+        if between:
+            between("train", r, steps)
         n = 0
         timer.start()
         for _ in range(steps):
@@ -168,6 +215,8 @@ def run_benchmark(t: "Trainer") -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
         train_s.append(timer.stop())
         train_n.append(n)
         losses.append(loss)
+    if between:
+        between("train", repeats, steps)
     batches.close()  # a DataLoader's workers end now, not at some later garbage collection
     train_mem = torch.cuda.max_memory_allocated(dev) / 2**20 if mem_cuda else None
     rates = [n / s for n, s in zip(train_n, train_s)]
@@ -201,12 +250,16 @@ def run_benchmark(t: "Trainer") -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
                     calls = _calls(budget, n_rep, one)
                     if mem_cuda and share == "infer":
                         torch.cuda.reset_peak_memory_stats(dev)
-                    for _ in range(n_rep):
+                    for r in range(n_rep):
+                        if between:
+                            between(share, r, calls)
                         timer.start()
                         for _ in range(calls):
                             model(inp)
                         s = timer.stop()
                         out.append(1000 * s / calls if share == "latency" else calls * len(inp) / s)
+                    if between:
+                        between(share, n_rep, calls)
                     if share == "latency":
                         calls_lat, reps_lat = calls, n_rep
                     else:
@@ -218,20 +271,26 @@ def run_benchmark(t: "Trainer") -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
 
     # -- figures ---------------------------------------------------------------------------
     fwd = t.facts.get("flops_per_sample") or 0
+    if counted:
+        train_flops, flops_source = counted, ("counted: torch FlopCounterMode over one training step "
+                                              "(forward and backward; matmuls and convolutions), per sample")
+    else:
+        train_flops, flops_source = TRAIN_FLOPS_FACTOR * fwd, ("3x the forward FLOPs (an approximation: "
+                                                               "this step could not be counted)")
     peak, source, kind = peak_for(dev, str(t.facts.get("device_name", "")), cfg.precision, t.threads)
     tr = spread(rates)
     fig: Dict[str, Any] = {
-        "bench_repeats": repeats, "bench_steps_per_repeat": steps, "bench_warmup_steps": warm,
+        "bench_repeats": repeats, "bench_steps_per_repeat": steps, "bench_warmup_steps": warm + 1,
         "bench_timer": "cuda events" if dev.type == "cuda" else "perf_counter after synchronize",
         "samples_per_s": tr["median"],  # what every throughput figure and table of the report reads
         **_flat("train_samples_per_s", tr), **_flat("train_step_ms", spread(step_ms)),
         "train_time_total": sum(train_s),
         "final_train_loss": last_loss,
-        "train_flops_per_sample": TRAIN_FLOPS_FACTOR * fwd,
-        "train_flop_per_s": TRAIN_FLOPS_FACTOR * fwd * tr["median"],
+        "train_flops_per_sample": train_flops, "train_flops_source": flops_source,
+        "train_flop_per_s": train_flops * tr["median"],
         "peak_flop_per_s": peak, "peak_source": source,
         "peak_kind": kind,
-        "train_fraction_of_peak": TRAIN_FLOPS_FACTOR * fwd * tr["median"] / peak if fwd else None,
+        "train_fraction_of_peak": train_flops * tr["median"] / peak if train_flops else None,
         "infer_batch_size": cfg.infer_batch_size,
     }
     if inf_rates:

@@ -244,11 +244,14 @@ def wait(root: Path, cluster: str, poll) -> int:
     poll = poll or (10.0 if cluster == "slurm" else 1.0)  # sacct is shared: do not hammer it
     manifest = launch.load_manifest(root)
     total = len(manifest["runs"])
-    # progress in epochs, not runs: a sweep's slow runs may come last, and a run is many minutes
-    epochs = {rid: int((c or {}).get("epochs") or 0) for rid, c in manifest["runs"].items()}
+    # progress in epochs, not runs: a sweep's slow runs may come last, and a run is many minutes.
+    # A benchmark run's rows are its timed repeats, so it counts those, and the line says so.
+    epochs = {rid: _units(c) for rid, c in manifest["runs"].items()}
     total_epochs = sum(epochs.values())
+    modes = {(c or {}).get("mode") == "benchmark" for c in manifest["runs"].values()}
+    unit = "repeats" if modes == {True} else "epochs/repeats" if modes == {True, False} else "epochs"
     tty = sys.stderr.isatty()
-    bar = tqdm(total=total_epochs or total, desc="epochs", unit="epoch", disable=not tty)
+    bar = tqdm(total=total_epochs or total, desc=unit, unit=unit.split("/")[0].rstrip("s"), disable=not tty)
     last_line = 0.0
     every = float(os.environ.get("DL2BENCH_PROGRESS_EVERY", "60"))  # seconds between lines when not a terminal
     while True:
@@ -267,7 +270,7 @@ def wait(root: Path, cluster: str, poll) -> int:
         bar.n = done
         bar.set_postfix_str(f"runs {ended}/{total}{eta}", refresh=True)
         if not tty and (now - last_line >= every or ended == total):  # a log file or CI: a line a minute
-            print(f"[{time.strftime('%H:%M:%S')}] runs {ended}/{total} ended, epochs {done}/{total_epochs}{eta}"
+            print(f"[{time.strftime('%H:%M:%S')}] runs {ended}/{total} ended, {unit} {done}/{total_epochs}{eta}"
                   f"{what}", flush=True)
             last_line = now
         if all(s not in ("queued", "running") for s, _ in st.values()):
@@ -275,6 +278,16 @@ def wait(root: Path, cluster: str, poll) -> int:
         time.sleep(poll)
     bar.close()
     return report_status(root, st)
+
+
+def _units(config) -> int:
+    """The rows a run writes to metrics.jsonl: its epochs, or a benchmark run's timed repeats."""
+    from dl2bench.schema import KEY_SPECS
+
+    c = config or {}
+    if c.get("mode") == "benchmark":
+        return int(c.get("bench_repeats") or KEY_SPECS["bench_repeats"].default)
+    return int(c.get("epochs") or 0)
 
 
 def _in_progress(root: Path, running: list):

@@ -321,17 +321,24 @@ def unsteady_throughput(a: Analysis) -> Iterator[Table]:
         return
     runs = a.runs.set_index(["sweep", "run"])
     u = a.unit("samples_per_s")
+    # a benchmark run's rows are its timed repeats, not epochs: the table says which it compares
+    bench = {k for k, m in runs.get("mode", pd.Series(dtype=object)).items() if m == "benchmark"}
+    kinds = {(s_, r_) in bench for s_, r_ in zip(bad["sweep"], bad["run"])}
+    word = "repeat" if kinds == {True} else "epoch or repeat" if kinds == {True, False} else "epoch"
     rows = []
     for _, b in bad.sort_values("ratio", ascending=False).iterrows():
         r = runs.loc[(b["sweep"], b["run"])] if (b["sweep"], b["run"]) in runs.index else pd.Series(dtype=object)
         rows.append({"run": b["run"], "configuration": r.get(a.config_column, "–"),
                      "device": str(r.get("device", "–")),
-                     f"slowest – fastest epoch ({u.unit})": f"{fmt(b['slowest'], u)} – {fmt(b['fastest'], u)}",
-                     "fastest/slowest": f"{b['ratio']:.2f}×", "epochs": int(b["epochs"])})
+                     f"slowest – fastest {word} ({u.unit})": f"{fmt(b['slowest'], u)} – {fmt(b['fastest'], u)}",
+                     "fastest/slowest": f"{b['ratio']:.2f}×", f"{word}s": int(b["epochs"])})
     n = len(spread)
+    how = {"epoch": "epochs (warm-up steps excluded from both)",
+           "repeat": "benchmark repeats (warm-up excluded)",
+           "epoch or repeat": "epochs or benchmark repeats (warm-up excluded)"}[word]
     yield Table(key="unsteady-throughput", title="Unsteady throughput",
-                caption=(f"{len(bad)} of {n} runs with two or more timed epochs had a fastest epoch more than "
-                         f"{UNSTEADY_RATIO:g}× their slowest (warm-up steps excluded from both). Another process on "
+                caption=(f"{len(bad)} of {n} runs with two or more timed {word}s had a fastest {word} more than "
+                         f"{UNSTEADY_RATIO:g}× their slowest, over {how}. Another process on "
                          "the machine, thermal throttling or a shared GPU does this; such a run's samples/s is an "
                          "average over changing conditions, and comparisons that rest on it are weaker."),
                 df=pd.DataFrame(rows))

@@ -132,3 +132,20 @@ def test_pgd_without_random_start_matches_foolbox(trained, norm):
                                                                           random_start=False)
     _, theirs, _ = attack(fb.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=eps)
     assert abs(acc(model, ours, y) - acc(model, theirs, y)) <= 0.01
+
+
+def test_linf_random_start_is_uniform_reproducible_and_inside_the_ball():
+    g = torch.Generator().manual_seed(3)
+    like = torch.zeros(200_000)
+    eps = 0.3
+    r = random_in_ball(like, "linf", eps, g)
+    assert r.abs().max() < eps and r.dtype == like.dtype
+    assert abs(r.mean()) < 0.003 and abs(r.std() - eps / 3 ** 0.5) < 0.002  # uniform on [-eps, eps]
+    counts = torch.histc(r, bins=10, min=-eps, max=eps)
+    assert (counts - 20_000).abs().max() < 1_000  # flat: ~5 binomial sds
+    assert len(r.unique()) > 50_000  # tens of thousands of distinct values, not a few levels
+    assert torch.equal(r, random_in_ball(like, "linf", eps, torch.Generator().manual_seed(3)))
+    assert not torch.equal(r, random_in_ball(like, "linf", eps, g))  # the generator moved on
+    x = torch.rand(1000)
+    a = random_in_ball(x, "linf", eps, torch.Generator().manual_seed(4), around=x)
+    assert torch.allclose(a - x, random_in_ball(x, "linf", eps, torch.Generator().manual_seed(4)), atol=1e-6)

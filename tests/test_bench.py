@@ -40,7 +40,10 @@ def test_benchmark_writes_a_runs_record_with_sane_figures(bench_cfg, tmp_path):
         assert s[f"{name}_q1"] <= med <= s[f"{name}_q3"]
     assert s["train_samples_per_s_median"] == sorted(r["samples_per_s"] for r in rows)[1]
     assert s["samples_per_s"] == s["train_samples_per_s_median"]  # what the report's speed figures read
-    assert s["train_flops_per_sample"] == 3 * s["flops_per_sample"] > 0
+    # counted over a real step: forward, weight gradients (= forward) and input gradients for all
+    # layers but the first (784-64-32-10): 2F + 2(64*32 + 32*10), not the 3F shortcut
+    assert s["train_flops_per_sample"] == 2 * s["flops_per_sample"] + 2 * (64 * 32 + 32 * 10)
+    assert s["train_flops_source"].startswith("counted")
     assert math.isclose(s["train_flop_per_s"], s["train_flops_per_sample"] * s["samples_per_s"])
     assert math.isclose(s["infer_flop_per_s"], s["flops_per_sample"] * s["infer_samples_per_s_median"])
     assert 0 < s["train_fraction_of_peak"] < 1.5 and 0 < s["infer_fraction_of_peak"] < 1.5
@@ -63,9 +66,9 @@ def test_benchmark_goes_through_the_training_step(bench_cfg, tmp_path, monkeypat
     seen = {}
     real_run = B.run_benchmark
 
-    def spy(trainer):
+    def spy(trainer, between=None):
         before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-        out = real_run(trainer)
+        out = real_run(trainer, between)
         seen["moved"] = any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
         seen["momentum"] = len(trainer.step.opt.state) > 0
         return out
@@ -74,7 +77,8 @@ def test_benchmark_goes_through_the_training_step(bench_cfg, tmp_path, monkeypat
     s = run({**bench_cfg, "bench_steps": 2}, tmp_path / "b")
     assert s["status"] == "finished", s.get("error")
     assert seen == {"moved": True, "momentum": True}
-    assert len(calls) == 1 + 3 * 2 and len(set(map(id, calls))) == 1  # warm-up + repeats x steps, one step object
+    # the counted step + warm-up + repeats x steps, one step object
+    assert len(calls) == 1 + 1 + 3 * 2 and len(set(map(id, calls))) == 1
 
 
 def test_a_model_that_raises_fails_the_benchmark_as_it_fails_training(bench_cfg, tmp_path, monkeypatch):
@@ -157,7 +161,26 @@ def test_measured_peak_is_cached_per_process():
     B.measured_peak.cache_clear()
     a = B.measured_peak("cpu", "fp32", 1)
     b = B.measured_peak("cpu", "fp32", 1)
-    assert a == b > 1e8 and B.measured_peak.cache_info().hits == 1
+    assert a == b and a[0] > 1e8 and a[1] in B.ROOFLINE_SIZES["cpu"] and B.measured_peak.cache_info().hits == 1
+
+
+def test_a_step_the_flop_counter_cannot_count_falls_back_to_3x_and_says_so(bench_cfg, tmp_path, monkeypatch):
+    import torch.utils.flop_counter as FC
+
+    def refuse(self):
+        raise RuntimeError("this op has no FLOP formula")
+
+    real_run = B.run_benchmark
+
+    def refusing_counter(trainer, between=None):  # after setup, which counts forward FLOPs with it too
+        monkeypatch.setattr(FC.FlopCounterMode, "__enter__", refuse)  # torch's counter, not our code
+        return real_run(trainer, between)
+
+    monkeypatch.setattr(B, "run_benchmark", refusing_counter)
+    s = run(bench_cfg, tmp_path / "b")
+    assert s["status"] == "finished", s.get("error")
+    assert s["train_flops_per_sample"] == 3 * s["flops_per_sample"] > 0
+    assert "approximation" in s["train_flops_source"]
 
 
 def test_spread_statistics():
@@ -293,3 +316,61 @@ def test_report_speedup_of_a_gpu_run_is_gpu_over_cpu(cpu_half, tmp_path):
     assert "NVIDIA H100" in t.caption
     others = t.df[~((t.df["model"] == "lenet") & (t.df["batch size"] == str(cfg["batch_size"])))]
     assert (others["GPU training samples/s"] == "not run").all()
+
+
+def test_unsteady_benchmark_repeats_are_called_repeats(cpu_half, tmp_path):
+    """A benchmark run whose second repeat ran at a third of the speed is flagged, in repeats, not epochs."""
+    import shutil
+
+    from reports.analysis import analyse
+    from reports.load import load_folders
+    from reports.tables import unsteady_throughput
+
+    root = tmp_path / "sweep"
+    shutil.copytree(cpu_half, root)
+    run_dir = sorted(p for p in root.iterdir() if p.is_dir())[0]
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows[1]["samples_per_s"] = rows[0]["samples_per_s"] / 3
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (t,) = unsteady_throughput(analyse(load_folders([root])))
+    assert run_dir.name in t.df["run"].tolist()  # (a real run of the fixture may be unsteady too, on a busy machine)
+    assert "repeats" in t.df.columns and "epochs" not in t.df.columns
+    assert any(c.startswith("slowest – fastest repeat") for c in t.df.columns)
+    assert "timed repeats" in t.caption and "epoch" not in t.caption
+
+
+def test_wait_counts_a_benchmark_runs_repeats():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dl2bench_submit_units", ROOT / "jobs" / "submit.py")
+    submit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(submit)
+    assert submit._units({"mode": "benchmark", "epochs": 30}) == 7  # bench_repeats' default, not epochs
+    assert submit._units({"mode": "benchmark", "bench_repeats": 3}) == 3
+    assert submit._units({"epochs": 5}) == 5 and submit._units(None) == 0
+
+
+def test_between_repeats_runs_outside_the_clocks_once_per_repeat_and_after_the_last(bench_cfg, tmp_path):
+    """The hook bench_mode.py interleaves its bare loop through: before every timed repeat of each
+    phase and once after the last, with that phase's calls per repeat; time spent in it is not
+    in the benchmark's figures."""
+    import time
+
+    from dl2bench.track import Tracker
+    from dl2bench.train.loop import Trainer
+
+    cfg = RunConfig.from_dict({**bench_cfg, "bench_steps": 2}).resolve()
+    t = Trainer(cfg, torch.device("cpu"), Tracker(cfg, tmp_path / "b", cfg.run_id()), cfg.run_id())
+    seen = []
+
+    def slow(phase, r, calls):
+        seen.append((phase, r, calls))
+        time.sleep(0.05)  # 50 ms per call: inside the clocks it would dwarf a 2-step repeat of this MLP
+
+    t.between_repeats = slow
+    s = t.fit()
+    assert s["status"] == "finished", s.get("error")
+    for phase, n, calls in (("train", 3, 2), ("latency", s["bench_latency_repeats"], s["bench_latency_calls"]),
+                            ("infer", s["bench_infer_repeats"], s["bench_infer_calls"])):
+        assert [x for x in seen if x[0] == phase] == [(phase, r, calls) for r in range(n + 1)], phase
+    assert s["train_time_total"] < 3 * 0.05  # the sleeps were not timed

@@ -17,7 +17,7 @@ import time
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import torch
 
@@ -104,6 +104,9 @@ class Trainer:
         self.best_state: Optional[Dict[str, torch.Tensor]] = None
         self.warm = False  # the first warmup_steps of a run (or of a resumed run) are warm-up
         self.measured = [0, 0.0]  # samples and seconds after warm-up, over all epochs
+        # benchmark mode only: called outside the clocks before every timed repeat, with (phase,
+        # repeat, calls); a benchmark script interleaves its reference loop there (bench_mode.py)
+        self.between_repeats: Optional[Callable[[str, int, int], None]] = None
         self.progress = cfg.progress
         if self.progress == "auto":
             self.progress = "bar" if sys.stderr.isatty() else "log"
@@ -252,7 +255,7 @@ class Trainer:
 
         self.tracker.restart_metrics([])
         self.tracker.start_wandb(resumed=False)
-        figures, rows = run_benchmark(self)
+        figures, rows = run_benchmark(self, self.between_repeats)
         for row in rows:
             self.tracker.log(row)
         self.say(describe(figures))
