@@ -144,8 +144,9 @@ def mutated(draw, cfg):
         if kind == "wrong type":
             cfg[draw(st.sampled_from(TOP_KEYS))] = draw(ANY_VALUE)
         elif kind == "missing key":
-            if name and draw(st.booleans()):
-                spec = cfg["parameters"][name]
+            spec = cfg["parameters"][name] if name else None
+            # an earlier mutation may have emptied this spec already: then a top-level key goes
+            if isinstance(spec, dict) and spec and draw(st.booleans()):
                 spec.pop(draw(st.sampled_from(sorted(spec))), None)
             else:
                 cfg.pop(draw(st.sampled_from(["method", "parameters", "run_cap", "metric"])), None)

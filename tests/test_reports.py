@@ -724,3 +724,34 @@ def test_throughput_that_changed_between_epochs_is_flagged(tmp_path):
     hollow = [c for c in dots if not len(c.get_facecolor())]
     assert sum(len(c.get_offsets()) for c in hollow) == 1
     assert "Hollow: a run whose fastest epoch" in fig.caption
+
+
+def test_forked_readers_give_the_same_records_in_the_same_order(tmp_path, monkeypatch):
+    """Past PARALLEL_RUNS run folders, forked processes read them (a 50,000-run store); shrunk here
+    so 12 folders go through 4 chunks: the records, their order, a damaged file's note and a torn
+    last line are what one process reads; a folder that cannot be read is still one clear error."""
+    import os
+
+    from reports import load as L
+
+    root = tmp_path / "sweep"
+    G.write_grid(root, {"optimizer": ["sgd", "adam", "rmsprop"]}, seeds=(0, 1, 2, 3), manifest="sweep")
+    runs = sorted(p for p in root.iterdir() if p.is_dir())
+    (runs[2] / "summary.json").write_text('{"status": "fini')  # damaged
+    (runs[5] / "summary.json").unlink()  # still running: its torn last line is dropped with a note
+    with open(runs[5] / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 99, "train_lo')
+    one = L.read_store(root)[1]
+    monkeypatch.setattr(L, "PARALLEL_RUNS", 2)
+    monkeypatch.setattr(L, "CHUNK_RUNS", 3)
+    real = L.read_run
+    monkeypatch.setattr(L, "read_run", lambda *a: {**real(*a), "pid": os.getpid()})  # inherited by the forks
+    forked = L.read_store(root)[1]
+    pids = {r.pop("pid") for r in forked}
+    assert os.getpid() not in pids and len(pids) >= 1  # read in the children
+    assert forked == one and len(one) == 12
+    assert any(r["damaged"] for r in forked) and any(r["notes"] for r in forked)
+    if os.geteuid() != 0:  # root reads anything: the permission case needs a user
+        (runs[7] / "config.json").chmod(0)
+        with pytest.raises(ReportError, match="cannot read"):
+            L.read_store(root)
