@@ -165,3 +165,12 @@ def killed_at(monkeypatch, cfg, out, at):
         run(cfg, out)
     monkeypatch.setattr(T.Trainer, "train_epoch", real)
     assert (Path(out) / "checkpoint.pt").exists() and not (Path(out) / "summary.json").exists()
+
+
+def sigint_as_in_a_terminal() -> None:
+    """Popen preexec_fn for the Ctrl-C tests: SIGINT back to its default in the child. A shell that
+    runs the suite in the background (`... &`, nohup) starts it with SIGINT ignored, children inherit
+    that, and Python then installs no KeyboardInterrupt handler: the run would never hear the signal."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

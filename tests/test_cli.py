@@ -11,6 +11,8 @@ import pytest
 from dl2bench.config import ConfigError, RunConfig
 from dl2bench.train import parse_args
 
+from conftest import sigint_as_in_a_terminal
+
 
 def cli(args, env_extra=None, **kw):
     env = {**os.environ, **(env_extra or {})}
@@ -111,7 +113,8 @@ def test_ctrl_c_stops_a_run_cleanly_and_the_same_command_resumes(data_root, tmp_
     args = [sys.executable, "-m", "dl2bench.train", "--task=fashion_mnist", "--model=lenet", "--epochs=30",
             "--val_size=100", "--wandb=disabled", "--threads=1", f"--out={out}"]
     env = {**os.environ, "DL2BENCH_DATA": str(data_root)}
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=sigint_as_in_a_terminal)
     deadline = time.time() + 240
     while time.time() < deadline and not ((out / "metrics.jsonl").exists()
                                           and (out / "metrics.jsonl").read_text().count("\n") >= 1):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import learnable_images, write_idx
+from conftest import learnable_images, sigint_as_in_a_terminal, write_idx
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBMIT = ROOT / "jobs" / "submit.py"
@@ -128,7 +128,8 @@ def test_ctrl_c_during_wait_leaves_local_runs_running(tmp_path, job_env):
     out = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, str(SUBMIT), str(p), "--cluster", "local", "--out", str(out), "--wait",
                              "--wandb", "disabled", "--poll", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, **job_env}, start_new_session=True)
+                            text=True, env={**os.environ, **job_env}, start_new_session=True,
+                            preexec_fn=sigint_as_in_a_terminal)
     root = out / "ctrlc"
     deadline = time.time() + 300
     while time.time() < deadline and not any(root.glob("*/metrics.jsonl")):
