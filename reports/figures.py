@@ -488,9 +488,19 @@ def utilisation(a: Analysis) -> Iterator[Figure]:
         ax.set_ylabel(f"{dev}: % of peak FLOP/s")
         sources += [f"{dev}: " + "; ".join(sorted(set(map(str, d["peak_source"].dropna()))))] if "peak_source" in d else []
     _legend_outside(axes[0, 0], [Patch(color=colors[p], label=p) for p in precs], "precision")
+    srcs = set(map(str, r["train_flops_source"].dropna())) if "train_flops_source" in r else set()
+    counted = all(x.startswith("counted") for x in srcs) if srcs else False
+    flops = ("Training FLOP/s = the training FLOPs per sample, counted by torch's flop counter over one real step "
+             "(forward and backward; matmuls and convolutions), x the median samples/s"
+             if counted else
+             "Training FLOP/s = the training FLOPs per sample x the median samples/s; FLOPs counted by torch's flop "
+             "counter over one real step where it could, else 3 x the forward (forward plus a backward of twice its "
+             "cost, an overestimate for a model whose first layer dominates: see train_flops_source in runs.csv)"
+             if srcs else
+             "Training FLOP/s = 3 x the model's forward FLOPs per sample x the median samples/s (forward plus a "
+             "backward of twice its cost; runs recorded before the FLOPs were counted)")
     yield Figure(key="utilisation", title="Utilisation: achieved training FLOP/s as a share of the device's peak",
-                 caption=("Training FLOP/s = 3 x the model's forward FLOPs per sample x the median samples/s (forward plus a "
-                          "backward of twice its cost), over the peak of the run's precision. Peaks: "
+                 caption=(flops + ", over the peak of the run's precision. Peaks: "
                           + " | ".join(sources) + ". On a CPU, the fastest thread count of each configuration."),
                  fig=fig)
 

@@ -256,6 +256,7 @@ def test_report_of_the_cpu_half_says_not_run_for_the_gpu(cpu_half, tmp_path):
     for key in ("benchmark-speedup", "throughput-vs-batch", "utilisation", "thread-scaling"):
         assert f'id="{key}"' in html or f"id='{key}'" in html or key in html, key
     assert "not run" in html and "measured matmul roofline" in html
+    assert "counted by torch&#x27;s flop counter" in html or "counted by torch's flop counter" in html
 
 
 def test_report_marks_failed_gpu_runs_not_missing(cpu_half, tmp_path):
