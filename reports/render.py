@@ -284,9 +284,12 @@ def _layout_columns(t: Table) -> Tuple[List[int], List[List[List[str]]], List[Li
     # a header wraps (up to 26 characters a line) before it widens its column
     widths = [max(min(len(c), 26), max([1] + [max(map(len, r[j].split("\n"))) for r in cells]))
               for j, c in enumerate(cols)]
-    while sum(widths) > avail and max(widths) > 14:  # shrink the widest (free text first) until it fits
-        j = max(range(len(widths)), key=lambda k: widths[k] * (3 if cols[k] in t.wide else 1))
-        widths[j] -= 1
+    # shrink the widest (free text first) until it fits; down to 14 characters first, then, for a
+    # table of many columns (the GPU/CPU speedup table has 14), down to 7 rather than run off the page
+    for floor in (14, 7):
+        while sum(widths) > avail and max(widths) > floor:
+            j = max(range(len(widths)), key=lambda k: widths[k] * (3 if cols[k] in t.wide else 1))
+            widths[j] -= 1
     head = [_wrap(c, w) for c, w in zip(cols, widths)]
     body = [[_wrap(v, w) for v, w in zip(r, widths)] for r in cells]
     return widths, body, head

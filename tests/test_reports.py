@@ -743,3 +743,17 @@ def test_json_is_read_as_the_standard_library_reads_it(tmp_path):
     m.write_text('{"epoch": 1, "loss": NaN}\n{"epoch": 2, "loss": 0.5}\n')
     rows, note = read_metrics(m, complete=True)
     assert rows[1] == {"epoch": 2, "loss": 0.5} and rows[0]["loss"] != rows[0]["loss"] and note is None
+
+
+def test_a_table_of_many_columns_fits_the_pdf_page():
+    """The GPU/CPU speedup table has 13 columns of figures like '18,091 (IQR 636)': it ran off the
+    right edge of the PDF page while no column could shrink below 14 characters."""
+    from reports.render import CHAR_W, MARGIN, PAGE, _layout_columns
+    from reports.tables import Table
+
+    cols = [f"GPU batch-1 latency speedup {i}" for i in range(14)]
+    df = pd.DataFrame([["18,091 (IQR 1,636)"] * 14] * 3, columns=cols)
+    widths, body, head = _layout_columns(Table(key="k", title="t", caption="", df=df))
+    avail = int((PAGE[0] - 2 * MARGIN) / CHAR_W) - 2 * len(cols)
+    assert sum(widths) <= avail
+    assert all(len(line) <= w for row in body for cell, w in zip(row, widths) for line in cell)
