@@ -80,6 +80,11 @@ def known_peak(device_name: str, precision: str) -> Optional[Tuple[float, str]]:
 ROOFLINE_SIZES = {"cpu": (256, 512, 1024, 2048), "cuda": (4096, 8192, 16384)}
 
 
+def roofline_sizes(device_type: str) -> Tuple[int, ...]:
+    """The square matmul sizes measured_peak tries on this kind of device (a GPU's, or the CPU's)."""
+    return ROOFLINE_SIZES["cuda" if device_type == "cuda" else "cpu"]
+
+
 @functools.lru_cache(maxsize=16)
 def measured_peak(device_type: str, precision: str, threads: int) -> Tuple[float, int]:
     """(FLOP/s, n) of the best square n x n matmul in `precision` on this device with `threads`
@@ -89,7 +94,7 @@ def measured_peak(device_type: str, precision: str, threads: int) -> Tuple[float
     dtype = DTYPES[precision]
     timer = SpanTimer(device)
     best_rate, best_n = 0.0, 0
-    for n in ROOFLINE_SIZES["cuda" if device.type == "cuda" else "cpu"]:
+    for n in roofline_sizes(device.type):
         gen = torch.Generator().manual_seed(0)
         a = torch.randn(n, n, generator=gen).to(device, dtype)  # random data: zeros run faster on some chips
         b = torch.randn(n, n, generator=gen).to(device, dtype)
@@ -116,7 +121,7 @@ def peak_for(device: torch.device, device_name: str, precision: str, threads: in
             return known + ("datasheet",)
     v, n = measured_peak(device.type, precision, threads)
     where = "CPU" if device.type == "cpu" else f"{device_name} (not in the datasheet table)"
-    sizes = "/".join(map(str, ROOFLINE_SIZES["cuda" if device.type == "cuda" else "cpu"]))
+    sizes = "/".join(map(str, roofline_sizes(device.type)))
     return v, (f"measured matmul roofline on this {where}: best 2n^3/t over n = {sizes} {precision} torch.matmul "
                f"with {threads} thread(s): {v / 1e9:,.1f} GFLOP/s at n = {n}"), "measured"
 
@@ -189,7 +194,6 @@ def run_benchmark(t: "Trainer", between: Optional[Callable[[str, int, int], None
 
     # -- training steps -------------------------------------------------------------------
     t.model.train()
-    first = None
     warm = max(1, cfg.warmup_steps)  # the last warm-up step also sizes the repeats
     one = 0.0
     first = next(batches)
