@@ -115,8 +115,11 @@ def _same(x: pd.Series, y: pd.Series) -> bool:
 def learning_curves(a: Analysis, f: Factor) -> Iterator[Figure]:
     """The monitored validation metric and the loss vs epoch: mean and 95% CI band per level, and
     the runs themselves."""
-    c = a.curves[a.curves["status"].isin(COUNTED)]
-    wanted = a.decl.curve_metrics() or tuple(m for m in c.columns if m.startswith("val_"))
+    cur = a.curves
+    wanted = a.decl.curve_metrics() or tuple(m for m in cur.columns if m.startswith("val_"))
+    # only the columns drawn from: a 50,000-run sweep's curves are ~1,000,000 rows
+    keep = list(dict.fromkeys(["sweep", "run", "epoch", f.column] + [m for m in wanted if m in cur.columns]))
+    c = cur.loc[cur["status"].isin(COUNTED).to_numpy(), keep]
     cols: List[str] = []
     for m in wanted:  # a loss that is the monitored metric itself (an MSE-trained autoencoder) once only
         if m in c.columns and c[m].notna().any() and not any(_same(c[m], c[k]) for k in cols):
@@ -127,6 +130,7 @@ def learning_curves(a: Analysis, f: Factor) -> Iterator[Figure]:
     fig, axes = new_figure(1, len(cols), height=0.85)
     handles = []
     clipped = False
+    n_runs = c.groupby(f.column, sort=False, observed=True)["run"].nunique()
     for ax, col in zip(axes[0], cols):
         u = a.unit(col)
         agg = aggregate(c, [f.column, "epoch"], col, bounds=u.bounds)
@@ -136,9 +140,8 @@ def learning_curves(a: Analysis, f: Factor) -> Iterator[Figure]:
             if d.empty:
                 continue
             color = f.colors[lvl]
-            runs = c[c[f.column] == lvl]
-            if runs["run"].nunique() <= MAX_RUN_LINES:  # few seeds: show each, not only their mean
-                for _, r in runs.groupby(["sweep", "run"]):
+            if n_runs.get(lvl, 0) <= MAX_RUN_LINES:  # few seeds: show each, not only their mean
+                for _, r in c[c[f.column] == lvl].groupby(["sweep", "run"]):
                     ax.plot(r["epoch"], r[col] * u.scale, color=color, lw=0.7, alpha=0.45)
             ax.plot(d["epoch"], d["mean"] * u.scale, color=color, lw=2.2, marker=None if many else "o", ms=4)
             ax.fill_between(d["epoch"], d["lo"] * u.scale, d["hi"] * u.scale, color=color, alpha=0.15, lw=0)

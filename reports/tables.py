@@ -70,10 +70,13 @@ def _group_rows(a: Analysis, column: str, order: List[str], costs: bool = False)
     m = aggregate(ok, [column], a.metric, bounds=u.bounds).set_index(column)
     extra = {c: aggregate(ok, [column], c).set_index(column) for c in ("train_time_total", "samples_per_s")
              if c in ok.columns and (pd.to_numeric(ok[c], errors="coerce") > 0).any()}  # runs that trained
+    # each level's runs, of the few columns read here (not ~100 columns x every run, once per level)
+    few = a.runs[list(dict.fromkeys([column, "status", a.metric] + [c for c in ("params", "flops_per_sample")
+                                                                     if c in a.runs.columns]))]
     rows = []
     for lvl in order:
         row = {column: lvl}
-        sel = a.runs[a.runs[column] == lvl]
+        sel = few[few[column] == lvl]
         for col, head, show in (("params", "parameters", lambda v: f"{v:,.0f}"),
                                 ("flops_per_sample", "forward FLOPs/sample", _flops))[: 2 * costs]:
             v = pd.to_numeric(a.runs.get(col, pd.Series(dtype=float)), errors="coerce")
@@ -91,7 +94,7 @@ def _group_rows(a: Analysis, column: str, order: List[str], costs: bool = False)
             cu = a.unit(c)
             row[cu.axis()] = mean_std(e.loc[lvl, "mean"], e.loc[lvl, "std"], int(e.loc[lvl, "n"]), cu) \
                 if lvl in e.index else "–"
-        row["runs not counted"] = not_counted(a.runs[a.runs[column] == lvl], a.metric) or "none"
+        row["runs not counted"] = not_counted(sel, a.metric) or "none"
         rows.append(row)
     return rows
 
@@ -479,7 +482,8 @@ def ranking_verdict(a: Analysis, ranked: List[str]) -> str:
     (seeds), p < RESOLVED_P. With one run on either side there is no spread to test, and it says so."""
     if len(ranked) < 2:
         return ""
-    vals = [pd.to_numeric(a.ok.loc[a.ok[a.config_column] == lvl, a.metric], errors="coerce").dropna().to_numpy(float)
+    ok = a.ok[[a.config_column, a.metric]]
+    vals = [pd.to_numeric(ok.loc[ok[a.config_column] == lvl, a.metric], errors="coerce").dropna().to_numpy(float)
             for lvl in ranked[:2]]
     second = ranked[1]
     if min(len(v) for v in vals) < 2:

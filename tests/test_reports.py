@@ -757,3 +757,42 @@ def test_a_table_of_many_columns_fits_the_pdf_page():
     avail = int((PAGE[0] - 2 * MARGIN) / CHAR_W) - 2 * len(cols)
     assert sum(widths) <= avail
     assert all(len(line) <= w for row in body for cell, w in zip(row, widths) for line in cell)
+
+
+def test_the_fast_paths_of_a_large_store_keep_every_value(tmp_path):
+    """What the 50,000-run speed-ups (summary keys taken once per shape, curve columns named up
+    front, the counted runs selected once) must not change: a list or mapping in a summary is JSON
+    text in its cell, the config's value wins over the summary's, a key first logged by a later
+    run or epoch is a column (empty for the runs that never logged it), and the counted runs
+    follow the runs frame when a column is added."""
+    from collections import OrderedDict
+
+    from reports.load import assemble
+
+    def rec(run, summary, metrics, **cfg):
+        return {"sweep": "s", "run": run, "path": str(tmp_path / run), "config": {"task": "mnist_mlp", **cfg},
+                "summary": summary, "metrics": metrics, "notes": [], "damaged": []}
+
+    base = {"status": "finished", "best_val_acc": 0.9, "test_acc": 0.88, "model": "from-summary"}
+    records = [
+        rec("a", {**base, "classes": ["t-shirt", "trouser"]},
+            [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.7}], model="mlp", seed=0),
+        rec("b", {**base, "best_val_acc": 0.8, "classes": OrderedDict(x=1), "lr": 0.5},
+            [{"epoch": 1, "val_acc": 0.4}, {"epoch": 2, "val_acc": 0.6, "val_late": 3.0}], model="mlp", seed=1),
+        rec("c", {**base, "status": "diverged", "best_val_acc": None}, [{"epoch": 1, "val_acc": 0.1}],
+            model="cnn", seed=0),
+    ]
+    sw = assemble("s", None, records, [str(tmp_path)])
+    runs = sw.runs.set_index("run")
+    assert runs.loc["a", "classes"] == '["t-shirt", "trouser"]' and runs.loc["b", "classes"] == '{"x": 1}'
+    assert runs.loc["a", "model"] == "mlp" and runs.loc["b", "lr"] == 0.5 and pd.isna(runs.loc["a", "lr"])
+    cur = sw.curves
+    assert list(cur.columns[:4]) == ["sweep", "run", "epoch", "val_acc"] and "val_late" in cur.columns
+    late = cur.set_index(["run", "epoch"])["val_late"]
+    assert late.loc[("b", 2)] == 3.0 and late.drop(("b", 2)).isna().all()
+    a = analyse(sw)
+    assert sorted(a.ok["run"]) == ["a", "b"] and a.ok is a.ok  # made once
+    a.sweep.runs["extra"] = 1
+    assert "extra" in a.ok.columns
+    a.sweep.runs = a.sweep.runs[a.sweep.runs["run"] != "a"]
+    assert sorted(a.ok["run"]) == ["b"]
