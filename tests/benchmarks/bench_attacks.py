@@ -71,11 +71,13 @@ def attack_table(out: Path, dataset: str, victim: str, label: str, threads: int)
               f"{p['test_success_rate']:>12.4f} {p['test_mean_norm']:>18.4f} {p['test_eval_time']:>7.1f}")
 
 
-def throughput(threads: int, steps: int, batch: int, repeats: int) -> None:
+def throughput(threads: int, steps: int, batch: int, repeats: int, device: str = "cpu") -> None:
     from dl2bench import data as D
     from dl2bench.models import MODELS
 
     torch.set_num_threads(threads)
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)  # before every clock read
     print(f"\n## PGD step vs bare forward+backward (wrt the input), batch {batch}, {steps} steps per attack, "
           f"median of {repeats}")
     print("random start: one uniform draw per attack, which on a CPU costs about one bare pass of the MLP; "
@@ -84,15 +86,17 @@ def throughput(threads: int, steps: int, batch: int, repeats: int) -> None:
           f"{'no-rs ms':>11} {'ratio':>6}")
     for dataset, model_name in VICTIMS:
         raw = D.load(dataset, "", False)
-        x = raw.test_x[:batch].float() / 255
-        y = raw.test_y[:batch].long()
+        x = (raw.test_x[:batch].float() / 255).to(dev)
+        y = raw.test_y[:batch].long().to(dev)
         torch.manual_seed(0)
-        model = MODELS[model_name](tuple(x.shape[1:]), 10).eval()
+        model = MODELS[model_name](tuple(x.shape[1:]), 10).to(dev).eval()
         for p in model.parameters():
             p.requires_grad_(False)
 
         def bare():
-            xi = x.clone().requires_grad_(True)
+            # no copy of the batch: PGD's gradient step makes none either (a clone here cost ~0.3 ms,
+            # a quarter of the MLP's pass, and flattered the ratio)
+            xi = x.detach().requires_grad_(True)
             loss = F.cross_entropy(model(xi), y, reduction="sum")
             torch.autograd.grad(loss, xi)
 
@@ -100,18 +104,22 @@ def throughput(threads: int, steps: int, batch: int, repeats: int) -> None:
         attacks = {rs: (lambda t=Threat(eps=0.1, steps=steps, random_start=rs): ATTACKS["pgd"](model, x, y, t,
                                                                                               generator=gen))
                    for rs in (True, False)}
-        bare()  # warm-up
-        for f in attacks.values():
-            f()
+        for _ in range(3):  # warm-up (a GPU's kernels and allocator too)
+            bare()
+            for f in attacks.values():
+                f()
         b, p, q = [], [], []
         for _ in range(repeats):  # interleaved, so drift hits all alike
+            sync()
             t0 = time.perf_counter()
             for _ in range(steps):
                 bare()
+            sync()
             b.append((time.perf_counter() - t0) / steps)
             for rs, times in ((True, p), (False, q)):
                 t0 = time.perf_counter()
                 attacks[rs]()
+                sync()
                 times.append((time.perf_counter() - t0) / steps)
         bm, pm, qm = statistics.median(b), statistics.median(p), statistics.median(q)
         print(f"{model_name:<8} {dataset:<14} {bm * 1e3:>8.2f} {pm * 1e3:>11.2f} {pm / bm:>6.3f} {batch / pm:>14.0f} "
@@ -124,14 +132,20 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=0, help="0: every usable core")
     p.add_argument("--steps", type=int, default=10, help="throughput: PGD steps per timed attack")
     p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--device", default="cpu", help="throughput only: cpu or cuda (tests/gpu/check.sh runs it there)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
     args = p.parse_args()
     threads = args.threads or E.default_threads()
     out = Path(args.out or tempfile.mkdtemp(prefix="bench_attacks_"))
-    print(f"# threads={threads} device=cpu torch={torch.__version__} out={out}")
+    if args.device != "cpu" and args.only != "throughput":
+        p.error("--device: only the throughput part runs on a GPU here; add --only throughput")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: no CUDA device here (torch.cuda.is_available() is False)")
+    name = torch.cuda.get_device_name() if args.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+    print(f"# threads={threads} device={args.device} ({name}) torch={torch.__version__} out={out}")
     if args.only in (None, "throughput"):
-        throughput(threads, args.steps, args.batch, args.repeats)
+        throughput(threads, args.steps, args.batch, args.repeats, args.device)
     if args.only in (None, "tables"):
         for dataset, model in TABLES:
             vid = train(out, task=dataset, model=model, threads=threads)

@@ -7,6 +7,7 @@
 #   2. benchmark mode over the course models (mlp, fc, lenet, wide_cnn) at 3 batch sizes in fp32
 #      and bf16, each against a bare PyTorch loop in the same process;
 #   3. the training loop vs a bare loop, and resident tensors vs DataLoader (bench_throughput.py);
+#   4. a PGD attack step vs a bare forward+backward wrt the input (bench_attacks.py, issue 8);
 # then prints one table. Exit 0 only if every part passed; without CUDA, exit 3 with a message.
 #
 #   bash tests/gpu/check.sh
@@ -48,23 +49,29 @@ export DL2BENCH_DATA="$DATA"
 start=$SECONDS
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null | sed 's/^/# GPU: /'
 
-echo "== 1/3 CUDA tests"
+echo "== 1/4 CUDA tests"
 timeout 240 "$PY" -m pytest tests/gpu -m cuda -q -p no:cacheprovider --junitxml="$OUT/cuda.xml" 2>&1 | tee "$OUT/cuda.log"
 tests_rc=${PIPESTATUS[0]}
 
-echo "== 2/3 benchmark mode vs bare loop ($((SECONDS - start)) s so far)"
+echo "== 2/4 benchmark mode vs bare loop ($((SECONDS - start)) s so far)"
 timeout 300 "$PY" tests/benchmarks/bench_mode.py --device cuda --models mlp,fc,lenet,wide_cnn \
     --batches 128,1024,4096 --precisions fp32,bf16 --rounds 1 --repeats 5 --seconds 1.5 --warmup 5 \
     --infer-batch 4096 --scaling "" --data-root "$DATA" --json "$OUT/mode.json" 2>&1 | tee "$OUT/mode.log"
 mode_rc=${PIPESTATUS[0]}
 
-echo "== 3/3 training loop vs bare loop, loaders ($((SECONDS - start)) s so far)"
+echo "== 3/4 training loop vs bare loop, loaders ($((SECONDS - start)) s so far)"
 timeout 150 "$PY" tests/benchmarks/bench_throughput.py --device cuda --quick --data-root "$DATA" \
     --json "$OUT/throughput.json" 2>&1 | tee "$OUT/throughput.log"
 thr_rc=${PIPESTATUS[0]}
 
+echo "== 4/4 PGD attack step vs bare forward+backward wrt the input, issue 8 ($((SECONDS - start)) s so far)"
+timeout 60 "$PY" tests/benchmarks/bench_attacks.py --only throughput --device cuda --repeats 9 --steps 10 \
+    2>&1 | tee "$OUT/attacks.log"
+atk_rc=${PIPESTATUS[0]}
+
 echo
 "$PY" tests/gpu/table.py "$OUT" "$tests_rc" "$mode_rc" "$thr_rc"
 rc=$?
+[ "$rc" -eq 0 ] && [ "$atk_rc" -ne 0 ] && rc=$atk_rc
 echo "# $((SECONDS - start)) s; logs and JSON in $OUT"
 exit $rc
