@@ -71,59 +71,81 @@ def attack_table(out: Path, dataset: str, victim: str, label: str, threads: int)
               f"{p['test_success_rate']:>12.4f} {p['test_mean_norm']:>18.4f} {p['test_eval_time']:>7.1f}")
 
 
-def throughput(threads: int, steps: int, batch: int, repeats: int, device: str = "cpu") -> None:
+def throughput(threads: int, steps: int, batch: int, repeats: int, device: str = "cpu", victims=VICTIMS) -> None:
+    """Per model, median over `repeats` interleaved rounds, each figure per PGD step:
+    input: a bare forward + backward with respect to the input only (what a PGD step cannot avoid);
+    train: a bare forward + backward as a training step computes it (loss.backward(), parameter
+           gradients, the input not);
+    PGD with and without its random start (one draw per attack, spread over its steps);
+    foolbox 3.3.4's LinfPGD at the same steps, step size and random start, where it is installed:
+           the same algorithm in another library, so what PGD costs beyond a pass is not ours alone."""
+    import copy
+
     from dl2bench import data as D
     from dl2bench.models import MODELS
 
+    try:
+        import foolbox as fb
+    except ImportError:  # a dev dependency: without it the column says so
+        fb = None
     torch.set_num_threads(threads)
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)  # before every clock read
-    print(f"\n## PGD step vs bare forward+backward (wrt the input), batch {batch}, {steps} steps per attack, "
-          f"median of {repeats}")
-    print("random start: one uniform draw per attack, which on a CPU costs about one bare pass of the MLP; "
-          "the last two columns leave it out")
-    print(f"{'model':<8} {'data':<14} {'bare ms':>8} {'PGD step ms':>11} {'ratio':>6} {'images/s/step':>14} "
-          f"{'no-rs ms':>11} {'ratio':>6}")
-    for dataset, model_name in VICTIMS:
+    print(f"\n## PGD step vs bare forward+backward, batch {batch}, {steps} steps per attack, eps 0.1, "
+          f"median of {repeats} interleaved rounds; ms per step")
+    head = ["model", "data", "input", "train", "PGD", "/input", "/train", "no-rs", "/input", "foolbox",
+            "fb/PGD", "images/s/step"]
+    print(" ".join(f"{h:>8}" for h in head))
+    for dataset, model_name in victims:
         raw = D.load(dataset, "", False)
         x = (raw.test_x[:batch].float() / 255).to(dev)
         y = raw.test_y[:batch].long().to(dev)
         torch.manual_seed(0)
         model = MODELS[model_name](tuple(x.shape[1:]), 10).to(dev).eval()
+        trained = copy.deepcopy(model)  # same weights, parameters taking gradients as in training
         for p in model.parameters():
             p.requires_grad_(False)
 
-        def bare():
+        def bare_input():
             # no copy of the batch: PGD's gradient step makes none either (a clone here cost ~0.3 ms,
             # a quarter of the MLP's pass, and flattered the ratio)
             xi = x.detach().requires_grad_(True)
             loss = F.cross_entropy(model(xi), y, reduction="sum")
             torch.autograd.grad(loss, xi)
 
+        def bare_train():
+            for q in trained.parameters():
+                q.grad = None
+            F.cross_entropy(trained(x), y, reduction="sum").backward()
+
         gen = torch.Generator().manual_seed(0)
-        attacks = {rs: (lambda t=Threat(eps=0.1, steps=steps, random_start=rs): ATTACKS["pgd"](model, x, y, t,
-                                                                                              generator=gen))
-                   for rs in (True, False)}
+        threat = {rs: Threat(eps=0.1, steps=steps, random_start=rs) for rs in (True, False)}
+        runs = {"input": lambda: [bare_input() for _ in range(steps)],
+                "train": lambda: [bare_train() for _ in range(steps)],
+                "pgd": lambda: ATTACKS["pgd"](model, x, y, threat[True], generator=gen),
+                "no-rs": lambda: ATTACKS["pgd"](model, x, y, threat[False], generator=gen)}
+        if fb is not None:
+            fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=dev)
+            fpgd = fb.attacks.LinfPGD(abs_stepsize=threat[True].alpha, steps=steps, random_start=True)
+            runs["foolbox"] = lambda: fpgd(fmodel, x, y, epsilons=0.1)
         for _ in range(3):  # warm-up (a GPU's kernels and allocator too)
-            bare()
-            for f in attacks.values():
+            for f in runs.values():
                 f()
-        b, p, q = [], [], []
+        times = {k: [] for k in runs}
         for _ in range(repeats):  # interleaved, so drift hits all alike
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(steps):
-                bare()
-            sync()
-            b.append((time.perf_counter() - t0) / steps)
-            for rs, times in ((True, p), (False, q)):
-                t0 = time.perf_counter()
-                attacks[rs]()
+            for k, f in runs.items():
                 sync()
-                times.append((time.perf_counter() - t0) / steps)
-        bm, pm, qm = statistics.median(b), statistics.median(p), statistics.median(q)
-        print(f"{model_name:<8} {dataset:<14} {bm * 1e3:>8.2f} {pm * 1e3:>11.2f} {pm / bm:>6.3f} {batch / pm:>14.0f} "
-              f"{qm * 1e3:>11.2f} {qm / bm:>6.3f}")
+                t0 = time.perf_counter()
+                f()
+                sync()
+                times[k].append((time.perf_counter() - t0) / steps)
+        m = {k: statistics.median(v) for k, v in times.items()}
+        fbm = f"{m['foolbox'] * 1e3:>8.2f} {m['foolbox'] / m['pgd']:>8.2f}" if "foolbox" in m else \
+            f"{'n/a':>8} {'':>8}"
+        print(f"{model_name:>8} {dataset[:8]:>8} {m['input'] * 1e3:>8.2f} {m['train'] * 1e3:>8.2f} "
+              f"{m['pgd'] * 1e3:>8.2f} {m['pgd'] / m['input']:>8.3f} {m['pgd'] / m['train']:>8.3f} "
+              f"{m['no-rs'] * 1e3:>8.2f} {m['no-rs'] / m['input']:>8.3f} {fbm} {batch / m['pgd']:>13.0f}",
+              flush=True)
 
 
 def main() -> int:
@@ -132,6 +154,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=0, help="0: every usable core")
     p.add_argument("--steps", type=int, default=10, help="throughput: PGD steps per timed attack")
     p.add_argument("--batch", type=int, default=500)
+    p.add_argument("--victims", default=",".join(f"{d}:{m}" for d, m in VICTIMS),
+                   help="throughput: dataset:model pairs, comma-separated")
     p.add_argument("--device", default="cpu", help="throughput only: cpu or cuda (tests/gpu/check.sh runs it there)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default=None, help="keep the runs here (default: a temporary folder)")
@@ -145,7 +169,10 @@ def main() -> int:
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
     print(f"# threads={threads} device={args.device} ({name}) torch={torch.__version__} out={out}")
     if args.only in (None, "throughput"):
-        throughput(threads, args.steps, args.batch, args.repeats, args.device)
+        victims = [tuple(v.split(":", 1)) for v in args.victims.split(",") if v]
+        if any(len(v) != 2 for v in victims):
+            p.error(f"--victims {args.victims!r}: expected dataset:model pairs, e.g. fashion_mnist:mlp")
+        throughput(threads, args.steps, args.batch, args.repeats, args.device, victims)
     if args.only in (None, "tables"):
         for dataset, model in TABLES:
             vid = train(out, task=dataset, model=model, threads=threads)
