@@ -5,6 +5,9 @@ builds the same records, so everything after `assemble` never knows where the da
 from __future__ import annotations
 
 import json
+import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -246,7 +249,8 @@ def read_store(folder: Path) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
         raise ReportError(f"{folder}: empty folder, no runs to report (a run folder holds config.json)")
     name = sweep_name(manifest, folder)
     planned = manifest_runs(manifest)
-    runs = [read_run(p, name, planned.get(p.name)) for p in children if is_run_folder(p)]
+    with _read_ahead(children, ("config.json", "summary.json", "metrics.jsonl")):
+        runs = [read_run(p, name, planned.get(p.name)) for p in children if is_run_folder(p)]
     if runs and damage:
         runs[0]["damaged"] = damage + runs[0].get("damaged", [])
     have = {p.name for p in children}
@@ -261,6 +265,47 @@ def read_store(folder: Path) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
         raise ReportError(f"{folder}: no run folders in it (a run folder holds config.json, "
                           f"metrics.jsonl and, once done, summary.json){hint}")
     return manifest, runs
+
+
+READ_AHEAD_MIN = 1000  # run folders; 50,000 runs not in the page cache: load 27.5 s -> 20 s
+
+
+@contextmanager
+def _read_ahead(folders: Sequence[Path], names: Sequence[str]):
+    """While the body reads `folders` in order, a child process (xargs cat) reads their files
+    ahead of it into the page cache, on the other core and outside this process's GIL: a store
+    not in the cache is otherwise 150,000 small reads each waiting on the disk. Threads here were
+    slower (their loop competes with the parsing for the GIL). Small stores: no child."""
+    import shutil
+    import subprocess
+
+    xargs = shutil.which("xargs") if len(folders) >= READ_AHEAD_MIN else None
+    if xargs is None:
+        yield
+        return
+    proc = None
+    try:
+        proc = subprocess.Popen([xargs, "-0", "-r", "cat", "--"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        paths = b"".join(os.fsencode(os.path.join(d, n)) + b"\0" for d in folders for n in names)
+        writer = threading.Thread(target=_feed, args=(proc, paths), daemon=True)
+        writer.start()
+    except OSError:
+        proc = None
+    try:
+        yield
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+
+def _feed(proc, data: bytes) -> None:
+    try:
+        proc.stdin.write(data)
+        proc.stdin.close()
+    except OSError:  # killed once the reading was done: nothing left to read ahead
+        pass
 
 
 def manifest_runs(manifest: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:

@@ -796,3 +796,35 @@ def test_the_fast_paths_of_a_large_store_keep_every_value(tmp_path):
     assert "extra" in a.ok.columns
     a.sweep.runs = a.sweep.runs[a.sweep.runs["run"] != "a"]
     assert sorted(a.ok["run"]) == ["b"]
+
+
+def test_reading_ahead_changes_nothing_and_leaves_no_process(tmp_path, monkeypatch):
+    """Large stores are read ahead into the page cache by a child process (xargs cat): the frames
+    are the same as without it, and the child is gone once the store is read."""
+    import os
+
+    from reports import load as L
+
+    root = tmp_path / "s"
+    G.write_grid(root, {"optimizer": ["sgd", "adam"]}, seeds=(0, 1, 2))
+    G.write_run(root, {"optimizer": "adam", "seed": 5}, status="incomplete", stop_at=2, torn=True)
+    monkeypatch.setattr(L, "READ_AHEAD_MIN", 10**9)
+    plain = load_folders([root])
+    spawned = []
+    import subprocess
+
+    class Spy(subprocess.Popen):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            spawned.append(self)
+
+    monkeypatch.setattr(subprocess, "Popen", Spy)
+    monkeypatch.setattr(L, "READ_AHEAD_MIN", 1)
+    ahead = load_folders([root])
+    assert len(spawned) == 1 and spawned[0].args[-2:] == ["cat", "--"]
+    assert spawned[0].returncode is not None  # waited for: no zombie left behind
+    children = " ".join(open(f"/proc/self/task/{t}/children").read() for t in os.listdir("/proc/self/task"))
+    assert str(spawned[0].pid) not in children.split()
+    pd.testing.assert_frame_equal(plain.runs, ahead.runs)
+    pd.testing.assert_frame_equal(plain.curves, ahead.curves)
+    assert plain.notes == ahead.notes
