@@ -25,7 +25,7 @@ parameters:
   task: {value: fashion_mnist}
   model: {value: mlp}
   seed: {values: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]}
-  epochs: {value: 3}
+  epochs: {value: 8}
   train_size: {value: 1000}
   val_size: {value: 200}
   threads: {value: 1}
@@ -37,7 +37,7 @@ parameters:
     r = subprocess.run(base + ["--parallel", "16"], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and "16 run(s) submitted" in r.stdout, r.stdout + r.stderr
     root = out / "crowd"
-    reads, failures = 0, []
+    overlapped, failures = 0, []
     deadline = time.monotonic() + 900
     while len(list(root.glob("*/summary.json"))) < 16:
         assert time.monotonic() < deadline, "the runs did not finish"
@@ -46,18 +46,20 @@ parameters:
         if st.returncode not in (0, 1) or "Traceback" in st.stderr:
             failures.append(("status", st.returncode, st.stderr[-1500:]))
         if list(root.glob("*/config.json")):  # a report needs one run folder
+            # a report begun while runs were still writing (on a loaded machine one read can take
+            # longer than the whole sweep, so this is counted, not the number of reads)
+            overlapped += len(list(root.glob("*/summary.json"))) < 16
             rep = subprocess.run([sys.executable, str(BUILD), str(root), "--out", str(tmp_path / "report")],
                                  capture_output=True, text=True, env=env, timeout=300)
             if rep.returncode != 0:
                 failures.append(("report", rep.returncode, rep.stderr[-1500:]))
-        reads += 1
     assert not failures, failures
-    assert reads >= 2, "the readers never overlapped the writers"
+    assert overlapped >= 1, "no report was built while the runs were writing"
     for run in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "logs"):
         s = json.loads((run / "summary.json").read_text())
         assert s["status"] == "finished", (run.name, s.get("error"))
         lines = (run / "metrics.jsonl").read_text().splitlines()
-        assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3], run.name
+        assert [json.loads(line)["epoch"] for line in lines] == list(range(1, 9)), run.name
         json.loads((run / "config.json").read_text())
     assert not [q for q in root.rglob(".*tmp*")], "temporary files left behind"
     st = subprocess.run(base + ["--status"], capture_output=True, text=True, env=env, timeout=300)
