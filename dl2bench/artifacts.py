@@ -104,7 +104,7 @@ def load_weights(run: Union[str, Path], roots: Iterable[Union[str, Path]] = ("ru
     """Rebuild a run's trained model: `run` is a run folder, a model.pt, or a run id under `roots`."""
     import torch
 
-    from .models import MODELS
+    from .families import MODELS
 
     p = Path(run)
     if p.is_file():

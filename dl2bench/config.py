@@ -2,7 +2,7 @@
 pickles small, hashes stably and goes to wandb.init(config=...) as it is.
 
 The schema (schema.py) is the core keys plus the keys each task family declares in its own module
-(`KEYS` in dl2bench/tasks/<family>.py), so a family adds its settings without touching this file.
+(`KEYS` in dl2bench/families/<family>/task.py), so a family adds its settings without touching this file.
 The run id hashes every key of the first schema and, of every key added since, only the values
 that differ from the task's default: adding a key never orphans an existing run."""
 from __future__ import annotations

@@ -24,7 +24,7 @@ import submitit
 
 from . import record as R
 from .config import RunConfig
-from .sweep import Sweep, SweepError, _values
+from .sweep import Sweep, SweepError, parameter_values
 from .track import write_json_atomic
 
 DONE = R.DONE
@@ -860,7 +860,7 @@ def submit_online(sweep: Sweep, root: Path, cluster: str, command: str) -> Dict[
         total = grid_size(wb["parameters"])
     if not total:
         raise SweepError(f"{sweep.path}: run_cap: random and bayes sweeps need run_cap to size the agent array")
-    device_values = _values(wb["parameters"].get("device"))
+    device_values = parameter_values(wb["parameters"].get("device"))
     res = Resources(gpus=sweep.slurm["gpus_per_task"] if "cuda" in device_values else 0,
                     cpus=sweep.slurm["cpus_per_task"])
     check_satisfiable(cluster, {res: [None]}, sweep.slurm)  # before anything reaches W&B

@@ -7,11 +7,11 @@ from typing import Any
 
 from .errors import ConfigError
 from .inits import INITS
-from .models import MODELS
+from .families import MODELS
 from .optim import OPTIMIZERS, SCHEDULES
 from .regularizers import REGULARIZERS
 from .schema import CHOICES, KEY_SPECS
-from .tasks import TASKS
+from .families import TASKS
 
 ALL = {"tasks": TASKS, "models": MODELS, "optimizers": OPTIMIZERS, "schedules": SCHEDULES,
        "inits": INITS, "regularizers": REGULARIZERS}

@@ -1,13 +1,13 @@
 """The schema of a run config: the core keys, the keys each task family declares (`KEYS` in
-dl2bench/tasks/<family>.py), which of them the run id always hashes, and which are bookkeeping.
+dl2bench/families/<family>/task.py), which of them the run id always hashes, and which are bookkeeping.
 config.py builds RunConfig from it; registries.py validates against it; neither imports the other
 at module level."""
 from __future__ import annotations
 
 from typing import Dict, Optional
 
-from .tasks import family_keys
-from .tasks.base import Key
+from .families import family_keys
+from .families.base import Key
 
 CORE_KEYS: Dict[str, Key] = {
     # what

@@ -90,7 +90,7 @@ class Sweep:
         given = self.wandb_config.get("metric")
         if given:
             return given
-        tasks = [r.task for r in self.runs] or _values(self.wandb_config["parameters"].get("task")) \
+        tasks = [r.task for r in self.runs] or parameter_values(self.wandb_config["parameters"].get("task")) \
             or [RunConfig().task]
         from .registries import task_of
 
@@ -494,13 +494,13 @@ def _validate_parameters(params: Dict[str, Any], where: str, values: bool = True
     # (whether a model or a family's key fits depends on the task); sampled ones after expansion
     if not values:
         return
-    tasks = [str(t) for t in _values(params.get("task"))] or [RunConfig().task]
+    tasks = [str(t) for t in parameter_values(params.get("task"))] or [RunConfig().task]
     from .schema import KEY_SPECS
 
     for name, spec in params.items():
         if not KEY_SPECS[name].factor:
             continue  # it names another run, looked up in the results folder as the runs expand
-        for v in _values(spec):
+        for v in parameter_values(spec):
             errors = []
             for task in ([str(v)] if name == "task" else tasks):
                 try:
@@ -628,7 +628,7 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any]) -> List[RunConfig]:
 def evaluator_of(task: str, where: str) -> str:
     """The task that evaluates a trained run of `task` when the sweep names none: the one task that does
     not train, evaluates that family and reads the same data (fashion_mnist -> fashion_mnist_attack)."""
-    from .tasks import TASKS
+    from .families import TASKS
 
     if task not in TASKS:
         raise SweepError(f"{where}: a trained run's task {task!r} is unknown here")
@@ -642,7 +642,7 @@ def evaluator_of(task: str, where: str) -> str:
 
 
 def _run_keys(task: str, where: str):
-    from .tasks import TASKS
+    from .families import TASKS
 
     if task not in TASKS or TASKS[task]().trains:
         raise SweepError(f"{where}: parameters.task: {task!r} does not evaluate trained runs (an evaluation "
@@ -655,7 +655,7 @@ def _from_keys(task: str) -> tuple:
     """The bookkeeping `*_from` keys of the task's family: where a run looks up the runs it names
     (a GAN's feature classifier); a sweep points them at its results root."""
     from .schema import KEY_SPECS
-    from .tasks import TASKS
+    from .families import TASKS
 
     if task not in TASKS:
         return ()
@@ -672,7 +672,7 @@ def _jsonable(obj: Any) -> Any:
     return json.loads(json.dumps(obj, default=str))
 
 
-def _values(spec: Any) -> List[Any]:
+def parameter_values(spec: Any) -> List[Any]:
     """The values a parameter spec lists (`value` or `values`); [] for distributions."""
     if not isinstance(spec, dict):
         return []

@@ -64,7 +64,7 @@ def new_figure(nrows: int = 1, ncols: int = 1, height: float = 1.0, **kw) -> Tup
     return fig, axes
 
 
-def _legend_outside(ax, handles: list, title: str) -> None:
+def legend_outside(ax, handles: list, title: str) -> None:
     """Legend to the right of `ax`: an axes legend, so constrained layout makes room for it."""
     ncol = 1 if len(handles) <= 18 else 2
     ax.legend(handles=handles, title=title, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False,
@@ -96,7 +96,7 @@ def _sampled_note(sampled: bool) -> str:
             "the means, intervals and n are over all of them.") if sampled else ""
 
 
-def _span(values: np.ndarray, pad: float = 0.08) -> Tuple[float, float]:
+def span_of(values: np.ndarray, pad: float = 0.08) -> Tuple[float, float]:
     """Axis limits around the data (not around the CIs: with n = 2 a 95% CI is ±9 std wide)."""
     v = values[np.isfinite(values)]
     if not len(v):
@@ -147,7 +147,7 @@ def learning_curves(a: Analysis, f: Factor) -> Iterator[Figure]:
             ax.fill_between(d["epoch"], d["lo"] * u.scale, d["hi"] * u.scale, color=color, alpha=0.15, lw=0)
             if col == cols[0]:
                 handles.append(Line2D([], [], color=color, lw=2.2, label=f"{lvl} (n={int(d['n'].max())})"))
-        lo, hi = _span(c[col].to_numpy(float) * u.scale)
+        lo, hi = span_of(c[col].to_numpy(float) * u.scale)
         clipped |= bool((agg["lo"] * u.scale < lo).any() or (agg["hi"] * u.scale > hi).any())
         ax.set_ylim(lo, hi)
         ax.set_xlabel("epoch")
@@ -157,7 +157,7 @@ def learning_curves(a: Analysis, f: Factor) -> Iterator[Figure]:
         ax.set_title(cap(u.label) + (f" ({goal_word(goal)})" if goal else ""))
     handles.append(Line2D([], [], color="0.4", lw=0.7, label="one run"))
     handles.append(Patch(color="0.4", alpha=0.2, label="95% CI of the mean"))
-    _legend_outside(axes[0, -1], handles, f.name)
+    legend_outside(axes[0, -1], handles, f.name)
     ns = aggregate(c, [f.column, "epoch"], cols[0])["n"]
     varying = " The number of runs drops at later epochs where runs stopped early." if ns.nunique() > 1 else ""
     cut = " Axes span the runs' values; wider bands (few seeds) run off the plot." if clipped else ""
@@ -181,7 +181,7 @@ def final_metric(a: Analysis, f: Factor) -> Iterator[Figure]:
     fig, axes = new_figure(height=0.3 + 0.08 * len(order))
     ax = axes[0, 0]
     rng = np.random.default_rng(0)
-    lo, hi = _span(ok[a.metric].to_numpy(float) * u.scale, pad=0.25)
+    lo, hi = span_of(ok[a.metric].to_numpy(float) * u.scale, pad=0.25)
     clipped = sampled = False
     for i, lvl in enumerate(order):
         color = f.colors.get(lvl, (0.5, 0.5, 0.5))
@@ -343,7 +343,7 @@ def throughput(a: Analysis) -> Iterator[Figure]:
     if r["unsteady"].any():
         handles.append(Line2D([], [], marker="o", ls="", mfc="none", mec="black",
                               label=f"epochs varied > {UNSTEADY_RATIO:g}×"))
-    _legend_outside(ax, handles, "device")
+    legend_outside(ax, handles, "device")
     names = r.groupby("dev")["device_name"].agg(lambda s: ", ".join(sorted(set(map(str, s.dropna()))))) \
         if "device_name" in r.columns else {}
     on = "; ".join(f"{d}: {n}" for d, n in dict(names).items() if n)
@@ -446,7 +446,7 @@ def throughput_vs_batch(a: Analysis) -> Iterator[Figure]:
     handles = [Line2D([], [], color=colors[m], lw=2, label=m) for m in models]
     handles += [Line2D([], [], color="0.3", ls=PRECISION_STYLE.get(p, "-."), label=p)
                 for p in sorted(r["precision"].astype(str).unique())]
-    _legend_outside(axes[0, -1], handles, "model, precision")
+    legend_outside(axes[0, -1], handles, "model, precision")
     yield Figure(key="throughput-vs-batch", title="Training throughput vs batch size (benchmark mode)",
                  caption=("Samples per second of the training step (batch fetch, forward, backward, optimizer step) "
                           "after the warm-up steps: the median over the timed repeats, the bar its interquartile range. "
@@ -490,7 +490,7 @@ def utilisation(a: Analysis) -> Iterator[Figure]:
                       ha="right" if len(groups) > 6 else "center", fontsize=8)
         ax.set_ylabel(f"{dev}: % of peak FLOP/s")
         sources += [f"{dev}: " + "; ".join(sorted(set(map(str, d["peak_source"].dropna()))))] if "peak_source" in d else []
-    _legend_outside(axes[0, 0], [Patch(color=colors[p], label=p) for p in precs], "precision")
+    legend_outside(axes[0, 0], [Patch(color=colors[p], label=p) for p in precs], "precision")
     srcs = set(map(str, r["train_flops_source"].dropna())) if "train_flops_source" in r else set()
     counted = all(x.startswith("counted") for x in srcs) if srcs else False
     flops = ("Training FLOP/s = the training FLOPs per sample, counted by torch's flop counter over one real step "
@@ -543,7 +543,7 @@ def thread_scaling(a: Analysis) -> Iterator[Figure]:
     handles += [Line2D([], [], color="0.3", ls=PRECISION_STYLE.get(p, "-."), label=p)
                 for p in sorted(r["precision"].astype(str).unique())]
     handles.append(Line2D([], [], color="0.6", ls=":", label="linear scaling"))
-    _legend_outside(axes[0, -1], handles, "batch, precision")
+    legend_outside(axes[0, -1], handles, "batch, precision")
     cpus = ", ".join(sorted(set(map(str, r.get("device_name", pd.Series(dtype=str)).dropna()))))
     yield Figure(key="thread-scaling", title="CPU thread scaling (benchmark mode)",
                  caption=(f"Median training samples/s at each thread count over that at {tmin:g}; dotted: perfect "

@@ -102,7 +102,7 @@ class Sweep:
 
 def _registry_names() -> List[str]:
     try:
-        from dl2bench.tasks import TASKS
+        from dl2bench.families import TASKS
 
         return TASKS.names()
     except Exception:  # noqa: BLE001

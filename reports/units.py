@@ -45,7 +45,7 @@ def goal_word(goal: str) -> str:
 
 @dataclass(frozen=True)
 class MetricDecl:
-    """One declared metric (mirrors dl2bench.tasks.Metric.to_dict())."""
+    """One declared metric (mirrors dl2bench.families.Metric.to_dict())."""
 
     name: str
     goal: str = "maximize"
@@ -214,7 +214,7 @@ def from_registry(task: str) -> Optional[TaskDecl]:
     """The task registry's declarations (for summaries that predate declared metrics, and for
     runs without a summary yet); None if the library or the task is unknown here."""
     try:
-        from dl2bench.tasks import TASKS
+        from dl2bench.families import TASKS
 
         t = TASKS[task]()
     except Exception:  # noqa: BLE001 - a renamed task, or the report run without the library

@@ -14,7 +14,7 @@ import torch
 
 from dl2bench import artifacts
 from dl2bench import data as D
-from dl2bench.attacks import ATTACKS, Threat
+from dl2bench.families.adversarial.attacks import ATTACKS, Threat
 from dl2bench.config import ConfigError, RunConfig
 from dl2bench.train import run
 
@@ -64,7 +64,7 @@ def test_attack_run_reports_what_the_attack_does(victims, tmp_path):
     x, y = raw.test_x[:100].float() / 255, raw.test_y[:100].long()
     with torch.no_grad():
         clean = (m(x).argmax(1) == y).float().mean().item()
-    from dl2bench.tasks.adversarial import TARGET_SEED
+    from dl2bench.families.adversarial.task import TARGET_SEED
 
     adv = ATTACKS["pgd"](m, x, y, Threat(eps=0.3, steps=10), generator=torch.Generator().manual_seed(TARGET_SEED))
     with torch.no_grad():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from dl2bench import artifacts
-from dl2bench.attacks import ATTACKS, Threat, norms, pick_targets, project, random_in_ball
+from dl2bench.families.adversarial.attacks import ATTACKS, Threat, norms, pick_targets, project, random_in_ball
 from dl2bench.train import run
 
 from conftest import FASHION, need

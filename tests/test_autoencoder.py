@@ -15,8 +15,9 @@ import torch
 
 from dl2bench import artifacts
 from dl2bench.config import ConfigError, RunConfig
-from dl2bench.models import MODELS, count_parameters
-from dl2bench.tasks import autoencoder as AE
+from dl2bench.families import MODELS
+from dl2bench.nets import count_parameters
+from dl2bench.families.autoencoder import task as AE
 from dl2bench.train import run
 
 from conftest import assert_cli_refuses

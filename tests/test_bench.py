@@ -86,7 +86,7 @@ def test_a_model_that_raises_fails_the_benchmark_as_it_fails_training(bench_cfg,
     the step is where both modes meet it, and both record it the same way."""
     from torch import nn
 
-    from dl2bench.models import MODELS
+    from dl2bench.families import MODELS
 
     class Exploding(nn.Module):
         def __init__(self, in_shape, num_classes, **_):

@@ -14,8 +14,7 @@ import torch
 
 from dl2bench import artifacts, record as R, sweep as S
 from dl2bench.config import V1_KEYS, ConfigError, RunConfig
-from dl2bench.models import MODELS
-from dl2bench.tasks import TASKS, Metric, Problem, Task
+from dl2bench.families import MODELS, TASKS, Metric, Problem, Step, Task
 from dl2bench.train import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +52,7 @@ def test_new_keys_hash_only_when_they_differ_from_the_task_default():
 # ---------------------------------------------------------------------------------------------
 # a task that owns its step and state: a two-network, two-optimizer toy (a GAN's shape)
 
-class PairStep:
+class PairStep(Step):
     """Discriminator update, then generator update (non-saturating), each with its own Adam."""
 
     def __init__(self, g, d, lr):
@@ -322,3 +321,55 @@ def test_import_graph_has_no_circles():
     real = [c for c in cycles if not all(x == c[0] or x.startswith(c[0] + ".") or c[0].startswith(x + ".") for x in c)]
     assert not real, real
     assert "dl2bench.config" not in graph["dl2bench.registries"] and "dl2bench.config" not in graph["dl2bench.regularizers"]
+
+
+def _family_names():
+    return sorted(p.name for p in (ROOT / "dl2bench" / "families").iterdir()
+                  if (p / "__init__.py").is_file())
+
+
+def _module_of(f: Path):
+    rel = f.relative_to(ROOT).with_suffix("")
+    name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+    return name, (name if rel.name == "__init__" else ".".join(rel.parts[:-1])) + ".x"
+
+
+def test_core_code_imports_no_family_by_name():
+    """Only a family's own wing (and its report module) names it: the core finds families by
+    discovery, so a new family touches nothing outside dl2bench/families/<family>/."""
+    fams = _family_names()
+    assert {"classification", "gan", "rl", "sequence"} <= set(fams)
+    offenders = []
+    for top in ("dl2bench", "reports", "jobs"):
+        for f in (ROOT / top).rglob("*.py"):
+            name, package = _module_of(f)
+            own = name.split(".")[2] if name.startswith("dl2bench.families.") else None
+            if own == "base":
+                own = None
+            report_of = f.stem if f.parent == ROOT / "reports" / "families" else None
+            for target in _imports(f, package):
+                parts = target.split(".")
+                if len(parts) > 2 and parts[:2] == ["dl2bench", "families"] and parts[2] in fams:
+                    if own is not None or parts[2] == report_of:
+                        continue  # a family may use another's public pieces (sequence rows reuse classification)
+                    offenders.append(f"{f.relative_to(ROOT)} imports {target}")
+    assert not offenders, offenders
+
+
+def test_one_name_per_family_across_code_reports_and_tests():
+    fams = set(_family_names())
+    reports = {p.stem for p in (ROOT / "reports" / "families").glob("*.py") if not p.stem.startswith("_")}
+    assert reports <= fams, reports - fams
+    for wing in fams:
+        assert (ROOT / "dl2bench" / "families" / wing / "task.py").is_file(), wing
+
+
+def test_no_private_name_is_imported_across_modules():
+    found = []
+    for top in ("dl2bench", "reports", "jobs"):
+        for f in (ROOT / top).rglob("*.py"):
+            for node in ast.walk(ast.parse(f.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module != "__future__":
+                    found += [f"{f.relative_to(ROOT)}: {a.name}" for a in node.names
+                              if a.name.startswith("_") and not a.name.startswith("__")]
+    assert not found, found

@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from dl2bench.config import RunConfig
-from dl2bench.models import MODELS, count_parameters
+from dl2bench.families import MODELS
+from dl2bench.nets import count_parameters
 from dl2bench.regularizers import REGULARIZERS
-from dl2bench.tasks import TASKS
-from dl2bench.tasks import flow as FL
+from dl2bench.families import TASKS
+from dl2bench.families.flow import task as FL
 from dl2bench.train import run
 
 from conftest import FASHION, assert_cli_refuses, need

@@ -15,9 +15,10 @@ import torch
 
 from dl2bench import sweep as S
 from dl2bench.config import ConfigError, RunConfig
-from dl2bench.gan import metrics as M
-from dl2bench.gan.latent import sample_latent
-from dl2bench.models import MODELS, count_parameters
+from dl2bench.families.gan import metrics as M
+from dl2bench.families.gan.latent import sample_latent
+from dl2bench.families import MODELS
+from dl2bench.nets import count_parameters
 from dl2bench.train import run
 
 from conftest import FASHION, assert_cli_refuses, need
@@ -131,7 +132,7 @@ def test_gan_models(name, g_params, d_params):
 
 @pytest.mark.parametrize("loss", ["non_saturating", "minimax"])
 def test_each_update_moves_only_its_own_network(loss):
-    from dl2bench.gan.step import GANStep
+    from dl2bench.families.gan.step import GANStep
     from dl2bench.optim import LRController
 
     torch.manual_seed(0)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from dl2bench.inits import INITS
-from dl2bench.models import MODELS, count_parameters, flops_per_sample
+from dl2bench.families import MODELS
+from dl2bench.nets import count_parameters, flops_per_sample
 from dl2bench.registries import ALL
 from dl2bench.registry import Registry, UnknownNameError
 

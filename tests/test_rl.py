@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from dl2bench.config import RunConfig
-from dl2bench.models import MODELS, count_parameters
-from dl2bench.rl import dqn, mouse
-from dl2bench.rl import envs as V
+from dl2bench.families import MODELS
+from dl2bench.nets import count_parameters
+from dl2bench.families.rl import dqn, mouse
+from dl2bench.families.rl import envs as V
 from dl2bench.train import run
 
 from conftest import assert_cli_refuses

@@ -14,10 +14,11 @@ import torch
 
 from dl2bench import data as D
 from dl2bench.config import ConfigError, RunConfig
-from dl2bench.data import shapes as S
-from dl2bench.models import MODELS, count_parameters
-from dl2bench.tasks import segmentation as seg
-from dl2bench.tasks.base import Augment
+from dl2bench.families.segmentation import data as S
+from dl2bench.families import MODELS
+from dl2bench.nets import count_parameters
+from dl2bench.families.segmentation import task as seg
+from dl2bench.families.base import Augment
 from dl2bench.train import run
 
 from conftest import assert_cli_refuses
@@ -152,7 +153,7 @@ def test_metrics_match_torchmetrics():
 def test_evaluate_reports_the_split_confusion_matrix(tmp_path):
     """The loop's numbers are the confusion matrix of the model's argmax over the whole split."""
     from dl2bench.regularizers import REGULARIZERS
-    from dl2bench.tasks import TASKS
+    from dl2bench.families import TASKS
 
     cfg = RunConfig(**{**TINY, "loss": "ce_dice"}).resolve()
     task = TASKS["shapes"]()

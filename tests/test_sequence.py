@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from dl2bench.inits import INITS
-from dl2bench.models import MODELS, count_parameters
-from dl2bench.tasks import sequence as S
+from dl2bench.families import MODELS
+from dl2bench.nets import count_parameters
+from dl2bench.families.sequence import task as S
 from dl2bench.train import run
 
 from conftest import SHARED, assert_cli_refuses, need

@@ -4,12 +4,13 @@ label per image or an image itself (a mask): masks are augmented with the image 
 and normalisation is the task's choice (mean=None keeps [0, 1] pixels)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Optional, Tuple
+from typing import Any, Iterator, Optional, Tuple
 
 import torch
 
-if TYPE_CHECKING:
-    from ..tasks.base import Augment
+# an augmentation is the task's declaration (dl2bench/families/base.py `Augment`: .pad, .flip); data
+# reads its two fields and never imports the layer above it
+Augment = Any
 
 
 def is_image_target(y: torch.Tensor) -> bool:

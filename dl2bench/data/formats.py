@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .sources import _cached
+from .sources import cached
 from .splits import Raw
 
 
@@ -136,7 +136,7 @@ def load_image_folder(folder: Path, label: str) -> Optional[Raw]:
                     items[f"{split}/{p.parent.name}/{p.name}"] = p.read_bytes()
         return _split_items(items, f"{label}: {folder}")
 
-    return _cached(folder, label, build)
+    return cached(folder, label, build)
 
 
 def load_image_tar(path: Path, label: str) -> Optional[Raw]:
@@ -154,4 +154,4 @@ def load_image_tar(path: Path, label: str) -> Optional[Raw]:
                         items[m.name] = f.read()
         return _split_items(items, f"{label}: {path}")
 
-    return _cached(path, label, build)
+    return cached(path, label, build)

@@ -45,7 +45,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DL2BENCH_CACHE") or Path.home() / ".cache" / "dl2bench")
 
 
-def _cached(source: Path, label: str, build: Callable[[], Raw]) -> Raw:
+def cached(source: Path, label: str, build: Callable[[], Raw]) -> Raw:
     """Decode once, then reuse the tensors: keyed by the source's path, size and mtime."""
     st = source.stat()
     key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]

@@ -26,9 +26,9 @@ from .. import checkpoint as ckpt
 from .. import env as E
 from .. import record as R
 from ..config import ConfigError, RunConfig
-from ..models import count_parameters, flops_per_sample
+from ..nets import count_parameters, flops_per_sample
 from ..regularizers import REGULARIZERS
-from ..tasks import TASKS
+from ..families import TASKS
 from ..timing import Stopwatch, synchronize
 from ..track import Tracker
 from .step import DefaultStep
@@ -220,9 +220,7 @@ class Trainer:
                 break
             val = self.evaluate("val")
             row.update({R.val_key(k): v for k, v in val.items() if k != "time"}, eval_time=val["time"])
-            epoch_end = getattr(self.step, "epoch_end", None)
-            if epoch_end is not None:
-                epoch_end(val["loss"])
+            self.step.epoch_end(val["loss"])
             stop = self.early_stopping(epoch, row[monitor])
             self.history.append(row)
             if cfg.checkpoint:  # before logging: a kill between the two loses no logged epoch
@@ -326,16 +324,14 @@ class Trainer:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         self.measured[0] += samples - warm_samples
         self.measured[1] += t1 - warm_at
-        row = {"epoch": epoch, "lr": getattr(step, "lr", None), "train_time": t1 - t0, "data_time": data_time,
+        row = {"epoch": epoch, "lr": step.lr, "train_time": t1 - t0, "data_time": data_time,
                "samples_per_s": (samples - warm_samples) / max(t1 - warm_at, 1e-9),
                "peak_mem_mb": peak,
                "train_loss": ((torch.stack(losses).float() @ torch.tensor(sizes, dtype=torch.float32, device=dev)).item()
                               / sum(sizes)) if losses else None}
         for k, v in sums.items():
             row[R.train_key(k)] = v.item() / detail_samples
-        epoch_metrics = getattr(step, "epoch_metrics", None)
-        if epoch_metrics is not None:  # what a task counts its own way (per episode, per update)
-            row.update(epoch_metrics())
+        row.update(step.epoch_metrics())  # what a task counts its own way (per episode, per update)
         return row
 
     def evaluate(self, split: str) -> Dict[str, float]:

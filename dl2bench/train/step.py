@@ -1,8 +1,7 @@
 """The default optimisation step: one optimizer over the model's parameters, autocast (bf16/fp16),
 the fp16 gradient scaler, gradient clipping and the learning-rate schedule. A task that needs
-another update (two networks, an environment) gives its Problem a `step` object with the same
-protocol: `__call__(batch, detail) -> (data loss, batch size, {metric: sum})`, `state_dict()`,
-`load_state_dict()`, and optionally `lr` and `epoch_end(val_loss)`."""
+another update (two networks, an environment) gives its Problem a `Step` of its own
+(dl2bench/families/base.py)."""
 from __future__ import annotations
 
 import math
@@ -10,10 +9,11 @@ from typing import Any, Callable, Dict, Optional
 
 import torch
 
+from ..families.base import Step
 from ..optim import OPTIMIZERS, LRController
 
 
-class DefaultStep:
+class DefaultStep(Step):
     """One optimizer, one update per batch."""
 
     def __init__(self, model: torch.nn.Module, forward_model: torch.nn.Module, loss: Callable, cfg,

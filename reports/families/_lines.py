@@ -11,7 +11,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from ..analysis import Analysis, aggregate
-from ..figures import MAX_RUN_LINES, Figure, _legend_outside, _span, new_figure
+from ..figures import MAX_RUN_LINES, Figure, legend_outside, span_of, new_figure
 from ..units import cap
 from ._grids import factor_on
 
@@ -64,12 +64,12 @@ def metric_vs(a: Analysis, column: str, xlabel: str, tick: Callable[[float], str
     ax.xaxis.set_major_locator(FixedLocator(list(range(len(xs))) if evenly else xs))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xticklabels([tick(x) for x in xs])
-    ax.set_ylim(*_span(d[a.metric].to_numpy(float) * u.scale, pad=0.15))
+    ax.set_ylim(*span_of(d[a.metric].to_numpy(float) * u.scale, pad=0.15))
     ax.set_xlabel(f"{xlabel}{', log scale' if ax.get_xscale() == 'log' else ''}{', levels evenly spaced' if evenly else ''}")
     ax.set_ylabel(f"{u.axis()}: {a.better}")
     handles += [Line2D([], [], marker="o", ls="", color="0.4", alpha=0.5, label="one run"),
                 Patch(color="0.4", alpha=0.2, label="95% CI of the mean")]
-    _legend_outside(ax, handles, " × ".join(f.name for f in others[:2]) or "runs")
+    legend_outside(ax, handles, " × ".join(f.name for f in others[:2]) or "runs")
     rest = [f.name for f in others[2:]]
     avg = f"; averaged over {', '.join(rest)}" if rest else ""
     yield Figure(key=f"metric-vs-{column.replace('_', '-')}", title=f"{cap(u.label)} vs {xlabel}",

@@ -1,4 +1,4 @@
-"""Attack runs (dl2bench/tasks/adversarial.py): robust accuracy against eps per model and attack
+"""Attack runs (dl2bench/families/adversarial/task.py): robust accuracy against eps per model and attack
 (mean and 95% CI over the attacked runs' seeds), a table of it at every eps, and clean /
 perturbation / adversarial images with the model's predictions from each run's examples.npz."""
 from __future__ import annotations

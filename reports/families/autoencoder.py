@@ -1,4 +1,4 @@
-"""Autoencoder runs (dl2bench/tasks/autoencoder.py): reconstruction grids from each run's
+"""Autoencoder runs (dl2bench/families/autoencoder/task.py): reconstruction grids from each run's
 examples.npz (original / noisy / reconstructed), the ranking metric against the code size, and for
 the one-class anomaly tasks the AUROC per normal class with its mean ± std over the classes."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from ..analysis import Analysis, aggregate, fmt, level_str, mean_std
-from ..figures import Figure, _legend_outside, figure, new_figure
+from ..figures import Figure, legend_outside, figure, new_figure
 from ..load import REPLICATE
 from ..tables import Table, table
 from ..units import cap, goal_word
@@ -160,7 +160,7 @@ def auroc_per_class(a: Analysis) -> Iterator[Figure]:
     ax.set_ylabel(f"{u.axis()}: {goal_word(a.decl.goal_of(col) or 'maximize')}")
     handles = ax.get_legend_handles_labels()[0] + [Line2D([], [], marker="o", ls="", color="black", alpha=0.7,
                                                           label="one run (seed)")]
-    _legend_outside(ax, handles, hue.name if hue else "runs")
+    legend_outside(ax, handles, hue.name if hue else "runs")
     yield Figure(key="auroc-per-class", title=f"{cap(u.label)} per normal class",
                  caption=(f"One-class protocol: each run trains on one normal class and scores every test image by "
                           f"its reconstruction error. Bar: mean {col} over seeds; dots: the runs (n in the legend, "

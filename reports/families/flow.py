@@ -1,4 +1,4 @@
-"""Normalizing-flow runs (dl2bench/tasks/flow.py). 2-D toy densities: the flow's samples over the
+"""Normalizing-flow runs (dl2bench/families/flow/task.py). 2-D toy densities: the flow's samples over the
 test points, and the learnt density on a grid beside the data and the fitted Gaussian (the
 baseline), one panel per model × depth; a table of test NLL against the Gaussian's. Images:
 sample grids (temperature 1 and 0.7) under real test images, and a bits/dim table that states the

@@ -1,4 +1,4 @@
-"""GAN runs (dl2bench/tasks/gan.py): precision against recall (one point per run, and per psi for the
+"""GAN runs (dl2bench/families/gan/task.py): precision against recall (one point per run, and per psi for the
 sampling runs, with the real-vs-real baseline), FID and precision/recall over training, the scores
 beside their baseline per setting, and sample grids: per epoch, per truncation psi, and the real
 images they imitate (each run's samples.npz)."""
@@ -12,7 +12,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..analysis import Analysis, aggregate, fmt, mean_std
-from ..figures import MAX_RUN_LINES, Figure, _legend_outside, figure, new_figure
+from ..figures import MAX_RUN_LINES, Figure, legend_outside, figure, new_figure
 from ..load import COUNTED, REPLICATE
 from ..tables import Table, table
 from . import examples
@@ -114,7 +114,7 @@ def precision_recall(a: Analysis) -> Iterator[Figure]:
     if bp.notna().any():
         handles.append(Line2D([], [], marker="*", ms=13, ls="", color="0.15",
                               label=f"real vs real\n(R {br.mean():.2f}, P {bp.mean():.2f})"))
-    _legend_outside(axes[0, -1], handles, colour_f.name.split(" + ")[0] if colour_f is not None else "")
+    legend_outside(axes[0, -1], handles, colour_f.name.split(" + ")[0] if colour_f is not None else "")
     what = ("a line per setting through the psi levels (written beside each point; mean over the sampled "
             "generators, whose own runs are the faint dots)" if sampling else "each point one run")
     yield Figure(key="gan-precision-recall", title="Precision against recall",
@@ -158,7 +158,7 @@ def scores_while_training(a: Analysis) -> Iterator[Figure]:
         if col != "val_fid":
             ax.set_ylim(-0.02, 1.02)
     handles += [Line2D([], [], color="0.4", lw=0.7, label="one run"), Patch(color="0.4", alpha=0.2, label="95% CI of the mean")]
-    _legend_outside(axes[0, -1], handles, f.name if f else "")
+    legend_outside(axes[0, -1], handles, f.name if f else "")
     yield Figure(key="gan-scores-while-training", title="FID, precision and recall while training",
                  caption=(f"After every epoch, {_facts(a, 'pr_n_val')} samples from the same fixed latents scored "
                           "against the validation images (FID: lower is better; precision, recall: higher). Thick: "

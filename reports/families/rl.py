@@ -11,7 +11,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..analysis import Analysis, aggregate, fmt, mean_std
-from ..figures import MAX_RUN_LINES, Figure, _legend_outside, figure, new_figure
+from ..figures import MAX_RUN_LINES, Figure, legend_outside, figure, new_figure
 from ..load import COUNTED, REPLICATE
 from ..tables import Table, table
 from . import examples
@@ -70,7 +70,7 @@ def returns(a: Analysis) -> Iterator[Figure]:
         handles.append(Line2D([], [], color="0.25", ls="--", lw=1.3, label=f"random policy ({rnd.mean():.3g})"))
     handles.append(Line2D([], [], color="0.4", lw=0.7, label="one run"))
     handles.append(Patch(color="0.4", alpha=0.2, label="95% CI of the mean"))
-    _legend_outside(axes[0, -1], handles, f.name if f else "")
+    legend_outside(axes[0, -1], handles, f.name if f else "")
     yield Figure(key="rl-returns", title="Return while learning" + (f", by {f.name}" if f else ""),
                  caption=(f"Left: mean return of the validation episodes played after each epoch ({_eps(a)}; the "
                           "same starting states every time); right: the episodes that ended while training, "
@@ -108,7 +108,7 @@ def against_random(a: Analysis) -> Iterator[Table]:
 
 
 def _render(cheese: np.ndarray, poison: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    from dl2bench.rl.mouse import render
+    from dl2bench.families.rl.mouse import render
 
     img = render({"cheese": cheese, "poison": poison, "pos": pos}, cell=8).astype(float) / 255
     return np.pad(img, ((1, 1), (1, 1), (0, 0)), constant_values=0.55)  # the board's edge: empty cells are near white

@@ -46,9 +46,9 @@ def metric_vs_length(a: Analysis) -> Iterator[Figure]:
             handles.insert(-2, Line2D([], [], color="0.25", ls="--", lw=1.3, label=f"baseline: {what}"))
             title = leg.get_title().get_text() if leg is not None else ""
             leg.remove()
-            from ..figures import _legend_outside
+            from ..figures import legend_outside
 
-            _legend_outside(ax, handles, title)
+            legend_outside(ax, handles, title)
             fig.caption += f" Dashed: the trivial baseline ({what}, {base * u.scale:.4g}{(' ' + u.unit) if u.unit else ''})."
         yield fig
 

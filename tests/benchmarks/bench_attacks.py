@@ -33,7 +33,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from dl2bench import env as E  # noqa: E402
-from dl2bench.attacks import ATTACKS, Threat  # noqa: E402
+from dl2bench.families.adversarial.attacks import ATTACKS, Threat  # noqa: E402
 from dl2bench.config import RunConfig  # noqa: E402
 from dl2bench.train import run  # noqa: E402
 
@@ -82,7 +82,7 @@ def throughput(threads: int, steps: int, batch: int, repeats: int, device: str =
     import copy
 
     from dl2bench import data as D
-    from dl2bench.models import MODELS
+    from dl2bench.families import MODELS
 
     try:
         import foolbox as fb

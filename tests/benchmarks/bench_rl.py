@@ -32,9 +32,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from dl2bench.config import RunConfig  # noqa: E402
-from dl2bench.models import MODELS  # noqa: E402
-from dl2bench.rl import envs as V  # noqa: E402
-from dl2bench.rl import mouse  # noqa: E402
+from dl2bench.families import MODELS  # noqa: E402
+from dl2bench.families.rl import envs as V  # noqa: E402
+from dl2bench.families.rl import mouse  # noqa: E402
 from dl2bench.train import run  # noqa: E402
 
 

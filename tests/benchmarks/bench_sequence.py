@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from dl2bench import env as E  # noqa: E402
 from dl2bench.config import RunConfig  # noqa: E402
-from dl2bench.models import MODELS  # noqa: E402
+from dl2bench.families import MODELS  # noqa: E402
 from dl2bench.train import run  # noqa: E402
 
 MODEL_NAMES = ("rnn", "lstm", "gru", "transformer")
@@ -45,7 +45,7 @@ def go(out: Path, **cfg):
 
 
 def throughput(out: Path, threads: int, batch: int, steps: int, warmup: int, repeats: int, data_root: str) -> None:
-    from dl2bench.tasks import sequence as S
+    from dl2bench.families.sequence import task as S
 
     torch.set_num_threads(threads)
     print(f"\n## tokens/s, char_lm, context 64, batch {batch}, 2 layers at 800k parameters, {steps} steps, "

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from dl2bench import env as E
 from dl2bench.data import IMAGE_DATASETS, DatasetNotFound, make_splits
-from dl2bench.models import MODELS
+from dl2bench.families import MODELS
 from dl2bench.train import run
 
 MODEL_TASKS = {"mlp": "fashion_mnist", "lenet": "cifar10"}  # each model on its course dataset

@@ -1,0 +1,2 @@
+"""The segmentation family: its tasks (task.py) and models (models.py)."""
+from . import models, task  # noqa: F401 - registers the models, then the tasks
