@@ -198,7 +198,7 @@ def run_benchmark(t: "Trainer", between: Optional[Callable[[str, int, int], None
     one = 0.0
     first = next(batches)
     counted = count_step_flops(t, first)  # a warm-up step of its own, never timed
-    for i in range(warm):
+    for _ in range(warm):
         timer.start()
         step(next(batches), False)
         one = timer.stop()

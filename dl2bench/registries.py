@@ -6,12 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ConfigError
+from .families import MODELS, TASKS
 from .inits import INITS
-from .families import MODELS
 from .optim import OPTIMIZERS, SCHEDULES
 from .regularizers import REGULARIZERS
 from .schema import CHOICES, KEY_SPECS
-from .families import TASKS
 
 ALL = {"tasks": TASKS, "models": MODELS, "optimizers": OPTIMIZERS, "schedules": SCHEDULES,
        "inits": INITS, "regularizers": REGULARIZERS}

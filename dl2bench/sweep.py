@@ -654,8 +654,8 @@ def _run_keys(task: str, where: str):
 def _from_keys(task: str) -> tuple:
     """The bookkeeping `*_from` keys of the task's family: where a run looks up the runs it names
     (a GAN's feature classifier); a sweep points them at its results root."""
-    from .schema import KEY_SPECS
     from .families import TASKS
+    from .schema import KEY_SPECS
 
     if task not in TASKS:
         return ()

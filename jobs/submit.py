@@ -100,7 +100,8 @@ def main(argv=None) -> int:
 
 
 def submit(args) -> int:
-    from dl2bench import launch, sweep as S
+    from dl2bench import launch
+    from dl2bench import sweep as S
 
     t0 = time.perf_counter()
     overrides = pairs(args.set, "set")

@@ -21,11 +21,22 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from .analysis import (DEVICE_COLORS, MAX_HEATMAP_PAIRS, UNSTEADY_RATIO, Analysis, Factor, aggregate, level_str,
-                       aggregate_log, fmt, mean_std, throughput_spread,
-                       not_counted)
-from .units import cap, goal_word
+from .analysis import (
+    DEVICE_COLORS,
+    MAX_HEATMAP_PAIRS,
+    UNSTEADY_RATIO,
+    Analysis,
+    Factor,
+    aggregate,
+    aggregate_log,
+    fmt,
+    level_str,
+    mean_std,
+    not_counted,
+    throughput_spread,
+)
 from .load import COUNTED
+from .units import cap, goal_word
 
 PAGE = (11.69, 8.27)  # A4 landscape, inches: every figure is drawn at page size (vector in the PDF)
 PLOT_RECT = (0.03, 0.13, 0.94, 0.75)  # the band of the page the plot may use; title above, caption below

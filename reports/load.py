@@ -15,9 +15,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
+from dl2bench import record as R
 from dl2bench.config import BOOKKEEPING as RUN_BOOKKEEPING
 from dl2bench.config import KEY_SPECS
-from dl2bench import record as R
 from dl2bench.record import SCHEMA_VERSION
 
 from .units import MetricDecl, TaskDecl, from_registry, parse_summary
@@ -199,7 +199,7 @@ def read_metrics(path: Path, complete: bool) -> Tuple[List[Dict[str, Any]], Opti
                 note = f"{path}: dropped a torn last line {i} (the run was killed while writing it)"
                 break
             # damaged in the middle: no curve of this run can be trusted, its summary still can
-            raise Damaged(f"{path}: line {i} is not a JSON object ({e}); this run's learning curves are left out")
+            raise Damaged(f"{path}: line {i} is not a JSON object ({e}); this run's learning curves are left out") from None
         rows.append(row)
     return rows, note
 

@@ -14,8 +14,22 @@ import pandas as pd
 
 from dl2bench import record as R
 
-from .analysis import (UNSTEADY_RATIO, Analysis, Factor, aggregate, fmt, level_labels, level_str, mean_std, not_counted,
-                       spread_digits, status_counts, target_label, throughput_spread, unique_str)
+from .analysis import (
+    UNSTEADY_RATIO,
+    Analysis,
+    Factor,
+    aggregate,
+    fmt,
+    level_labels,
+    level_str,
+    mean_std,
+    not_counted,
+    spread_digits,
+    status_counts,
+    target_label,
+    throughput_spread,
+    unique_str,
+)
 from .figures import bench_runs, best_cpu, by, speed_groups
 from .load import BOOKKEEPING, COUNTED, REPLICATE
 from .units import goal_word

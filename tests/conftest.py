@@ -1,104 +1,13 @@
-"""Shared fixtures: tiny datasets written in the real on-disk formats (IDX, CIFAR-10 pickles,
-an image folder and a tar of one), so every test runs the real loading code."""
+"""Shared fixtures (the helpers they use are in helpers.py): tiny datasets written in the real
+on-disk formats, so every test runs the real loading code; SLURM's presence."""
 from __future__ import annotations
 
-import gzip
-import io
 import os
-import pickle
-import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-N_TRAIN, N_TEST = 600, 200
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-SHARED = Path(os.environ.get("DL2BENCH_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-FASHION = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
-
-
-def need(path: Path, how: str) -> None:
-    """Skip without a real dataset; fail instead where CI promises it (DL2BENCH_REQUIRE_REAL_DATA=1)."""
-    if not path.exists():
-        if os.environ.get("DL2BENCH_REQUIRE_REAL_DATA") == "1":
-            pytest.fail(f"{path} is missing ({how})")
-        pytest.skip(f"{path} is missing ({how})")
-
-
-
-def assert_cli_refuses(config: dict, key: str, tmp_path: Path) -> None:
-    """`python -m dl2bench.train` with this config: exit 2, one error line naming `key`, no
-    traceback, nothing written."""
-    import subprocess
-    import sys
-
-    out = tmp_path / "refused"
-    args = [f"--{k}={v}" for k, v in config.items()]
-    got = subprocess.run([sys.executable, "-m", "dl2bench.train", *args, f"--out={out}", "--wandb=disabled"],
-                         capture_output=True, text=True, timeout=300, cwd=Path(__file__).resolve().parents[1])
-    assert got.returncode == 2 and got.stderr.startswith(f"error: {key}: "), got.stderr
-    assert "Traceback" not in got.stderr and not out.exists()
-
-
-def learnable_images(n: int, shape, seed: int):
-    """Noise plus a bright class-specific stripe, so a model can beat chance in a few steps."""
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 10
-    rng.shuffle(y)
-    x = rng.integers(0, 60, size=(n, *shape), dtype=np.uint8)
-    h = shape[-2]
-    band = max(1, h // 10)
-    for i, c in enumerate(y):
-        x[i, ..., c * band : (c + 1) * band, :] = 230
-    return x, y.astype(np.uint8)
-
-
-def write_idx(path: Path, arr: np.ndarray, gz: bool = True) -> None:
-    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
-    data = header + arr.astype(np.uint8).tobytes()
-    if gz:
-        with gzip.open(str(path) + ".gz", "wb") as f:
-            f.write(data)
-    else:
-        path.write_bytes(data)
-
-
-def make_idx_dataset(folder: Path, seed: int = 0, gz: bool = True) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        x, y = learnable_images(n, (28, 28), seed + (prefix == "t10k"))
-        write_idx(folder / f"{prefix}-images-idx3-ubyte", x, gz)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", y, gz)
-
-
-def make_cifar_pickles(folder: Path, seed: int = 0) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    x, y = learnable_images(N_TRAIN, (3, 32, 32), seed)
-    for i, part in enumerate(np.array_split(np.arange(N_TRAIN), 5), start=1):
-        with open(folder / f"data_batch_{i}", "wb") as f:
-            pickle.dump({"data": x[part].reshape(len(part), -1), "labels": y[part].tolist()}, f)
-    tx, ty = learnable_images(N_TEST, (3, 32, 32), seed + 1)
-    with open(folder / "test_batch", "wb") as f:
-        pickle.dump({"data": tx.reshape(N_TEST, -1), "labels": ty.tolist()}, f)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({"label_names": CLASSES}, f)
-
-
-def image_folder_items(seed: int = 0, n_train: int = 60, n_test: int = 20, fmt: str = "PNG"):
-    """(relative path, encoded bytes, pixels, label) for a tiny CIFAR-like image folder."""
-    from PIL import Image
-
-    out = []
-    for split, n, s in (("train", n_train, seed), ("test", n_test, seed + 1)):
-        x, y = learnable_images(n, (32, 32, 3), s)
-        for i in range(n):
-            buf = io.BytesIO()
-            Image.fromarray(x[i]).save(buf, format=fmt)
-            out.append((f"{split}/{CLASSES[y[i]]}/{i:04d}.{fmt.lower()}", buf.getvalue(), x[i], int(y[i])))
-    return out
+from helpers import killed_at, learnable_images, make_cifar_pickles, make_idx_dataset, slurm_up, write_idx  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -147,30 +56,31 @@ def killed_then_resumed(monkeypatch):
     return go
 
 
-def killed_at(monkeypatch, cfg, out, at):
-    """run(cfg, out) stopped at the start of epoch `at` by a KeyboardInterrupt, its checkpoint left
-    behind and no summary written."""
-    import dl2bench.train.loop as T
-    from dl2bench.train import run
-
-    real = T.Trainer.train_epoch
-
-    def dies(self, epoch):
-        if epoch == at:
-            raise KeyboardInterrupt
-        return real(self, epoch)
-
-    monkeypatch.setattr(T.Trainer, "train_epoch", dies)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg, out)
-    monkeypatch.setattr(T.Trainer, "train_epoch", real)
-    assert (Path(out) / "checkpoint.pt").exists() and not (Path(out) / "summary.json").exists()
+@pytest.fixture
+def need_slurm():
+    if not slurm_up():
+        if os.environ.get("DL2BENCH_REQUIRE_SLURM") == "1":
+            pytest.fail("no SLURM cluster: .ci/run starts one with ../shared/slurm/start-local-slurm.sh")
+        pytest.skip("no SLURM cluster here (start one with ../shared/slurm/start-local-slurm.sh)")
 
 
-def sigint_as_in_a_terminal() -> None:
-    """Popen preexec_fn for the Ctrl-C tests: SIGINT back to its default in the child. A shell that
-    runs the suite in the background (`... &`, nohup) starts it with SIGINT ignored, children inherit
-    that, and Python then installs no KeyboardInterrupt handler: the run would never hear the signal."""
-    import signal
+@pytest.fixture(scope="module")
+def job_env(tmp_path_factory):
+    """Environment for jobs: a data root with a Fashion-MNIST-format dataset big enough to time."""
+    root = tmp_path_factory.mktemp("jobdata")
+    folder = root / "FashionMNIST" / "raw"
+    folder.mkdir(parents=True)
+    for prefix, n in (("train", 20000), ("t10k", 1000)):
+        x, y = learnable_images(n, (28, 28), 11 + (prefix == "t10k"))
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", x)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", y)
+    return {"DL2BENCH_DATA": str(root), "DL2BENCH_CACHE": str(root / "cache"), "WANDB_MODE": "disabled"}
 
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+def pytest_collection_modifyitems(config, items):
+    """A test on the local SLURM cluster is `cluster` and `slow`, by the fixtures it asks for: the
+    fast tier (`-m "not slow"`) never waits for a scheduler."""
+    for item in items:
+        if {"need_slurm", "job_env"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.cluster)
+            item.add_marker(pytest.mark.slow)

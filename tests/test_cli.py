@@ -10,8 +10,7 @@ import pytest
 
 from dl2bench.config import ConfigError, RunConfig
 from dl2bench.train import parse_args
-
-from conftest import sigint_as_in_a_terminal
+from helpers import sigint_as_in_a_terminal
 
 
 def cli(args, env_extra=None, **kw):
@@ -85,6 +84,7 @@ def test_help_lists_keys():
     assert p.returncode == 0 and "--optimizer" in p.stdout and "--reg_strength" in p.stdout
 
 
+@pytest.mark.slow  # three real training processes
 def test_a_finished_run_is_not_trained_again_unless_asked(data_root, tmp_path):
     out = tmp_path / "once"
     args = ["--task=fashion_mnist", "--model=mlp", "--epochs=1", "--val_size=100", "--wandb=offline", f"--out={out}"]
@@ -103,6 +103,7 @@ def test_a_finished_run_is_not_trained_again_unless_asked(data_root, tmp_path):
     assert other.returncode == 2 and other.stderr.startswith("error: out: ") and "holds the results of run" in other.stderr
 
 
+@pytest.mark.slow  # a real process signalled and resumed
 def test_ctrl_c_stops_a_run_cleanly_and_the_same_command_resumes(data_root, tmp_path):
     """A real SIGINT (what Ctrl-C sends) to a run in its second epoch: a message, exit 130, no traceback;
     the checkpoint stays, and the same command carries on from it."""

@@ -10,13 +10,13 @@ import sys
 import time
 from pathlib import Path
 
-from test_submit_clusters import SUBMIT, job_env  # noqa: F401 - a fixture
+from helpers import SUBMIT
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "reports" / "build.py"
 
 
-def test_sixteen_writers_and_readers_meanwhile(tmp_path, job_env):  # noqa: F811
+def test_sixteen_writers_and_readers_meanwhile(tmp_path, job_env):
     p = tmp_path / "crowd.yaml"
     p.write_text("""
 name: crowd

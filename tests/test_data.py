@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from dl2bench import data as D
-
-from conftest import CLASSES, N_TEST, N_TRAIN, image_folder_items, learnable_images, make_idx_dataset, write_idx
+from helpers import CLASSES, N_TEST, N_TRAIN, image_folder_items, learnable_images, make_idx_dataset, write_idx
 
 
 @pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])

@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 import torch
 
-from dl2bench import artifacts, record as R, sweep as S
+from dl2bench import artifacts
+from dl2bench import record as R
+from dl2bench import sweep as S
 from dl2bench.config import V1_KEYS, ConfigError, RunConfig
 from dl2bench.families import MODELS, TASKS, Metric, Problem, Step, Task
 from dl2bench.train import run
@@ -31,7 +33,7 @@ def metrics(out: Path) -> pd.DataFrame:
 def test_shipped_sweeps_keep_their_run_ids(pins):
     """run_ids_v1.json was written from the code before task families existed, run_ids_v2.json
     when the families' sweeps were added; a resubmit after an upgrade must find every one of those
-    runs done. (Attack sweeps are pinned through the runs they attack: tests/test_adversarial.py.)"""
+    runs done. (Attack sweeps are pinned through the runs they attack: tests/families/test_adversarial.py.)"""
     pinned = json.loads((ROOT / "tests/data" / pins).read_text())
     for key, ids in pinned.items():
         name, _, smoke = key.partition(" ")

@@ -17,11 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import killed_at
 from dl2bench import checkpoint as ckpt
 from dl2bench import wandb_log as W
 from dl2bench.train import run
-from test_submit_clusters import SUBMIT, job_env, need_slurm, sacct, sweep_file  # noqa: F401 - fixtures
+from helpers import SUBMIT, killed_at, sacct, sweep_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -250,6 +249,7 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+@pytest.mark.slow  # a real W&B service process killed
 def test_wandb_service_killed_mid_run_costs_nothing_local(tiny, tmp_path):
     """SIGKILL the wandb-core service a run talks to, mid-run: training and the local record go on
     to the end, with one warning that W&B was dropped."""
@@ -285,7 +285,7 @@ def test_wandb_service_killed_mid_run_costs_nothing_local(tiny, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # SIGKILL under SLURM, then resubmit
 
-def test_sigkilled_training_process_resumes_on_resubmit(tmp_path, job_env, need_slurm):  # noqa: F811
+def test_sigkilled_training_process_resumes_on_resubmit(tmp_path, job_env, need_slurm):
     """kill -9 of the job's Python process mid-run (what the OOM killer does): --status says the run
     failed, the same submit command relaunches it, and it resumes from its last checkpoint; the
     finished run has every epoch once in metrics.jsonl and in W&B's offline record."""
@@ -378,7 +378,7 @@ def _resume(node: str) -> None:
     subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True)
 
 
-def test_drained_node_is_said_and_a_node_failure_is_requeued_and_resumed(tmp_path, job_env, need_slurm):  # noqa: F811
+def test_drained_node_is_said_and_a_node_failure_is_requeued_and_resumed(tmp_path, job_env, need_slurm):
     """Drained while the runs wait: --status says they wait for a drained node (not merely "queued"),
     and they run once it is resumed. Down under a running job: SLURM requeues it, --status never
     calls it failed, and the run resumes from its checkpoint with every epoch logged once."""

@@ -28,11 +28,14 @@ import pytest
 import yaml
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 from dl2bench import sweep as S  # noqa: E402
 from dl2bench.config import ConfigError  # noqa: E402
 from dl2bench.train import parse_args  # noqa: E402
+
+pytestmark = pytest.mark.slow  # hypothesis generates hundreds of sweep files and command lines
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBMIT = ROOT / "jobs" / "submit.py"

@@ -3,15 +3,14 @@ Debian's package and CIFAR-10 (JPEG) from the shared tar. CI installs both and s
 DL2BENCH_REQUIRE_REAL_DATA=1, so there a missing dataset fails instead of skipping."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 
 from dl2bench import data as D
 from dl2bench.train import run
+from helpers import FASHION, SHARED, need
 
-from conftest import FASHION, SHARED, need
-
+pytestmark = pytest.mark.slow  # trains on the real Fashion-MNIST and CIFAR-10 files
 
 
 @pytest.fixture(scope="module")

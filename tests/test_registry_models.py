@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from dl2bench.inits import INITS
 from dl2bench.families import MODELS
+from dl2bench.inits import INITS
 from dl2bench.nets import count_parameters, flops_per_sample
 from dl2bench.registries import ALL
 from dl2bench.registry import Registry, UnknownNameError

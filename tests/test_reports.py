@@ -395,6 +395,7 @@ def test_a_failed_write_leaves_nothing_half_written(tmp_path, monkeypatch):
     assert not list(root.glob(".*tmp*"))
 
 
+@pytest.mark.slow  # a large store
 def test_large_reports_write_their_csvs_in_a_forked_process(tmp_path, monkeypatch):
     """Past CSV_IN_CHILD_ROWS the CSVs are written by a forked child while the figures are drawn: the
     same files as written in-process; a write that fails there fails the report here with its reason,
@@ -550,6 +551,7 @@ def chromium() -> str:
     pytest.skip("chromium not installed (CI installs Debian's: apt-get install chromium)")
 
 
+@pytest.mark.slow  # a real browser
 @pytest.mark.parametrize("which", ["troubled", "cpu_gpu"])
 def test_html_in_headless_chromium(which, request, tmp_path):
     exe = chromium()
@@ -574,6 +576,7 @@ def test_html_in_headless_chromium(which, request, tmp_path):
     assert res["title"].startswith("Sweep report") and res["sections"] >= 4
 
 
+@pytest.mark.slow  # a real PDF renderer
 @needs_poppler
 def test_pdf_pages_and_text(troubled, tmp_path):
     root, a, paths = troubled

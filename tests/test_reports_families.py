@@ -51,6 +51,7 @@ def mixed(tmp_path_factory):
 # ---------------------------------------------------------------------------------------------
 # a mixed folder: one section per task, never a ranking across tasks
 
+@pytest.mark.slow  # a four-family folder built in full
 def test_mixed_folder_has_one_section_per_task(mixed):
     folders, out, html = mixed
     parts = task_sections(html)

@@ -16,81 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import learnable_images, sigint_as_in_a_terminal, write_idx
+from helpers import SUBMIT, epochs_logged, sacct, sigint_as_in_a_terminal, submit, summaries, sweep_file
 
 ROOT = Path(__file__).resolve().parents[1]
-SUBMIT = ROOT / "jobs" / "submit.py"
-
-
-def slurm_up() -> bool:
-    if not shutil.which("sbatch"):
-        return False
-    return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=20).returncode == 0
-
-
-@pytest.fixture
-def need_slurm():
-    if not slurm_up():
-        if os.environ.get("DL2BENCH_REQUIRE_SLURM") == "1":
-            pytest.fail("no SLURM cluster: .ci/run starts one with ../shared/slurm/start-local-slurm.sh")
-        pytest.skip("no SLURM cluster here (start one with ../shared/slurm/start-local-slurm.sh)")
-
-
-@pytest.fixture(scope="module")
-def job_env(tmp_path_factory):
-    """Environment for jobs: a data root with a Fashion-MNIST-format dataset big enough to time."""
-    root = tmp_path_factory.mktemp("jobdata")
-    folder = root / "FashionMNIST" / "raw"
-    folder.mkdir(parents=True)
-    for prefix, n in (("train", 20000), ("t10k", 1000)):
-        x, y = learnable_images(n, (28, 28), 11 + (prefix == "t10k"))
-        write_idx(folder / f"{prefix}-images-idx3-ubyte", x)
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte", y)
-    return {"DL2BENCH_DATA": str(root), "DL2BENCH_CACHE": str(root / "cache"), "WANDB_MODE": "disabled"}
-
-
-def sweep_file(tmp_path: Path, name: str, epochs: int, seeds=(0, 1, 2), train_size: int = 2000,
-               extra_slurm: str = "") -> Path:
-    p = tmp_path / f"{name}.yaml"
-    p.write_text(f"""
-name: {name}
-method: grid
-metric: {{name: test_acc, goal: maximize}}
-parameters:
-  task: {{value: fashion_mnist}}
-  model: {{value: mlp}}
-  seed: {{values: {list(seeds)}}}
-  epochs: {{value: {epochs}}}
-  train_size: {{value: {train_size}}}
-  val_size: {{value: 500}}
-  threads: {{value: 1}}
-  progress: {{value: log}}
-slurm:
-  time_min: 5
-  cpus_per_task: 1
-  mem_gb: 1
-{extra_slurm}""")
-    return p
-
-
-def submit(env, *args, timeout=600):
-    r = subprocess.run([sys.executable, str(SUBMIT), *map(str, args), "--wandb", "disabled"],
-                       capture_output=True, text=True, env={**os.environ, **env}, timeout=timeout)
-    return r
-
-
-def summaries(root: Path):
-    return {p.parent.name: json.loads(p.read_text()) for p in root.glob("*/summary.json")}
-
-
-def epochs_logged(run_dir: Path):
-    return [json.loads(l)["epoch"] for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
-
-
-def sacct(job: str):
-    out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", job], capture_output=True,
-                         text=True).stdout
-    return dict(l.split("|", 1) for l in out.splitlines() if "|" in l)
 
 
 @pytest.mark.parametrize("cluster", ["slurm", "local", "debug"])

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dl2bench import launch, sweep as S
+from dl2bench import launch
+from dl2bench import sweep as S
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBMIT = ROOT / "jobs" / "submit.py"
-# attack sweeps expand against finished runs on disk: tests/test_adversarial.py trains those first
+# attack sweeps expand against finished runs on disk: tests/families/test_adversarial.py trains those first
 # sweeps over other sweeps' trained runs (attacks, a GAN's sampling, a GAN's feature classifier) are
-# tested where those runs are made: tests/test_adversarial.py, tests/test_gan.py
+# tested where those runs are made: tests/families/test_adversarial.py, tests/families/test_gan.py
 SHIPPED = sorted(p for p in (ROOT / "sweeps").glob("*.yaml")
                  if not {"attack", "evaluate"} & set(yaml.safe_load(p.read_text()))
                  and "feature_run" not in yaml.safe_load(p.read_text())["parameters"])

@@ -83,7 +83,7 @@ def test_every_schedule_shapes_lr(name, warmup):
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     ctl = LRController(opt, cfg, steps_per_epoch=10)
     lrs = []
-    for epoch in range(6):
+    for _epoch in range(6):
         for _ in range(10):
             lrs.append(ctl.lr)
             ctl.step()
@@ -250,6 +250,7 @@ def test_speed_options(tiny, tmp_path, opts):
         assert s["best_val_acc"] > 0.3
 
 
+@pytest.mark.slow  # torch.compile's first compilation
 def test_compile(tiny, tmp_path):
     pytest.importorskip("torch._dynamo")
     s = run({**tiny, "compile": True, "epochs": 1}, tmp_path)

@@ -12,6 +12,7 @@ from .. import record as R
 from ..config import KEY_DOCS, ConfigError, RunConfig
 from .loop import RecordError, run
 
+
 def parse_args(argv: Sequence[str]) -> tuple:
     """`--key value` and `--key=value` (what a W&B agent passes) over the config's keys, plus --out."""
     keys = RunConfig.keys()

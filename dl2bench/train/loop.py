@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
-import random
 import os
+import random
 import resource
 import sys
 import time
@@ -26,9 +26,9 @@ from .. import checkpoint as ckpt
 from .. import env as E
 from .. import record as R
 from ..config import ConfigError, RunConfig
+from ..families import TASKS
 from ..nets import count_parameters, flops_per_sample
 from ..regularizers import REGULARIZERS
-from ..families import TASKS
 from ..timing import Stopwatch, synchronize
 from ..track import Tracker
 from .step import DefaultStep
@@ -220,7 +220,7 @@ class Trainer:
                 break
             val = self.evaluate("val")
             row.update({R.val_key(k): v for k, v in val.items() if k != "time"}, eval_time=val["time"])
-            self.step.epoch_end(val["loss"])
+            self.step.epoch_end(val.get("loss"))  # a family may validate without a loss (a GAN)
             stop = self.early_stopping(epoch, row[monitor])
             self.history.append(row)
             if cfg.checkpoint:  # before logging: a kill between the two loses no logged epoch

@@ -11,7 +11,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from ..analysis import Analysis, aggregate
-from ..figures import MAX_RUN_LINES, Figure, legend_outside, span_of, new_figure
+from ..figures import MAX_RUN_LINES, Figure, legend_outside, new_figure, span_of
 from ..units import cap
 from ._grids import factor_on
 

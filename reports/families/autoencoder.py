@@ -10,12 +10,12 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from ..analysis import Analysis, aggregate, fmt, level_str, mean_std
-from ..figures import Figure, legend_outside, figure, new_figure
+from ..figures import Figure, figure, legend_outside, new_figure
 from ..load import REPLICATE
 from ..tables import Table, table
 from ..units import cap, goal_word
+from ._grids import MAX_FIGURES, draw_row, factor_on, grid_caption, groups, mosaic, representative
 from ._lines import metric_vs
-from ._grids import MAX_FIGURES, grid_caption, draw_row, factor_on, groups, mosaic, representative
 
 FAMILY = "autoencoder"
 

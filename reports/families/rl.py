@@ -11,7 +11,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from ..analysis import Analysis, aggregate, fmt, mean_std
-from ..figures import MAX_RUN_LINES, Figure, legend_outside, figure, new_figure
+from ..figures import MAX_RUN_LINES, Figure, figure, legend_outside, new_figure
 from ..load import COUNTED, REPLICATE
 from ..tables import Table, table
 from . import examples

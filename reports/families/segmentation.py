@@ -13,7 +13,7 @@ from matplotlib.patches import Patch
 from ..analysis import Analysis, fmt, level_str
 from ..figures import Figure, figure, new_figure
 from ..load import REPLICATE
-from ._grids import MAX_FIGURES, grid_caption, class_names, draw_row, factor_on, groups, mosaic, representative
+from ._grids import MAX_FIGURES, class_names, draw_row, factor_on, grid_caption, groups, mosaic, representative
 
 FAMILY = "segmentation"
 TITLE = "Segmentation: what the models predict"

@@ -9,9 +9,9 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from ..analysis import Analysis
+from ..figures import Figure, figure
 from ..load import REPLICATE
 from ..tables import Table, table
-from ..figures import Figure, figure
 from ._grids import factor_on, groups
 from ._lines import metric_vs
 

@@ -33,8 +33,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from dl2bench import env as E  # noqa: E402
-from dl2bench.families.adversarial.attacks import ATTACKS, Threat  # noqa: E402
 from dl2bench.config import RunConfig  # noqa: E402
+from dl2bench.families.adversarial.attacks import ATTACKS, Threat  # noqa: E402
 from dl2bench.train import run  # noqa: E402
 
 EPS = {"fashion_mnist": ([0.0, 0.05, 0.1, 0.15, 0.2, 0.3], 40),

@@ -47,9 +47,9 @@ sys.path.insert(0, str(ROOT))
 
 from dl2bench import env as E  # noqa: E402
 from dl2bench.bench import spread  # noqa: E402
+from dl2bench.config import RunConfig  # noqa: E402
 from dl2bench.data import IMAGE_DATASETS, DatasetNotFound, make_splits  # noqa: E402
 from dl2bench.families import MODELS  # noqa: E402
-from dl2bench.config import RunConfig  # noqa: E402
 from dl2bench.track import Tracker  # noqa: E402
 from dl2bench.train import run  # noqa: E402
 from dl2bench.train.loop import Trainer, resolve_device  # noqa: E402

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conftest import CLASSES, learnable_images, write_idx  # noqa: E402
+from helpers import CLASSES, learnable_images, write_idx  # noqa: E402
 
 
 def main(root: Path, n_train: int = 20000, n_test: int = 2000) -> None:

@@ -18,7 +18,7 @@ a batch statistic inside F makes the density depend on the batch). A model maps 
   4 channels; a 2-D point is 2 channels of one pixel (the 1×1 convolution is an invertible 2×2
   linear map).
 
-Parameter counts (tests/test_flows.py checks them) are in each builder's docstring.
+Parameter counts (tests/families/test_flow.py checks them) are in each builder's docstring.
 """
 from __future__ import annotations
 

@@ -267,10 +267,10 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
 
     from ... import artifacts
     from ... import data as D
-    from . import metrics as M
-    from .latent import sample_latent
     from ...inits import INITS
     from ...nets import MODELS
+    from . import metrics as M
+    from .latent import sample_latent
 
     sampling = not task.trains
     if cfg.feature_net == "vgg16":
@@ -391,8 +391,8 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
                        n_train=0, source=raw.source, step=nothing, example_input=example, metrics=SAMPLE_METRICS,
                        facts=facts, final=final)
 
-    from .step import GANStep
     from ...optim import OPTIMIZERS, LRController
+    from .step import GANStep
 
     train, _ = D.split_batches(splits, cfg, device, None, normalise=False)
     spe = len(train)

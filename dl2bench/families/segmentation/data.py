@@ -26,7 +26,7 @@ the random numbers come from torch's CPU generator (platform independent), and t
 computed in float64 with elementwise +, -, *, / and comparisons only, in a fixed order (no
 sin/cos/sqrt/exp, no convolution or interpolation kernels whose SIMD paths could differ by an
 ulp): a rotation is drawn as the rational unit vector ((1 - t^2) / (1 + t^2), 2t / (1 + t^2)).
-tests/test_segmentation.py pins a checksum.
+tests/families/test_segmentation.py pins a checksum.
 
 The boundary code (`boundary_code`)
 -----------------------------------

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from ...errors import ConfigError
 from ...inits import INITS
 from ...nets import MODELS
-from ..classification import task as classification
 from ..base import TASKS, Augment, Key, Metric, Problem, Task
+from ..classification import task as classification
 
 if TYPE_CHECKING:
     import torch

@@ -14,13 +14,12 @@ import torch
 
 from dl2bench import artifacts
 from dl2bench import data as D
-from dl2bench.families.adversarial.attacks import ATTACKS, Threat
 from dl2bench.config import ConfigError, RunConfig
+from dl2bench.families.adversarial.attacks import ATTACKS, Threat
 from dl2bench.train import run
+from helpers import assert_cli_refuses
 
-from conftest import assert_cli_refuses
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMMON = {"wandb": "disabled", "progress": "none", "threads": 1}
 
 
@@ -222,7 +221,7 @@ attack:
 def test_pgd_training_buys_robustness_on_real_fashion_mnist(tmp_path):
     """Standard vs PGD-trained MLP (same seed, 10,000 real images, 2 epochs), both attacked by the
     same 10-step PGD at eps 0.1 on 1,000 test images: the robust one keeps far more."""
-    from conftest import FASHION, need
+    from helpers import FASHION, need
 
     need(FASHION, "apt-get install dataset-fashion-mnist")
     base = {**COMMON, "task": "fashion_mnist", "model": "mlp", "epochs": 2, "train_size": 10000, "data_root": ""}
@@ -252,6 +251,7 @@ def test_bad_adversarial_training_input(bad, key):
 
 
 # ---- the report over an attack sweep ------------------------------------------------------------
+@pytest.mark.slow  # a whole report over an attack sweep
 def test_attack_report_groups_by_the_attacked_models(trained_sweeps, tmp_path):
     """Attacks on the momentum, Adam and SGD MLPs: the report's factors are eps, the attack and the
     attacked runs' optimizer (from their configs; sgd, the attack task's own default, is a level

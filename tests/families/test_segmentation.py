@@ -14,14 +14,13 @@ import torch
 
 from dl2bench import data as D
 from dl2bench.config import ConfigError, RunConfig
-from dl2bench.families.segmentation import data as S
 from dl2bench.families import MODELS
-from dl2bench.nets import count_parameters
-from dl2bench.families.segmentation import task as seg
 from dl2bench.families.base import Augment
+from dl2bench.families.segmentation import data as S
+from dl2bench.families.segmentation import task as seg
+from dl2bench.nets import count_parameters
 from dl2bench.train import run
-
-from conftest import assert_cli_refuses
+from helpers import assert_cli_refuses
 
 # small and fast: 32x32 images, a 2-level U-Net of width 8
 TINY = {"task": "shapes", "image_size": 32, "width": 8, "depth": 2, "train_size": 256, "val_size": 64,
@@ -152,8 +151,8 @@ def test_metrics_match_torchmetrics():
 
 def test_evaluate_reports_the_split_confusion_matrix(tmp_path):
     """The loop's numbers are the confusion matrix of the model's argmax over the whole split."""
-    from dl2bench.regularizers import REGULARIZERS
     from dl2bench.families import TASKS
+    from dl2bench.regularizers import REGULARIZERS
 
     cfg = RunConfig(**{**TINY, "loss": "ce_dice"}).resolve()
     task = TASKS["shapes"]()

@@ -15,14 +15,12 @@ import pytest
 import torch
 
 from dl2bench.config import RunConfig
-from dl2bench.families import MODELS
+from dl2bench.families import MODELS, TASKS
+from dl2bench.families.flow import task as FL
 from dl2bench.nets import count_parameters
 from dl2bench.regularizers import REGULARIZERS
-from dl2bench.families import TASKS
-from dl2bench.families.flow import task as FL
 from dl2bench.train import run
-
-from conftest import FASHION, assert_cli_refuses, need
+from helpers import FASHION, assert_cli_refuses, need
 
 FAST = {"wandb": "disabled", "progress": "none", "threads": 1, "save_weights": False}
 FLOWS = ("realnvp", "glow")

@@ -11,8 +11,7 @@ import torch
 from dl2bench import artifacts
 from dl2bench.families.adversarial.attacks import ATTACKS, Threat, norms, pick_targets, project, random_in_ball
 from dl2bench.train import run
-
-from conftest import FASHION, need
+from helpers import FASHION, need
 
 EPS_LINF = (0.0, 0.02, 0.05, 0.1, 0.2)
 

@@ -15,15 +15,14 @@ import torch
 
 from dl2bench import sweep as S
 from dl2bench.config import ConfigError, RunConfig
+from dl2bench.families import MODELS
 from dl2bench.families.gan import metrics as M
 from dl2bench.families.gan.latent import sample_latent
-from dl2bench.families import MODELS
 from dl2bench.nets import count_parameters
 from dl2bench.train import run
+from helpers import FASHION, assert_cli_refuses, need
 
-from conftest import FASHION, assert_cli_refuses, need
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = {"wandb": "disabled", "progress": "none", "threads": 1}
 
 
@@ -172,7 +171,7 @@ def test_each_update_moves_only_its_own_network(loss):
 def trained(tmp_path_factory):
     """A results root holding gan_features/ (one classifier) and gan/ (one tiny GAN), on the data the
     tests generate in the real IDX format."""
-    from conftest import make_idx_dataset
+    from helpers import make_idx_dataset
 
     root = tmp_path_factory.mktemp("gan_root")
     data = root / "data"

@@ -15,12 +15,11 @@ import torch
 
 from dl2bench.config import RunConfig
 from dl2bench.families import MODELS
-from dl2bench.nets import count_parameters
 from dl2bench.families.rl import dqn, mouse
 from dl2bench.families.rl import envs as V
+from dl2bench.nets import count_parameters
 from dl2bench.train import run
-
-from conftest import assert_cli_refuses
+from helpers import assert_cli_refuses
 
 FAST = {"wandb": "disabled", "progress": "none", "threads": 1}
 # a grid run of a few seconds: 3 epochs of 1,000 transitions
@@ -80,7 +79,7 @@ def test_view_reads_zero_beyond_walls_and_wraps_on_a_torus():
 def test_time_limit_truncates_and_the_last_cheese_terminates():
     g = mouse.MouseGrid(2, mouse.Rules(size=5, cheese=2, poison=0, max_steps=3))
     g.reset([1, 2])
-    for k in range(3):
+    for _ in range(3):
         _, _, term, trunc = g.step(np.array([0, 0]))
     assert trunc.all() and not term.any()
     g = mouse.MouseGrid(1, mouse.Rules(size=5, cheese=1, poison=0, respawn=False, max_steps=50))

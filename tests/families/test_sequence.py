@@ -14,13 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from dl2bench.inits import INITS
 from dl2bench.families import MODELS
-from dl2bench.nets import count_parameters
 from dl2bench.families.sequence import task as S
+from dl2bench.inits import INITS
+from dl2bench.nets import count_parameters
 from dl2bench.train import run
-
-from conftest import SHARED, assert_cli_refuses, need
+from helpers import SHARED, assert_cli_refuses, need
 
 FAST = {"wandb": "disabled", "progress": "none", "threads": 1, "save_weights": False}
 KINDS = ("rnn", "lstm", "gru", "transformer")

@@ -16,14 +16,13 @@ import torch
 from dl2bench import artifacts
 from dl2bench.config import ConfigError, RunConfig
 from dl2bench.families import MODELS
-from dl2bench.nets import count_parameters
 from dl2bench.families.autoencoder import task as AE
+from dl2bench.nets import count_parameters
 from dl2bench.train import run
-
-from conftest import assert_cli_refuses
+from helpers import assert_cli_refuses
 
 AE_MODELS = [n for n in MODELS.names() if MODELS.meta(n).get("family") == "autoencoder"]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
