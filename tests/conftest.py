@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import killed_at, learnable_images, make_cifar_pickles, make_idx_dataset, slurm_up, write_idx  # noqa: F401
+from helpers import killed_at, learnable_images, make_cifar_pickles, make_idx_dataset, slurm_up, write_idx
 
 
 @pytest.fixture(autouse=True)

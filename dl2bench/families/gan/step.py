@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 
 class GANStep(Step):
-    """`__call__(batch, detail) -> (discriminator loss, batch size, stats)`; `lr` is the generator's. Stats on detail batches: the generator's
-    loss and D's mean probability on real and on generated images."""
+    """`__call__(batch, detail) -> (discriminator loss, batch size, stats)`; `lr` is the generator's.
+    Stats on detail batches: the generator's loss and D's mean probability on real and on generated
+    images."""
 
     def __init__(self, gan: nn.Module, opt_g, opt_d, sched_g, sched_d, d_steps: int, clip_norm: Optional[float],
                  device: torch.device, loss: str = "non_saturating"):

@@ -1,2 +1,3 @@
-"""The segmentation family: its tasks (task.py) and models (models.py)."""
+"""The segmentation family: its tasks (task.py), models (models.py) and the seeded procedural
+shapes set (data.py)."""
 from . import models, task  # noqa: F401 - registers the models, then the tasks
