@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import random
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
+
+from . import runs
 
 MAGIC = b"dl2bench-checkpoint 1"
 NDARRAY = "__ndarray__"  # {NDARRAY: tensor} is a NumPy array in a checkpoint
@@ -76,17 +77,9 @@ def save(path: Path, payload: Dict[str, Any]) -> None:
     torch.save(_encode(payload), buf)
     body = buf.getbuffer()
     header = b"%s %s %d\n" % (MAGIC, hashlib.sha256(body).hexdigest().encode(), len(body))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(header)
-            f.write(body)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk: free what the half-written copy took
-        raise
+    with runs.atomic(path) as f:
+        f.write(header)
+        f.write(body)
 
 
 def load(path: Path) -> Optional[Dict[str, Any]]:

@@ -68,6 +68,21 @@ class _Methods:
         resolved = all(getattr(self, k) is not None for k in ("model", "optimizer", "lr", "batch_size", "epochs"))
         return _run_id(self if resolved else self.resolve())
 
+    @staticmethod
+    def recipe_of(config: Mapping[str, Any]) -> Dict[str, Any]:
+        """What describes how a run's model was trained: its core keys and its own family's, no
+        bookkeeping. Written into model.pt (runs.save_weights); an evaluator reports it for the run it
+        evaluates (a model.pt written before recipes gets it from its config here)."""
+        from .families import TASKS
+
+        task = config.get("task")
+        family = TASKS[task]().family if task in TASKS else None
+        return {k: v for k, v in config.items() if k in KEY_SPECS and k not in BOOKKEEPING
+                and KEY_SPECS[k].family in (None, family)}
+
+    def recipe(self) -> Dict[str, Any]:
+        return self.recipe_of(self.to_dict())
+
     def non_default(self) -> Dict[str, Any]:
         """The keys whose value differs from the field default (what a user set)."""
         return {k: v for k, v in self.to_dict().items() if v != KEY_SPECS[k].default}

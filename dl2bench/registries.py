@@ -110,5 +110,9 @@ def validate(cfg: Any, family_check: bool = True) -> None:
             raise ConfigError(f"{key}: expected a number >= {spec.min:g}, got {v!r}")
         if spec.max is not None and v > spec.max:
             raise ConfigError(f"{key}: expected a number <= {spec.max:g}, got {v!r}")
+    for key in task.refuses:
+        why = task.refusal(key, getattr(cfg, key))
+        if why:
+            raise ConfigError(f"{key}: {getattr(cfg, key)!r} {why}")
     if family_check and task.check is not None:
         task.check(cfg)

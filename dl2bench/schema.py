@@ -68,7 +68,7 @@ CORE_KEYS: Dict[str, Key] = {
     # added in schema 2 (hashed only where they differ from the task's default)
     "loss": Key(Optional[str], None, "the training loss; None = the task's default (its losses: python -m dl2bench list tasks)"),
     "save_weights": Key(bool, True, "leave the trained weights (model.pt) in the run folder"),
-    # benchmark mode (dl2bench/bench.py): time steps and inference instead of training to convergence
+    # benchmark mode (dl2bench/train/bench.py): time steps and inference instead of training to convergence
     "mode": Key(str, "train", "train | benchmark (time training steps and inference: median and IQR, "
                 "FLOP/s against the device's peak; no convergence)"),
     "bench_repeats": Key(int, 7, "benchmark: timed repeats; figures are their median and IQR"),

@@ -42,7 +42,6 @@ EVALUATE_BLOCK = "evaluate"  # the same block for any evaluation of trained runs
 SPEC_KEYS = ("value", "values", "distribution", "min", "max", "mu", "sigma", "q", "a", "b", "probabilities",
              "parameters")
 ATTACK_SOURCE_KEYS = ("from", "where", "run_ids", "task", "parameters")
-ATTACKABLE = (record.FINISHED, record.EARLY_STOPPED)
 
 # the launcher block: SLURM settings, plus how to run the sweep small (smoke) and locally
 SLURM_KEYS: Dict[str, type] = {
@@ -292,7 +291,7 @@ def attack_block(block: Any, where: str, root: Path, name: str = ATTACK_BLOCK) -
     list of values) and `run_ids` (prefixes), with its own `task` and `parameters` (replacing the
     file's for these runs: e.g. an eps grid per dataset). Each source gets its attackable runs
     (finished, with weights) as `victims`; SweepError names the key when there are none."""
-    from .artifacts import WEIGHTS
+    from . import runs
 
     label = f"{where}: {name}"
     sources = block if isinstance(block, list) else [block]
@@ -323,14 +322,11 @@ def attack_block(block: Any, where: str, root: Path, name: str = ATTACK_BLOCK) -
             raise SweepError(f"{at}.parameters: expected a mapping of W&B parameter specs, got {params!r}")
         _validate_parameters(params, f"{at}", values=False)
         victims = []
-        for run in sorted(p for p in folder.iterdir() if (p / "config.json").is_file()):
-            try:
-                cfg = json.loads((run / "config.json").read_text())
-                summary = json.loads((run / "summary.json").read_text())
-            except (OSError, ValueError):
+        for run in runs.runs_in(folder):
+            cfg = runs.maybe_json(run / runs.CONFIG)
+            if cfg is None or not runs.finished_with_weights(run):
                 continue  # unfinished or unreadable: not attackable
-            if summary.get("status") not in ATTACKABLE or not (run / WEIGHTS).is_file():
-                continue
+            summary = runs.summary(run) or {}
             rid = summary.get("run_id") or run.name
             if ids and not any(rid.startswith(r) for r in ids):
                 continue
@@ -338,7 +334,7 @@ def attack_block(block: Any, where: str, root: Path, name: str = ATTACK_BLOCK) -
                 continue
             victims.append({"run_id": rid, "task": cfg.get("task"), "model": cfg.get("model"), "seed": cfg.get("seed", 0)})
         if not victims:
-            raise SweepError(f"{at}.from: {folder} holds no finished runs with trained weights ({WEIGHTS})"
+            raise SweepError(f"{at}.from: {folder} holds no finished runs with trained weights ({runs.WEIGHTS})"
                              + (" that match where/run_ids" if cond or ids else ""))
         out.append({"folder": str(folder.resolve()), "task": src.get("task"), "parameters": params,
                     "victims": victims})

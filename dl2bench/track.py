@@ -3,39 +3,14 @@ as a mirror (online / offline / disabled) that may fail without costing training
 from __future__ import annotations
 
 import json
-import math
 import netrc
 import os
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Dict, List
 
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(clean(obj), f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk: no half-written copy left behind
-        raise
-
-
-def clean(obj: Any) -> Any:
-    """JSON has no NaN/Inf: they become null (the status field says why)."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    return obj
+from .runs import CONFIG, METRICS, SUMMARY, clean, write_json, write_lines
 
 
 def wandb_mode(requested: str) -> str:
@@ -62,8 +37,8 @@ class Tracker:
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.cfg, self.run_id = cfg, run_id
-        write_json_atomic(self.out / "config.json", {**cfg.to_dict(), "run_id": run_id})
-        self.metrics_path = self.out / "metrics.jsonl"
+        write_json(self.out / CONFIG, {**cfg.to_dict(), "run_id": run_id})
+        self.metrics_path = self.out / METRICS
         self.mode = wandb_mode(cfg.wandb)
         self.wb = None
         self.owns_run = True
@@ -71,15 +46,7 @@ class Tracker:
     # -- local store -----------------------------------------------------------------------
     def restart_metrics(self, history: List[Dict]) -> None:
         """Make metrics.jsonl hold exactly `history` (after a resume: nothing logged twice)."""
-        tmp = self.metrics_path.with_name(".metrics.jsonl.tmp")
-        try:
-            with open(tmp, "w") as f:
-                for row in history:
-                    f.write(json.dumps(clean(row)) + "\n")
-            os.replace(tmp, self.metrics_path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_lines(self.metrics_path, history)
 
     def logged_epochs(self) -> set:
         """Epochs metrics.jsonl holds whole (a torn last line is not one)."""
@@ -121,7 +88,7 @@ class Tracker:
         self._wandb("log", lambda: self.wb.log(clean(row)))
 
     def finish(self, summary: Dict) -> None:
-        write_json_atomic(self.out / "summary.json", summary)
+        write_json(self.out / SUMMARY, summary)
         if self.wb is not None:
             self._wandb("summary", lambda: self.wb.summary.update(clean(summary)))
             if self.owns_run:

@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a script: make `reports` importable from
 
 import pandas as pd  # noqa: E402
 
+from dl2bench.runs import publish  # noqa: E402
 from reports.analysis import analyse_tasks  # noqa: E402
 from reports.load import ReportError, Sweep, load_folders  # noqa: E402
 
@@ -73,7 +74,7 @@ def build_report(sw: Sweep, out: Path) -> Dict[str, Path]:
         else:
             writer.wait()
         for name in OUTPUTS:  # all complete: now replace the old ones
-            os.replace(tmp[name], out / name)
+            publish(tmp[name], out / name)  # fsynced: a crash leaves the old report or the new one
     except OSError as e:
         raise ReportError(f"{out}: cannot write the report ({e.strerror or e})") from None
     finally:

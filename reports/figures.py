@@ -369,7 +369,7 @@ def throughput(a: Analysis) -> Iterator[Figure]:
 
 
 # ---------------------------------------------------------------------------------------------
-# benchmark mode (dl2bench/bench.py): figures of runs that timed steps instead of training
+# benchmark mode (dl2bench/train/bench.py): figures of runs that timed steps instead of training
 
 BENCH = "train_samples_per_s_median"  # a benchmark run's summary has it; a training run's does not
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from dl2bench import record as R
+from dl2bench.runs import CONFIG, METRICS, SUMMARY
 from dl2bench.config import BOOKKEEPING as RUN_BOOKKEEPING
 from dl2bench.config import KEY_SPECS
 from dl2bench.record import SCHEMA_VERSION
@@ -219,7 +220,7 @@ def read_json_or_damaged(path: Path, missing: Any = _MISSING) -> Any:
 
 
 def is_run_folder(p: Path) -> bool:
-    return p.is_dir() and any((p / f).exists() for f in ("config.json", "summary.json", "metrics.jsonl"))
+    return p.is_dir() and any((p / f).exists() for f in (CONFIG, SUMMARY, METRICS))
 
 
 def read_store(folder: Path) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
@@ -249,7 +250,7 @@ def read_store(folder: Path) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
         raise ReportError(f"{folder}: empty folder, no runs to report (a run folder holds config.json)")
     name = sweep_name(manifest, folder)
     planned = manifest_runs(manifest)
-    with _read_ahead(children, ("config.json", "summary.json", "metrics.jsonl")):
+    with _read_ahead(children, (CONFIG, SUMMARY, METRICS)):
         runs = [read_run(p, name, planned.get(p.name)) for p in children if is_run_folder(p)]
     if runs and damage:
         runs[0]["damaged"] = damage + runs[0].get("damaged", [])
@@ -343,7 +344,7 @@ def read_run(run_dir: Path, sweep: str, planned: Optional[Dict[str, Any]] = None
             damaged.append(str(e))
             return None
 
-    config = whole("config.json") or {}
+    config = whole(CONFIG) or {}
     if damaged:
         damaged[-1] += ("; its config is taken from manifest.json" if planned else
                         "; its factor levels are unknown")
@@ -351,12 +352,12 @@ def read_run(run_dir: Path, sweep: str, planned: Optional[Dict[str, Any]] = None
     if not config and planned:
         config = dict(planned)
     n = len(damaged)
-    summary = whole("summary.json")
+    summary = whole(SUMMARY)
     if len(damaged) > n:
-        corrupt = f"summary.json is damaged ({damaged[-1].split(': ', 1)[-1]}): its results are not counted"
+        corrupt = f"{SUMMARY} is damaged ({damaged[-1].split(': ', 1)[-1]}): its results are not counted"
         damaged[-1] += "; the run is listed as failed and its results are not counted"
     try:
-        metrics, note = read_metrics(run_dir / "metrics.jsonl", complete=summary is not None or corrupt is not None)
+        metrics, note = read_metrics(run_dir / METRICS, complete=summary is not None or corrupt is not None)
     except Damaged as e:
         metrics, note = [], None
         damaged.append(str(e))

@@ -1,4 +1,4 @@
-"""Benchmark mode (dl2bench/bench.py): the record it writes, that it goes through the training
+"""Benchmark mode (dl2bench/train/bench.py): the record it writes, that it goes through the training
 step itself, and its bad inputs. Small and fast: these check the figures are sane, never how
 fast anything is."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dl2bench import bench as B
 from dl2bench.config import ConfigError, RunConfig
+from dl2bench.train import bench as B
 from dl2bench.train import run
 from dl2bench.train.step import DefaultStep
 from helpers import assert_cli_refuses
@@ -63,16 +63,16 @@ def test_benchmark_goes_through_the_training_step(bench_cfg, tmp_path, monkeypat
 
     monkeypatch.setattr(DefaultStep, "__call__", counted)
     seen = {}
-    real_run = B.run_benchmark
+    real_run = B.benchmark
 
-    def spy(trainer, between=None):
-        before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
-        out = real_run(trainer, between)
-        seen["moved"] = any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
-        seen["momentum"] = len(trainer.step.opt.state) > 0
+    def spy(prepared, between=None):
+        before = {k: v.clone() for k, v in prepared.model.state_dict().items()}
+        out = real_run(prepared, between)
+        seen["moved"] = any(not torch.equal(before[k], v) for k, v in prepared.model.state_dict().items())
+        seen["momentum"] = len(prepared.step.opt.state) > 0
         return out
 
-    monkeypatch.setattr(B, "run_benchmark", spy)
+    monkeypatch.setattr(B, "benchmark", spy)
     s = run({**bench_cfg, "bench_steps": 2}, tmp_path / "b")
     assert s["status"] == "finished", s.get("error")
     assert seen == {"moved": True, "momentum": True}
@@ -172,13 +172,13 @@ def test_a_step_the_flop_counter_cannot_count_falls_back_to_3x_and_says_so(bench
     def refuse(self):
         raise RuntimeError("this op has no FLOP formula")
 
-    real_run = B.run_benchmark
+    real_run = B.benchmark
 
-    def refusing_counter(trainer, between=None):  # after setup, which counts forward FLOPs with it too
+    def refusing_counter(prepared, between=None):  # after setup, which counts forward FLOPs with it too
         monkeypatch.setattr(FC.FlopCounterMode, "__enter__", refuse)  # torch's counter, not our code
-        return real_run(trainer, between)
+        return real_run(prepared, between)
 
-    monkeypatch.setattr(B, "run_benchmark", refusing_counter)
+    monkeypatch.setattr(B, "benchmark", refusing_counter)
     s = run(bench_cfg, tmp_path / "b")
     assert s["status"] == "finished", s.get("error")
     assert s["train_flops_per_sample"] == 3 * s["flops_per_sample"] > 0
@@ -234,6 +234,7 @@ def cpu_half(data_root, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow  # a benchmark sweep and its report
 def test_report_of_the_cpu_half_says_not_run_for_the_gpu(cpu_half, tmp_path):
     import matplotlib
 
@@ -343,37 +344,46 @@ def test_unsteady_benchmark_repeats_are_called_repeats(cpu_half, tmp_path):
 
 
 def test_wait_counts_a_benchmark_runs_repeats():
-    import importlib.util
+    from dl2bench.launch import progress
 
-    spec = importlib.util.spec_from_file_location("dl2bench_submit_units", ROOT / "jobs" / "submit.py")
-    submit = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(submit)
-    assert submit._units({"mode": "benchmark", "epochs": 30}) == 7  # bench_repeats' default, not epochs
-    assert submit._units({"mode": "benchmark", "bench_repeats": 3}) == 3
-    assert submit._units({"epochs": 5}) == 5 and submit._units(None) == 0
+    assert progress._units({"mode": "benchmark", "epochs": 30}) == 7  # bench_repeats' default, not epochs
+    assert progress._units({"mode": "benchmark", "bench_repeats": 3}) == 3
+    assert progress._units({"epochs": 5}) == 5 and progress._units(None) == 0
 
 
 def test_between_repeats_runs_outside_the_clocks_once_per_repeat_and_after_the_last(bench_cfg, tmp_path):
-    """The hook bench_mode.py interleaves its bare loop through: before every timed repeat of each
-    phase and once after the last, with that phase's calls per repeat; time spent in it is not
-    in the benchmark's figures."""
+    """The hook bench_mode.py interleaves its bare loop through (run's between_repeats): before
+    every timed repeat of each phase and once after the last, with that phase's calls per repeat;
+    time spent in it is not in the benchmark's figures."""
     import time
 
-    from dl2bench.track import Tracker
-    from dl2bench.train.loop import Trainer
-
-    cfg = RunConfig.from_dict({**bench_cfg, "bench_steps": 2}).resolve()
-    t = Trainer(cfg, torch.device("cpu"), Tracker(cfg, tmp_path / "b", cfg.run_id()), cfg.run_id())
     seen = []
 
     def slow(phase, r, calls):
         seen.append((phase, r, calls))
         time.sleep(0.05)  # 50 ms per call: inside the clocks it would dwarf a 2-step repeat of this MLP
 
-    t.between_repeats = slow
-    s = t.fit()
+    s = run({**bench_cfg, "bench_steps": 2}, tmp_path / "b", between_repeats=slow)
     assert s["status"] == "finished", s.get("error")
     for phase, n, calls in (("train", 3, 2), ("latency", s["bench_latency_repeats"], s["bench_latency_calls"]),
                             ("infer", s["bench_infer_repeats"], s["bench_infer_calls"])):
         assert [x for x in seen if x[0] == phase] == [(phase, r, calls) for r in range(n + 1)], phase
     assert s["train_time_total"] < 3 * 0.05  # the sleeps were not timed
+
+
+def test_between_repeats_is_refused_outside_benchmark_mode(bench_cfg, tmp_path):
+    with pytest.raises(ValueError, match="^between_repeats: "):
+        run({**bench_cfg, "mode": "train"}, tmp_path / "b", between_repeats=lambda *a: None)
+    assert not (tmp_path / "b").exists()
+
+
+def test_benchmark_sees_the_prepared_run_not_the_trainer():
+    """bench.py reads a Prepared run (prepare.py) and imports nothing of the loop's."""
+    import ast
+
+    tree = ast.parse((ROOT / "dl2bench" / "train" / "bench.py").read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert imported and not any(m and "loop" in m for m in imported), imported
+    (fn,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "benchmark"]
+    assert ast.unparse(fn.args.args[0].annotation) == "Prepared"
+    assert not (ROOT / "dl2bench" / "bench.py").exists()

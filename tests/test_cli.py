@@ -62,13 +62,24 @@ def test_cli_run_with_agent_style_args(data_root, tmp_path):
 
 
 def test_cli_bad_input_exits_2_and_writes_nothing(tmp_path):
+    """The real process once; the same refusals in-process below (a process start costs ~3 s)."""
     out = tmp_path / "never"
-    for args in (["--model=resnet50"], ["--bogus=1"], ["--lr=-3"], ["--task=imagenet"]):
-        p = cli([*args, f"--out={out}", "--wandb=disabled"])
-        assert p.returncode == 2, (args, p.stderr)
-        assert p.stderr.startswith("error: ") and len(p.stderr.strip().splitlines()) == 1, p.stderr
-        assert "Traceback" not in p.stderr
-        assert not out.exists()
+    p = cli(["--model=resnet50", f"--out={out}", "--wandb=disabled"])
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith("error: model: ") and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("args", [["--bogus=1"], ["--lr=-3"], ["--task=imagenet"]])
+def test_cli_bad_input_in_process_exits_2_and_writes_nothing(tmp_path, args, capsys):
+    from dl2bench.train.cli import main
+
+    out = tmp_path / "never"
+    assert main([*args, f"--out={out}", "--wandb=disabled"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not out.exists()
 
 
 def test_cli_failed_run_exits_1_with_reason(tmp_path):
@@ -79,9 +90,12 @@ def test_cli_failed_run_exits_1_with_reason(tmp_path):
     assert p.returncode == 1 and "DatasetNotFound" in p.stderr and str(tmp_path / "none") in p.stderr
 
 
-def test_help_lists_keys():
-    p = cli(["--help"])
-    assert p.returncode == 0 and "--optimizer" in p.stdout and "--reg_strength" in p.stdout
+def test_help_lists_keys(capsys):
+    from dl2bench.train.cli import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--optimizer" in out and "--reg_strength" in out
 
 
 @pytest.mark.slow  # three real training processes

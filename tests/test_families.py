@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from dl2bench import artifacts
+from dl2bench import runs
 from dl2bench import record as R
 from dl2bench import sweep as S
 from dl2bench.config import V1_KEYS, ConfigError, RunConfig
@@ -117,19 +117,15 @@ def prepare_pair(task, cfg, device, reg):
     step = PairStep(model["g"], model["d"], cfg.lr)
     val = splits.val[0].float().div(255)
 
-    class Val:
-        def iterate(self):
-            yield (val,)
-
-    def evaluate(m, batches, autocast):
+    def evaluate(m, split, autocast):
         with torch.no_grad():
-            (xv,) = next(batches.iterate())
+            xv = val
             real = torch.sigmoid(m["d"](xv.flatten(1))).mean().item()
             fake = torch.sigmoid(m["d"](m["g"](torch.randn(len(xv), 8, generator=torch.Generator().manual_seed(0))))).mean().item()
         return {"loss": -real, "d_gap": real - fake}
 
     return Problem(model=model, build={"model": "toy_pair", "args": [x[0].numel()]}, train_batches=StepsEpoch(x, 7, 16),
-                   eval_splits={"val": Val(), "test": Val()}, evaluate=evaluate, n_train=len(x),
+                   splits=("val", "test"), evaluate=evaluate, n_train=len(x),
                    source=splits.source, example_input=lambda dev: torch.zeros(1, 8), step=step)
 
 
@@ -149,11 +145,11 @@ def pair_task(monkeypatch):
 
 
 def test_task_owning_its_step_resumes_bit_identically(tiny, tmp_path, monkeypatch, pair_task, killed_then_resumed):
-    import dl2bench.train.loop as T
+    import dl2bench.train.prepare as P
 
     cfg = {**tiny, "task": "toy_pair", "model": "mlp", "epochs": 4, "deterministic": True}
     # the ModuleDict has no forward: FLOPs are counted on the generator's example input
-    monkeypatch.setattr(T, "flops_per_sample", lambda model, shape, dev, example=None: 0)
+    monkeypatch.setattr(P, "flops_per_sample", lambda model, shape, dev, example=None: 0)
     full = run(cfg, tmp_path / "full")
     assert full["status"] == "finished", full.get("error")
     assert full["steps_per_epoch"] == 7 and full["headline"] == "d_gap"
@@ -165,7 +161,7 @@ def test_task_owning_its_step_resumes_bit_identically(tiny, tmp_path, monkeypatc
     assert a[cols].equals(b[cols])
     assert resumed["test_d_gap"] == full["test_d_gap"] and resumed["resumes"] == 1
     # both networks' weights are left behind and rebuild through the registry
-    back = artifacts.load_weights(tmp_path / "cut")
+    back = runs.load_weights(tmp_path / "cut")
     assert set(back.model) == {"g", "d"}
 
 
@@ -176,8 +172,12 @@ def test_weights_rebuild_the_trained_model_by_run_id(tiny, tmp_path):
     root = tmp_path / "runs" / "sweepA"
     cfg = RunConfig.from_dict({**tiny, "task": "cifar10", "model": "lenet", "regularizer": "batchnorm"}).resolve()
     s = run(cfg, root / cfg.run_id())
-    back = artifacts.load_weights(s["run_id"][:8], roots=[tmp_path / "runs"])
+    back = runs.load_weights(s["run_id"][:8], roots=[tmp_path / "runs"])
     assert back.run_id == s["run_id"] and back.config["model"] == "lenet"
+    # the recipe: how the model was trained (core and classification keys), no bookkeeping, no other family's
+    assert back.recipe["regularizer"] == "batchnorm" and back.recipe["lr"] == cfg.lr
+    assert "data_root" not in back.recipe and "wandb" not in back.recipe and "attack_eps" not in back.recipe
+    assert back.recipe == cfg.recipe_of(back.config)
     # the rebuilt model gives the summary's test accuracy on the same test batches
     from dl2bench import data as D
 
@@ -194,12 +194,13 @@ def test_weights_rebuild_the_trained_model_by_run_id(tiny, tmp_path):
 def test_weights_files_are_loaded_without_unpickling_code(tmp_path):
     """A model.pt holding a pickled object is refused (weights_only=True), not executed."""
     (tmp_path / "config.json").write_text("{}")
-    torch.save({"format": artifacts.FORMAT, "version": 1, "build": {"model": "mlp"}, "trap": Path("x")},
-               tmp_path / artifacts.WEIGHTS)
-    with pytest.raises(artifacts.WeightsError, match="not a readable weights file"):
-        artifacts.load_weights(tmp_path)
-    with pytest.raises(artifacts.WeightsError, match="not found"):
-        artifacts.load_weights("abcdef123456", roots=[tmp_path])
+    torch.save({"format": runs.WEIGHTS_FORMAT, "version": 1, "build": {"model": "mlp"}, "trap": Path("x")},
+               tmp_path / runs.WEIGHTS)
+    with pytest.raises(runs.WeightsError, match="not a readable dl2bench weights file") as e:
+        runs.load_weights(tmp_path)
+    assert "weights_only" not in str(e.value)  # PyTorch's advice to turn the guard off would run the payload
+    with pytest.raises(runs.RunNotFound, match="not found"):
+        runs.load_weights("abcdef123456", roots=[tmp_path])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -296,35 +297,6 @@ def _module_file(name: str):
     return p.with_suffix(".py") if p.with_suffix(".py").is_file() else (p / "__init__.py" if (p / "__init__.py").is_file() else None)
 
 
-def test_import_graph_has_no_circles():
-    graph = {}
-    for f in (ROOT / "dl2bench").rglob("*.py"):
-        rel = f.relative_to(ROOT).with_suffix("")
-        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
-        package = name if rel.name == "__init__" else ".".join(rel.parts[:-1])
-        graph[name] = {t for t in _imports(f, package + ".x") if t != name}
-    seen, stack, cycles = set(), [], []
-
-    def visit(n):
-        if n in stack:
-            cycles.append(stack[stack.index(n):] + [n])
-            return
-        if n in seen:
-            return
-        seen.add(n)
-        stack.append(n)
-        for m in sorted(graph.get(n, ())):
-            visit(m)
-        stack.pop()
-
-    for n in sorted(graph):
-        visit(n)
-    # a package's __init__ importing its own submodules is how it exposes them, not a circle
-    real = [c for c in cycles if not all(x == c[0] or x.startswith(c[0] + ".") or c[0].startswith(x + ".") for x in c)]
-    assert not real, real
-    assert "dl2bench.config" not in graph["dl2bench.registries"] and "dl2bench.config" not in graph["dl2bench.regularizers"]
-
-
 def _family_names():
     return sorted(p.name for p in (ROOT / "dl2bench" / "families").iterdir()
                   if (p / "__init__.py").is_file())
@@ -375,3 +347,33 @@ def test_no_private_name_is_imported_across_modules():
                     found += [f"{f.relative_to(ROOT)}: {a.name}" for a in node.names
                               if a.name.startswith("_") and not a.name.startswith("__")]
     assert not found, found
+
+
+# ---------------------------------------------------------------------------------------------
+# settings a task refuses are data on the Task
+
+def test_every_refused_setting_is_a_real_choice_and_is_refused_with_its_reason():
+    from dl2bench.config import ConfigError
+    from dl2bench.families import TASKS
+    from dl2bench.registries import ALL
+    from dl2bench.schema import CHOICES, KEY_SPECS
+
+    def choices_of(key):
+        registry = {"model": "models", "optimizer": "optimizers", "schedule": "schedules", "init": "inits",
+                    "regularizer": "regularizers"}.get(key)
+        return ALL[registry].names() if registry else CHOICES.get(key) or KEY_SPECS[key].choices
+
+    seen = 0
+    for name in TASKS:
+        task = TASKS[name]()
+        for key, values in task.refuses.items():
+            assert key in RunConfig.keys(), (name, key)
+            for value, why in values.items():
+                assert value in choices_of(key), f"{name}: refuses {key}={value!r}, which is no choice of {key}"
+                if not task.trains:
+                    continue  # an evaluation needs a trained run to validate against
+                with pytest.raises(ConfigError) as e:
+                    RunConfig.from_dict({"task": name, key: value}).resolve()
+                assert str(e.value) == f"{key}: {value!r} {why}", name
+                seen += 1
+    assert seen > 20  # rl, gan, flows, sequence and segmentation declare theirs

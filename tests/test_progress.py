@@ -1,13 +1,7 @@
 """The time left that `submit.py --wait` prints, from recorded epoch times (no jobs needed)."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SUBMIT = Path(__file__).resolve().parents[1] / "jobs" / "submit.py"
-spec = importlib.util.spec_from_file_location("dl2bench_submit_progress", SUBMIT)
-submit = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(submit)
+from dl2bench.launch import progress
 
 
 def test_an_unmeasured_slow_model_raises_the_estimate_as_its_epoch_drags_on():
@@ -18,9 +12,9 @@ def test_an_unmeasured_slow_model_raises_the_estimate_as_its_epoch_drags_on():
     epochs = {r: 2 for r in configs}
     logged = {"a": [2.0, 2.0], "b": [2.0, 2.0], "c": [], "d": []}
     st = {"a": ("finished", ""), "b": ("finished", ""), "c": ("running", ""), "d": ("running", "")}
-    assert submit._seconds_left(configs, epochs, logged, st) == 4 * 2.0  # the guess from fc alone
-    left = submit._seconds_left(configs, epochs, logged, st, current=("c", 150.0))
+    assert progress._seconds_left(configs, epochs, logged, st) == 4 * 2.0  # the guess from fc alone
+    left = progress._seconds_left(configs, epochs, logged, st, current=("c", 150.0))
     assert left == 4 * 150.0 - 150.0  # 4 wide epochs of >= 150 s, 150 s of the first done
     # a model that is measured and on time keeps its measurement
     logged["c"] = [100.0]
-    assert submit._seconds_left(configs, epochs, logged, st, current=("c", 30.0)) == 3 * 100.0 - 30.0
+    assert progress._seconds_left(configs, epochs, logged, st, current=("c", 30.0)) == 3 * 100.0 - 30.0

@@ -147,6 +147,7 @@ def test_bookkeeping_and_seed_are_not_factors(tmp_path):
     assert analyse(load_folders([root])).factors == []
 
 
+@pytest.mark.slow  # the CPU/GPU report folder
 def test_cpu_and_gpu_speedup(cpu_gpu):
     root, a, paths = cpu_gpu
     assert {f.name for f in a.factors} == {"model", "batch_size", "device"}
@@ -218,6 +219,7 @@ def test_runs_of_the_launch_manifest_without_a_result(tmp_path):
     assert "not started" in by_run.loc[queued["run_id"], "reason"]
 
 
+@pytest.mark.slow  # three report builds
 def test_several_folders_in_one_report(tmp_path):
     G.write_grid(tmp_path / "a", {"optimizer": ["sgd"]}, seeds=(0,))
     G.write_grid(tmp_path / "b", {"optimizer": ["adam"]}, seeds=(0,))
@@ -273,6 +275,7 @@ def test_one_colour_per_level_everywhere(two_factors):
     assert [tuple(round(c, 4) for c in x) for x in table.colors] == [ticks[l] for l in table.df.iloc[:, 0]]
 
 
+@pytest.mark.slow  # the CPU/GPU report folder
 def test_axis_labels_carry_units(cpu_gpu):
     _, a, _ = cpu_gpu
     with render.style():
@@ -326,8 +329,8 @@ def test_bad_input_is_one_clear_error(tmp_path, capsys, case):
         assert not [p.name for p in root.iterdir() if p.name in OUTPUTS or ".tmp" in p.name]
 
 
-@pytest.mark.parametrize("case", ["bad_summary", "binary_summary", "bad_config", "bad_metrics", "bad_manifest",
-                                  "list_manifest"])
+@pytest.mark.parametrize("case", ["bad_summary", "bad_config"] + [  # the rest in the slow tier: a report build each
+    pytest.param(c, marks=pytest.mark.slow) for c in ("binary_summary", "bad_metrics", "bad_manifest", "list_manifest")])
 def test_damaged_files_are_named_and_the_report_still_builds(tmp_path, capsys, case):
     """A damaged file (a disk error, a hand edit) is named on stderr and in the report's notes; the
     report is built from what can be trusted: a run with a damaged summary is listed as failed and not

@@ -52,6 +52,7 @@ def mixed(tmp_path_factory):
 # a mixed folder: one section per task, never a ranking across tasks
 
 @pytest.mark.slow  # a four-family folder built in full
+@pytest.mark.slow  # the mixed-family report folder (~20 s to build)
 def test_mixed_folder_has_one_section_per_task(mixed):
     folders, out, html = mixed
     parts = task_sections(html)
@@ -68,6 +69,7 @@ def test_mixed_folder_has_one_section_per_task(mixed):
     assert len(runs) == 4 + 8 + 8 + 8 and set(runs["schema"]) == {2}
 
 
+@pytest.mark.slow  # the mixed-family report folder (~20 s to build)
 def test_mixed_folder_never_ranks_across_tasks(mixed):
     folders, out, html = mixed
     parts = task_sections(html)
@@ -94,6 +96,7 @@ def test_mixed_folder_never_ranks_across_tasks(mixed):
     assert "test accuracy" in facts["best, per task"] and "test mean IoU" in facts["best, per task"]
 
 
+@pytest.mark.slow  # the mixed-family report folder (~20 s to build)
 def test_each_task_ranks_by_its_own_declared_metric(mixed):
     folders, _, html = mixed
     parts = {a.task: a for a in analyse_tasks(load_folders(folders))}
@@ -107,6 +110,7 @@ def test_each_task_ranks_by_its_own_declared_metric(mixed):
 # ---------------------------------------------------------------------------------------------
 # direction: a metric to minimise ranks ascending and says "lower is better"
 
+@pytest.mark.slow  # the mixed-family report folder (~20 s to build)
 def test_minimised_metric_ranks_ascending(mixed):
     folders, _, html = mixed
     ae = next(a for a in analyse_tasks(load_folders(folders)) if a.task == "fashion_mnist_ae")
@@ -122,6 +126,7 @@ def test_minimised_metric_ranks_ascending(mixed):
     assert "higher is better" in cls
 
 
+@pytest.mark.slow  # the mixed-family report folder (~20 s to build)
 def test_loss_carries_its_declared_label(mixed):
     _, _, html = mixed
     parts = task_sections(html)
@@ -137,6 +142,7 @@ def test_loss_carries_its_declared_label(mixed):
     assert a.unit("time_to_val_mse_0.02").label == "time to val_mse ≤ 0.02"
 
 
+@pytest.mark.slow  # the mixed-family report folder (~20 s to build)
 def test_segmentation_losses_declared_differently_are_not_compared(mixed):
     folders, _, html = mixed
     seg = next(a for a in analyse_tasks(load_folders(folders)) if a.task == "shapes")
@@ -150,6 +156,7 @@ def test_segmentation_losses_declared_differently_are_not_compared(mixed):
 # ---------------------------------------------------------------------------------------------
 # family figures: only where their runs are, only in their task's section
 
+@pytest.mark.slow  # the mixed-family report folder (~20 s to build)
 def test_family_figures_only_in_their_sections(mixed):
     _, _, html = mixed
     parts = task_sections(html)
@@ -214,6 +221,7 @@ def test_autoencoder_figures_read_examples(tmp_path):
     assert "reconstructions-1" not in keys and "metric-vs-code-size" in keys
 
 
+@pytest.mark.slow  # the mixed-family report folder (~20 s to build)
 def test_anomaly_table_is_mean_and_std_over_classes(mixed):
     _, _, html = mixed
     part = task_sections(html)["fashion_mnist_anomaly"]
@@ -227,6 +235,7 @@ def test_anomaly_table_is_mean_and_std_over_classes(mixed):
 # ---------------------------------------------------------------------------------------------
 # schema versions
 
+@pytest.mark.slow  # a report build of its own
 def test_v1_folder_still_builds_with_accuracy_percentages(tmp_path):
     root = tmp_path / "old"
     G.write_manifest(root, "old")
@@ -257,6 +266,7 @@ def test_v1_and_v2_runs_of_one_task_are_one_section(tmp_path):
     assert len(parts) == 1 and parts[0].ranked_levels("optimizer") == ["adam", "sgd"]
 
 
+@pytest.mark.slow  # a report build of its own
 def test_unknown_future_schema_is_a_note_not_a_crash(tmp_path, capsys):
     root = tmp_path / "future"
     G.write_family_grid(root, "fashion_mnist_ae", {"code_size": [8, 64]}, seeds=(0,))

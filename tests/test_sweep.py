@@ -253,5 +253,7 @@ def test_agent_function_trains_with_the_agents_run(tiny, tmp_path, monkeypatch):
 
 
 def test_array_id_expansion():
-    assert launch._expand_array_ids("12_[3-5,7%2]") == ["12_3", "12_4", "12_5", "12_7"]
-    assert launch._expand_array_ids("12_4") == ["12_4"]
+    from dl2bench.launch import status
+
+    assert status._expand_array_ids("12_[3-5,7%2]") == ["12_3", "12_4", "12_5", "12_7"]
+    assert status._expand_array_ids("12_4") == ["12_4"]

@@ -11,6 +11,7 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
+from ..runs import save_torch
 from .splits import Raw
 
 
@@ -58,9 +59,7 @@ def cached(source: Path, label: str, build: Callable[[], Raw]) -> Raw:
             pass
     raw = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({**raw.__dict__}, tmp)
-    os.replace(tmp, path)
+    save_torch(path, {**raw.__dict__})
     return raw
 
 

@@ -97,6 +97,13 @@ class Task:
     trains: bool = True  # False: an evaluation of trained weights (epochs 0, nothing saved)
     evaluates: str = ""  # (trains False) the family of the runs it evaluates
     run_keys: Tuple[str, str] = ("", "")  # (trains False) the keys naming the evaluated run and where to find it
+    # settings that do not apply to the task, as data: config key -> {value: why}. Validation refuses
+    # them with the reason; a comparison across tasks (optimizers, regularisers) reads "n/a" from here
+    refuses: Dict[str, Dict[Any, str]] = field(default_factory=dict)
+
+    def refusal(self, key: str, value: Any) -> Optional[str]:
+        """Why `key` = `value` does not apply to this task, or None if it may be set."""
+        return self.refuses.get(key, {}).get(value)
 
     def metric(self, name: str) -> Metric:
         for m in self.metrics:
@@ -172,9 +179,10 @@ class Problem:
     model: nn.Module  # trained, evaluated, counted and saved
     build: Dict[str, Any]  # {"model": name, "args": [...], "kwargs": {...}}: MODELS[name](*args, **kwargs) rebuilds it
     train_batches: object  # .iterate(generator) -> batches; len() = steps per epoch
-    eval_splits: Dict[str, object]  # "val", "test" -> batches
-    # (model, batches, autocast) -> {metric name: value} for the metrics that exist on that split
-    evaluate: Callable
+    splits: Tuple[str, ...]  # the splits `evaluate` knows: ("val", "test"), or ("test",) for an evaluation
+    # (model, split name, autocast) -> {metric name: value} for the metrics that exist on that split;
+    # the family holds whatever a split is to it (batches, episode seeds, real images' features)
+    evaluate: Callable[[nn.Module, str, Any], Dict[str, float]]
     n_train: int
     source: str  # what data was read, for the record
     in_shape: Tuple[int, ...] = ()  # one sample's shape, for FLOPs (or give example_input)

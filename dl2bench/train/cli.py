@@ -51,11 +51,10 @@ def parse_args(argv: Sequence[str]) -> tuple:
 def finished_here(out: Path, run_id: str) -> Optional[dict]:
     """The summary of run `run_id` in `out` if it ended there (finished or early stopped); ConfigError
     if `out` holds another run's results, which a new run would overwrite."""
-    import json
+    from ..runs import summary
 
-    try:
-        s = json.loads((out / "summary.json").read_text())
-    except (OSError, ValueError):
+    s = summary(out)
+    if s is None:
         return None
     if s.get("run_id") != run_id:
         raise ConfigError(f"out: {out} holds the results of run {s.get('run_id')}, not {run_id}; use another --out "

@@ -3,14 +3,16 @@
 It knows a task only through its declarations (metrics, headline, monitored metric, targets)
 and its Problem (batches, evaluate, and either a loss for the default step or a step of its own),
 so best epoch, early stopping, targets and the summary follow whatever the task declares.
+
+`run` sets the run up (prepare.py: a Prepared run), then trains it (`Trainer.fit`) or, in
+benchmark mode, times it (bench.py, which reads the Prepared run, never the Trainer); either way
+the Trainer writes the record.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
 import math
 import os
-import random
 import resource
 import sys
 import time
@@ -21,17 +23,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
 import torch
 
-from .. import artifacts
+from .. import runs
 from .. import checkpoint as ckpt
-from .. import env as E
 from .. import record as R
 from ..config import ConfigError, RunConfig
 from ..families import TASKS
-from ..nets import count_parameters, flops_per_sample
-from ..regularizers import REGULARIZERS
 from ..timing import Stopwatch, synchronize
 from ..track import Tracker
-from .step import DefaultStep
+from . import bench
+from .prepare import Prepared, prepare
 
 NAN_CHECK_EVERY = 100  # steps between divergence checks: each check is one host-device sync
 
@@ -50,12 +50,18 @@ def resolve_device(cfg: RunConfig) -> torch.device:
     return torch.device(name)
 
 
-def run(config: Union[RunConfig, Mapping[str, Any]], out_dir: Union[str, Path]) -> Dict[str, Any]:
-    """Train one config into out_dir (resuming from its checkpoint if there is one); returns
-    the summary also written to out_dir/summary.json. Bad configs raise ConfigError before
-    anything is written; errors during training are recorded as status 'failed'."""
+def run(config: Union[RunConfig, Mapping[str, Any]], out_dir: Union[str, Path], *,
+        between_repeats: Optional[Callable[[str, int, int], None]] = None) -> Dict[str, Any]:
+    """Train one config into out_dir (resuming from its checkpoint if there is one), or time it
+    in benchmark mode; returns the summary also written to out_dir/summary.json. Bad configs
+    raise ConfigError before anything is written; errors during set-up or training are recorded
+    as status 'failed'. `between_repeats(phase, repeat, calls)` (benchmark mode only) runs outside
+    the clocks around every timed repeat (bench.benchmark): a benchmark script interleaves its
+    reference loop there (tests/benchmarks/bench_mode.py)."""
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     cfg = cfg.resolve()
+    if between_repeats is not None and cfg.mode != "benchmark":
+        raise ValueError(f"between_repeats: only a benchmark-mode run has repeats (mode is {cfg.mode!r})")
     device = resolve_device(cfg)
     run_id = cfg.run_id()
     try:
@@ -64,7 +70,11 @@ def run(config: Union[RunConfig, Mapping[str, Any]], out_dir: Union[str, Path]) 
         raise RecordError(f"run {run_id}: cannot write its record in {out_dir} ({e.strerror or e})") from None
     trainer = Trainer(cfg, device, tracker, run_id)
     try:
-        summary = trainer.fit()
+        prepared = trainer.setup()
+        if cfg.mode == "benchmark":
+            summary = trainer.benchmark(prepared, between_repeats)
+        else:
+            summary = trainer.fit(prepared)
     except Exception as e:  # noqa: BLE001 - recorded, so a sweep shows why the run failed
         error = f"{type(e).__name__}: {e}"
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -74,7 +84,7 @@ def run(config: Union[RunConfig, Mapping[str, Any]], out_dir: Union[str, Path]) 
     try:
         tracker.finish(summary)
     except OSError as e:  # a full disk may refuse even the small summary: say so without a traceback
-        raise RecordError(f"run {run_id}: cannot write {Path(out_dir) / 'summary.json'} ({e.strerror or e}); "
+        raise RecordError(f"run {run_id}: cannot write {Path(out_dir) / runs.SUMMARY} ({e.strerror or e}); "
                           f"{trainer.kept()} Free space and run it again to resume.") from None
     return summary
 
@@ -84,12 +94,12 @@ class RecordError(OSError):
 
 
 class Trainer:
-    """State of one run; `fit` is the loop."""
+    """State of one run and its record; `fit` is the loop, over a Prepared run (`setup`)."""
 
     def __init__(self, cfg: RunConfig, device: torch.device, tracker: Tracker, run_id: str):
         self.cfg, self.device, self.tracker, self.run_id = cfg, device, tracker, run_id
         self.out = tracker.out
-        self.ckpt_path = self.out / "checkpoint.pt"
+        self.ckpt_path = self.out / runs.CHECKPOINT
         self.task = TASKS[cfg.task]()
         self.monitored = self.task.monitored  # best epoch, early stopping and targets follow it
         self.metrics = self.task.metrics
@@ -104,9 +114,7 @@ class Trainer:
         self.best_state: Optional[Dict[str, torch.Tensor]] = None
         self.warm = False  # the first warmup_steps of a run (or of a resumed run) are warm-up
         self.measured = [0, 0.0]  # samples and seconds after warm-up, over all epochs
-        # benchmark mode only: called outside the clocks before every timed repeat, with (phase,
-        # repeat, calls); a benchmark script interleaves its reference loop there (bench_mode.py)
-        self.between_repeats: Optional[Callable[[str, int, int], None]] = None
+        self.prepared: Optional[Prepared] = None  # what fit trains
         self.progress = cfg.progress
         if self.progress == "auto":
             self.progress = "bar" if sys.stderr.isatty() else "log"
@@ -116,39 +124,22 @@ class Trainer:
             print(f"[dl2bench {self.run_id}] {msg}", flush=True)
 
     # ---------------------------------------------------------------------------------------
-    def setup(self) -> None:
-        cfg, device = self.cfg, self.device
-        self.threads = cfg.threads or E.default_threads()
-        torch.set_num_threads(self.threads)
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-            torch.backends.cudnn.benchmark = False
-        elif device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick kernels
-        torch.set_flush_denormal(False)  # PyTorch's default; a family may turn it on (sequence models)
-        random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)  # model init and dropout draw from here
-        self.data_gen = torch.Generator().manual_seed(cfg.seed + 1)  # batch order and augmentation
+    def setup(self) -> Prepared:
+        """Set the run up (prepare.py): what training and benchmark mode both start from. Its
+        facts, and the metrics its problem declares, are this run's record from then on."""
+        def declared(metrics) -> None:
+            self.metrics = metrics
 
-        self.reg = REGULARIZERS[cfg.regularizer](cfg)
-        p = self.problem = self.task.prepare(self.task, cfg, device, self.reg)
-        self.metrics = p.metrics or self.task.metrics
-        self.model = p.model
-        example = p.example_input(device) if p.example_input else None
-        self.facts.update(E.describe(device, self.threads))
-        self.facts.update(params=count_parameters(self.model),
-                          flops_per_sample=flops_per_sample(self.model, p.in_shape, device, example),
-                          data_source=p.source, n_train=p.n_train, steps_per_epoch=len(p.train_batches))
-        self.facts.update(p.facts)
-        self.train_model = torch.compile(self.model) if cfg.compile else self.model
-        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-        self.autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
-        if p.step is not None:  # the task owns its update, optimizers and their state
-            self.step = p.step
-        else:
-            self.step = DefaultStep(self.model, self.train_model, p.loss, cfg, len(p.train_batches),
-                                    self.reg.clip_norm, self.autocast if amp else None,
-                                    grad_norm=any(m.name == "grad_norm" for m in self.metrics))
+        return prepare(self.cfg, self.device, self.task, self.facts, on_metrics=declared)
+
+    # the prepared run's pieces, as the loop reads them
+    model = property(lambda self: self.prepared.model)
+    train_model = property(lambda self: self.prepared.forward_model)  # compiled when compile is on
+    step = property(lambda self: self.prepared.step)
+    problem = property(lambda self: self.prepared.problem)
+    autocast = property(lambda self: self.prepared.autocast)
+    data_gen = property(lambda self: self.prepared.data_gen)
+    reg = property(lambda self: self.prepared.reg)
 
     def kept(self) -> str:
         """What a rerun resumes from, for a failure message."""
@@ -183,11 +174,9 @@ class Trainer:
         self.measured = s["measured"]
 
     # ---------------------------------------------------------------------------------------
-    def fit(self) -> Dict[str, Any]:
+    def fit(self, prepared: Prepared) -> Dict[str, Any]:
         cfg = self.cfg
-        self.setup()
-        if cfg.mode == "benchmark":
-            return self.benchmark()
+        self.prepared = prepared
         saved = None
         if cfg.checkpoint:
             try:
@@ -239,24 +228,23 @@ class Trainer:
             if self.problem.final is not None:
                 final = self.problem.final(self.model, self.autocast, self.out) or {}
             if cfg.save_weights and self.task.trains:  # what later evaluations (attacks, feature spaces) load by run id
-                artifacts.save_weights(self.out, self.run_id, cfg, self.problem.build, self.model)
+                runs.save_weights(self.out, self.run_id, cfg.to_dict(), cfg.recipe(), self.problem.build, self.model)
         summary = self.summary(status, reason=reason, test=test, **final)
         if cfg.checkpoint and self.ckpt_path.exists():
             self.ckpt_path.unlink()  # done: summary.json is the record; checkpoints are large
         return summary
 
-    def benchmark(self) -> Dict[str, Any]:
-        """mode benchmark: time this trainer's own step and its model's inference (dl2bench/bench.py);
+    def benchmark(self, prepared: Prepared,
+                  between_repeats: Optional[Callable[[str, int, int], None]] = None) -> Dict[str, Any]:
+        """mode benchmark: time the prepared run's own step and its model's inference (bench.py);
         the record is a training run's (config, one metrics row per repeat, summary), nothing
         checkpointed: a rerun measures afresh."""
-        from ..bench import describe, run_benchmark
-
         self.tracker.restart_metrics([])
         self.tracker.start_wandb(resumed=False)
-        figures, rows = run_benchmark(self, self.between_repeats)
+        figures, rows = bench.benchmark(prepared, between_repeats)
         for row in rows:
             self.tracker.log(row)
-        self.say(describe(figures))
+        self.say(bench.describe(figures))
         return self.summary(R.FINISHED, reason=None, **figures)
 
     def early_stopping(self, epoch: int, value: float) -> bool:
@@ -338,7 +326,7 @@ class Trainer:
         self.model.eval()
         sw = Stopwatch(self.device)
         with sw:
-            out = self.problem.evaluate(self.train_model, self.problem.eval_splits[split], self.autocast)
+            out = self.problem.evaluate(self.train_model, split, self.autocast)
         self.model.train()
         return {**out, "time": sw.total}
 

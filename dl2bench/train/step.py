@@ -4,8 +4,9 @@ another update (two networks, an environment) gives its Problem a `Step` of its 
 (dl2bench/families/base.py)."""
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import torch
 
@@ -36,6 +37,16 @@ class DefaultStep(Step):
 
     def epoch_end(self, val_loss: float) -> None:
         self.sched.epoch_end(val_loss)
+
+    @contextlib.contextmanager
+    def eager(self) -> Iterator[None]:
+        """Steps inside go through the eager `model`, not its compiled wrapper (the same arithmetic:
+        benchmark mode counts a step's FLOPs so, the counter not seeing into a compiled graph)."""
+        saved, self.forward_model = self.forward_model, self.model
+        try:
+            yield
+        finally:
+            self.forward_model = saved
 
     def __call__(self, batch: Any, detail: bool):
         opt, scaler, clip = self.opt, self.scaler, self.clip

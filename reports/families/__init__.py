@@ -41,12 +41,16 @@ def intro(a) -> str:
     return (t(a) if callable(t) else t) or ""
 
 
-def examples(run: pd.Series, name: str = "examples.npz") -> Optional[Dict[str, np.ndarray]]:
-    """A run folder's family file of example arrays (None if absent, unreadable, or the run came
-    from W&B and has no folder here)."""
+def examples(run: pd.Series, name: Optional[str] = None) -> Optional[Dict[str, np.ndarray]]:
+    """A run folder's family file of example arrays: the one its summary names under `examples`,
+    else `name` (the family's file-name constant, imported from its wing). None if absent,
+    unreadable, or the run came from W&B and has no folder here."""
     path = Path(str(run.get("path", "")))
     f = run.get("examples")
-    p = path / (f if isinstance(f, str) and f and "/" not in f else name)
+    f = f if isinstance(f, str) and f and "/" not in f else name
+    if not f:
+        return None
+    p = path / f
     try:
         with np.load(p, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}

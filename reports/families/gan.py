@@ -15,6 +15,8 @@ from ..analysis import Analysis, aggregate, fmt, mean_std
 from ..figures import MAX_RUN_LINES, Figure, figure, legend_outside, new_figure
 from ..load import COUNTED, REPLICATE
 from ..tables import Table, table
+from dl2bench.families.gan.task import SAMPLES
+
 from . import examples
 from ._grids import MAX_FIGURES, draw_row, factor_on, groups, mosaic
 
@@ -235,7 +237,7 @@ def sample_grids(a: Analysis) -> Iterator[Figure]:
         for gid, runs in list(order.groupby("generator_run_id", sort=False))[:MAX_FIGURES]:
             rows, real = [], None
             for _, r in runs.iterrows():
-                ex = examples(r, "samples.npz")
+                ex = examples(r, SAMPLES)
                 if ex is None:
                     continue
                 real = ex.get("real", real)
@@ -248,7 +250,7 @@ def sample_grids(a: Analysis) -> Iterator[Figure]:
     for label, runs in groups(a, ok, []):
         order = runs.sort_values(REPLICATE) if REPLICATE in runs.columns else runs
         for _, r in order.iterrows():
-            ex = examples(r, "samples.npz")
+            ex = examples(r, SAMPLES)
             if ex is None:
                 continue
             rows = [(lab, img, r) for lab, img in _rows_for(r, ex)]

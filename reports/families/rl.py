@@ -14,6 +14,8 @@ from ..analysis import Analysis, aggregate, fmt, mean_std
 from ..figures import MAX_RUN_LINES, Figure, figure, legend_outside, new_figure
 from ..load import COUNTED, REPLICATE
 from ..tables import Table, table
+from dl2bench.families.rl.task import EPISODES
+
 from . import examples
 from ._grids import MAX_FIGURES, draw_row, groups
 
@@ -125,7 +127,7 @@ def episodes(a: Analysis) -> Iterator[Figure]:
     for label, runs in groups(a, ok, []):
         order = runs.sort_values(REPLICATE) if REPLICATE in runs.columns else runs
         for _, r in order.iterrows():
-            ex = examples(r, "episodes.npz") if r.get("episodes") else None
+            ex = examples(r, EPISODES) if r.get("episodes") else None
             if ex is not None and {"cheese", "poison", "pos", "reward"} <= set(ex):
                 picks.append((label or "all runs", r, ex))
                 break

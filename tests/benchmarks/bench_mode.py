@@ -5,7 +5,7 @@
         [--scaling 1,2] [--data-root PATH] [--quick] [--json PATH]
 
 For each model (on its course dataset: mlp on Fashion-MNIST, fc/lenet/wide_cnn on CIFAR-10), batch
-size and precision: a `mode: benchmark` run (Trainer.fit, the path `dl2bench.train.run` takes;
+size and precision: a `mode: benchmark` run (`dl2bench.train.run`, the path every run takes;
 resident tensors, SGD momentum 0.9, lr 0.01) against a bare loop over the *same* uint8 training
 tensors, model builder, batch, thread count, device and autocast: per epoch a randperm; per batch
 index -> float/255 -> normalise -> forward -> cross-entropy -> zero_grad -> backward -> SGD step.
@@ -17,7 +17,7 @@ Interleaved, because this machine drifts: on this 2-core VM one loop's repeats o
 vary by 10-40%, in stretches of seconds (measured: the same loop run as 30 interleaved blocks,
 12k-26k samples/s; whole benchmark runs alternated with whole bare loops gave per-round ratios of
 0.63-1.41 between two loops doing the same work). So the bare loop's repeats run *between* the
-benchmark run's timed repeats, outside its clocks (Trainer.between_repeats): bare, bench, bare,
+benchmark run's timed repeats, outside its clocks (run's between_repeats): bare, bench, bare,
 ..., bench, bare. Each benchmark repeat is paired with the geometric mean of the bare repeats on
 either side; the verdict is the median of those pair ratios over all repeats of --rounds runs
 (target within 3%), printed with their IQR. Each side's median [IQR] over its repeats is printed
@@ -46,13 +46,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from dl2bench import env as E  # noqa: E402
-from dl2bench.bench import spread  # noqa: E402
 from dl2bench.config import RunConfig  # noqa: E402
 from dl2bench.data import IMAGE_DATASETS, DatasetNotFound, make_splits  # noqa: E402
 from dl2bench.families import MODELS  # noqa: E402
-from dl2bench.track import Tracker  # noqa: E402
 from dl2bench.train import run  # noqa: E402
-from dl2bench.train.loop import Trainer, resolve_device  # noqa: E402
+from dl2bench.train.bench import spread  # noqa: E402
 
 MODEL_TASKS = {"mlp": "fashion_mnist", "fc": "cifar10", "lenet": "cifar10", "wide_cnn": "cifar10"}
 LR, MOMENTUM, VAL_SIZE, TEST_SIZE = 0.01, 0.9, 5000, 1000
@@ -168,14 +166,11 @@ class Bare:
 
 def interleaved(model: str, task: str, batch: int, precision: str, device: torch.device, threads: int, args,
                 out: Path, splits, seed: int) -> Dict[str, Any]:
-    """One benchmark-mode run (Trainer.fit, the path `run` takes) with the bare loop's repeats
+    """One benchmark-mode run (`run`, with its between_repeats hook) with the bare loop's repeats
     interleaved between its timed repeats, outside its clocks: bare, bench, bare, bench, ..., bare.
     Each benchmark repeat is paired with the geometric mean of the two bare repeats around it, so a
     machine that speeds up or slows down over seconds moves both sides of a pair alike."""
     cfg = RunConfig.from_dict(bench_config(model, task, batch, precision, device, threads, args)).resolve()
-    dev = resolve_device(cfg)
-    tracker = Tracker(cfg, out, cfg.run_id())
-    trainer = Trainer(cfg, dev, tracker, cfg.run_id())
     ref: Dict[str, Any] = {}
     got: Dict[str, List[float]] = {"train": [], "latency": [], "infer": []}
 
@@ -186,9 +181,7 @@ def interleaved(model: str, task: str, batch: int, precision: str, device: torch
             torch.set_num_threads(threads)
         got[phase].append(ref["bare"].repeat(phase, calls))
 
-    trainer.between_repeats = between
-    s = trainer.fit()
-    tracker.finish(s)
+    s = run(cfg, out, between_repeats=between)
     if s["status"] != "finished":
         raise RuntimeError(f"benchmark {model} batch {batch} {precision}: {s['status']}: {s.get('error')}")
     if s["threads"] != threads or s["device"] != device.type:  # a silent mismatch would void the comparison

@@ -18,7 +18,7 @@ from pathlib import Path
 # what a rerun of the same computation may change: clocks, throughput, memory, where and when it ran
 VOLATILE = re.compile(
     r"(time|seconds|_s$|_ms$|per_s|samples_s|throughput|latency|flops?_per_s|utili[sz]ation|peak|memory|mem_|rss"
-    r"|host|git|slurm|job|started|ended|date|cpu|threads_used|pid|wandb|torch|cuda|python|version|platform"
+    r"|host|git|slurm|job|started|ended|finished_at|date|cpu|threads_used|pid|wandb|torch|cuda|python|version|platform"
     r"|repeats?$|bench_|_iqr|_q1|_q3|_median|_min$|_max$|warm|fraction_of_peak|roofline|path|folder|root)")
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from dl2bench import artifacts
+from dl2bench.runs import load_weights
 from dl2bench import data as D
 from dl2bench.config import ConfigError, RunConfig
 from dl2bench.families.adversarial.attacks import ATTACKS, Threat
@@ -57,7 +57,7 @@ def test_attack_run_reports_what_the_attack_does(victims, tmp_path):
     assert s["attacked_run"] == ids["mlp"] and s["epochs_completed"] == 0
     assert not (tmp_path / "a" / "model.pt").exists()  # an evaluation leaves no weights of its own
     # the same numbers by hand: the victim in pixel space, the first 100 test points, the same seed
-    t = artifacts.load_weights(runs / ids["mlp"])
+    t = load_weights(runs / ids["mlp"])
     m = t.pixel_model()
     raw = D.load("fashion_mnist", str(victims[2]), False)
     x, y = raw.test_x[:100].float() / 255, raw.test_y[:100].long()
@@ -189,6 +189,7 @@ def submit_local(trained_sweeps, tmp_path, text: str):
     return args, subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
 
 
+@pytest.mark.slow  # a whole attack sweep
 def test_attack_sweep_runs_and_resubmit_launches_nothing(trained_sweeps, tmp_path):
     root, _ = trained_sweeps
     args, got = submit_local(trained_sweeps, tmp_path, """
@@ -218,6 +219,7 @@ attack:
 
 
 # ---- adversarial training ---------------------------------------------------------------------
+@pytest.mark.slow  # real Fashion-MNIST training
 def test_pgd_training_buys_robustness_on_real_fashion_mnist(tmp_path):
     """Standard vs PGD-trained MLP (same seed, 10,000 real images, 2 epochs), both attacked by the
     same 10-step PGD at eps 0.1 on 1,000 test images: the robust one keeps far more."""

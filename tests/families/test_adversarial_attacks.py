@@ -8,7 +8,7 @@ import foolbox as fb  # a dev dependency: the cross-checks below are part of the
 import pytest
 import torch
 
-from dl2bench import artifacts
+from dl2bench import runs
 from dl2bench.families.adversarial.attacks import ATTACKS, Threat, norms, pick_targets, project, random_in_ball
 from dl2bench.train import run
 from helpers import FASHION, need
@@ -25,7 +25,7 @@ def trained(tmp_path_factory):
     s = run({"task": "fashion_mnist", "model": "mlp", "epochs": 2, "train_size": 10000, "data_root": "",
              "wandb": "disabled", "progress": "none", "threads": 1, "seed": 0}, out)
     assert s["status"] == "finished" and s["test_acc"] > 0.75, s
-    t = artifacts.load_weights(out)
+    t = runs.load_weights(out)
     from dl2bench import data as D
 
     raw = D.load("fashion_mnist", "", False)

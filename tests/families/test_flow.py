@@ -4,7 +4,6 @@ a tiny real Fashion-MNIST run, non-finite log-likelihoods counted (never dropped
 report's figures and bad input refused before anything is written."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
@@ -95,6 +94,7 @@ def one_thread():
 
 
 @pytest.mark.parametrize("name", FLOWS)
+@pytest.mark.slow  # trains flows, then a dense grid
 def test_density_integrates_to_one(name, one_thread):
     """On a 2-D grid: an untrained (shaken) flow, and one trained for 300 steps on two moons. A
     flow shaken harder spreads mass beyond the grid: there the grid's mass must equal the share of
@@ -200,13 +200,13 @@ def test_nonfinite_log_likelihoods_are_counted_not_dropped():
     task = TASKS["two_moons"]()
     p = task.prepare(task, cfg, torch.device("cpu"), REGULARIZERS["none"](cfg))
     good = torch.randn(5, 2)
-    fine = p.evaluate(p.model, FL.PointBatches(good, 4, "cpu", False), contextlib.nullcontext)
+    fine = FL.points_nll(p.model, FL.PointBatches(good, 4, "cpu", False))
     assert fine["nonfinite"] == 0 and math.isfinite(fine["nll"])
     inf = torch.cat([good, torch.tensor([[1e30, 0.0]])])  # z² overflows: log p = -inf
-    out = p.evaluate(p.model, FL.PointBatches(inf, 4, "cpu", False), contextlib.nullcontext)
+    out = FL.points_nll(p.model, FL.PointBatches(inf, 4, "cpu", False))
     assert out["nonfinite"] == 1 and out["nll"] == math.inf  # the mean over all 6, not the 5 finite ones
     nan = torch.cat([inf, torch.tensor([[math.nan, 0.0]])])
-    out = p.evaluate(p.model, FL.PointBatches(nan, 4, "cpu", False), contextlib.nullcontext)
+    out = FL.points_nll(p.model, FL.PointBatches(nan, 4, "cpu", False))
     assert out["nonfinite"] == 2 and math.isnan(out["nll"])
 
 

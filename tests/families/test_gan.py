@@ -77,6 +77,7 @@ def test_features_are_the_classifiers_penultimate_layer():
     assert torch.allclose(last(f), m(x), atol=1e-6)  # the last layer applied to them gives the logits
 
 
+@pytest.mark.slow  # a VGG-16 forward pass
 def test_vgg16_features_are_fc2_of_the_resized_rgb_image():
     """The wrapper around torchvision's VGG-16 (random weights here: ImageNet's cannot be downloaded on
     these machines): grey replicated to RGB, 224 x 224, ImageNet-normalised, fc2 before its ReLU."""
@@ -245,6 +246,7 @@ def test_sampling_a_trained_generator(trained, monkeypatch):
         assert z["samples"].shape == (64, 1, 28, 28)
 
 
+@pytest.mark.slow  # real Fashion-MNIST training
 def test_real_fashion_mnist_gan_and_its_truncation(tmp_path, monkeypatch):
     """On the real data: a LeNet feature space, an MLP GAN for 24,000 images (about 25 s); its scores sit
     below the real-vs-real baseline, and truncating its latent hard at psi 0.1 trades recall (diversity)

@@ -253,6 +253,7 @@ def test_qnet_parameter_counts_match_their_docstrings():
 
 
 @pytest.mark.parametrize("model", ["qnet_fc", "qnet_conv"])
+@pytest.mark.slow  # trains until it beats chance
 def test_both_qnets_beat_the_random_policy_on_the_grid(tmp_path, model):
     s = run({**GRID, "model": model, "epochs": 4, "epoch_steps": 2000, "test_episodes": 50}, tmp_path / model)
     assert s["status"] == "finished", s.get("error")
@@ -277,7 +278,7 @@ def test_no_gradient_step_before_learning_starts(tmp_path):
     assert s["status"] == "finished"
 
 
-@pytest.mark.parametrize("task", ["mouse_grid", "cartpole"])
+@pytest.mark.parametrize("task", [pytest.param("mouse_grid", marks=pytest.mark.slow), "cartpole"])  # grid: 7 s
 def test_killed_run_resumes_exactly(tmp_path, killed_then_resumed, task):
     """Buffer, target net, optimizer, environments (boards or CartPole's physics), running episodes,
     epsilon and every generator are in the checkpoint: the resumed run is the uninterrupted one."""
@@ -346,6 +347,7 @@ def test_bad_input_is_refused_before_anything_is_written(config, key, tmp_path):
 # report
 
 
+@pytest.mark.slow  # a sweep and its report
 def test_report_draws_returns_against_the_random_policy_and_the_episodes(tmp_path):
     """Real runs (2 Q-nets x 2 seeds, tiny) in one sweep folder: the family section has the return
     curves with the random policy's line at the runs' mean, the table puts each setting's test

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from dl2bench import bench as B
+from dl2bench.train import bench as B
 from dl2bench.train import run
 
 pytestmark = [pytest.mark.cuda,
@@ -35,8 +35,9 @@ def test_fp16_amp_trains_with_its_scaler(gpu, tmp_path, monkeypatch):
     real = T.Trainer.setup
 
     def spy(self):
-        real(self)
-        seen["scaler"] = getattr(self.step, "scaler", None)
+        prepared = real(self)
+        seen["scaler"] = getattr(prepared.step, "scaler", None)
+        return prepared
 
     monkeypatch.setattr(T.Trainer, "setup", spy)
     s = run({**gpu, "precision": "fp16"}, tmp_path)
@@ -71,9 +72,10 @@ def test_resident_data_lives_on_the_gpu(gpu, tmp_path, monkeypatch):
     real = T.Trainer.setup
 
     def spy(self):
-        real(self)
-        seen["x"] = self.problem.train_batches.x.device.type
-        seen["dtype"] = self.problem.train_batches.x.dtype
+        prepared = real(self)
+        seen["x"] = prepared.train_batches.x.device.type
+        seen["dtype"] = prepared.train_batches.x.dtype
+        return prepared
 
     monkeypatch.setattr(T.Trainer, "setup", spy)
     s = run({**gpu, "loader": "tensor"}, tmp_path)

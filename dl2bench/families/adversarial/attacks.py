@@ -2,7 +2,7 @@
 start and restarts, untargeted or targeted (Goodfellow et al. 2015; Madry et al. 2018).
 
 Every attack takes a model that maps [0, 1] pixels to logits (normalisation inside it, see
-`artifacts.Trained.pixel_model`) in eval mode, and returns adversarial inputs that stay in the
+`runs.Trained.pixel_model`) in eval mode, and returns adversarial inputs that stay in the
 eps-ball around x and in the [0, 1] box: the perturbation is projected onto the ball and the
 result clamped to the box after every step (clamping never leaves the ball, since it only shrinks
 each coordinate of the perturbation). An attack is one decorated function in `ATTACKS`."""

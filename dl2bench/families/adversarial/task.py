@@ -14,12 +14,12 @@ successful adversarial examples, and the adversarial cross-entropy.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from ... import runs
 from ...errors import ConfigError
 from ..base import TASKS, Key, Metric, NoTraining, Problem, Task
 
@@ -67,8 +67,6 @@ def _roots(attack_from: str):
 @functools.lru_cache(maxsize=256)
 def victim_folder(attack_run: str, attack_from: str) -> Path:
     """The attacked run's folder; ConfigError naming attack_run when there is none."""
-    from ... import artifacts
-
     if not attack_run:
         raise ConfigError("attack_run: expected the run id (or folder) of a trained classifier to attack")
     p = Path(attack_run)
@@ -76,11 +74,11 @@ def victim_folder(attack_run: str, attack_from: str) -> Path:
         folder = p
     else:
         try:
-            folder = artifacts.find_run(attack_run, _roots(attack_from))
-        except artifacts.WeightsError as e:
+            folder = runs.find_run(attack_run, _roots(attack_from))
+        except runs.RunNotFound as e:
             raise ConfigError(f"attack_run: {e} (attack_from: {attack_from!r})") from None
-    if not (folder / artifacts.WEIGHTS).is_file():
-        raise ConfigError(f"attack_run: {folder} has no trained weights ({artifacts.WEIGHTS}): the run has not "
+    if not (folder / runs.WEIGHTS).is_file():
+        raise ConfigError(f"attack_run: {folder} has no trained weights ({runs.WEIGHTS}): the run has not "
                           "finished, or ran with save_weights=false")
     return folder
 
@@ -89,9 +87,9 @@ def victim_folder(attack_run: str, attack_from: str) -> Path:
 def victim_config(attack_run: str, attack_from: str) -> Dict[str, Any]:
     folder = victim_folder(attack_run, attack_from)
     try:
-        return json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"attack_run: {folder}/config.json is not readable ({e})") from None
+        return runs.config(folder)
+    except runs.RunFolderError as e:
+        raise ConfigError(f"attack_run: {e}") from None
 
 
 def derive(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -150,12 +148,11 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     import torch
     import torch.nn.functional as F
 
-    from ... import artifacts
     from ... import data as D
     from .attacks import ATTACKS, Threat, norms, pick_targets, succeeded
 
     folder = victim_folder(cfg.attack_run, cfg.attack_from)
-    victim = artifacts.load_weights(folder, map_location=device)
+    victim = runs.load_weights(folder, map_location=device)
     model = victim.pixel_model().to(device).eval()
     for p in model.parameters():
         p.requires_grad_(False)  # gradients wrt the input only
@@ -174,7 +171,8 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    def evaluate(m: nn.Module, eval_batches, autocast) -> Dict[str, float]:
+    def evaluate(m: nn.Module, split: str, autocast) -> Dict[str, float]:
+        eval_batches = evals[split]
         gen = torch.Generator().manual_seed(TARGET_SEED)
         n = clean_ok = robust_ok = hits = 0
         norm_sum, loss_sum, attack_s = 0.0, 0.0, 0.0
@@ -220,26 +218,21 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
             clean, pred = m(x).argmax(1).cpu(), m(adv).argmax(1).cpu()
         to8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()  # noqa: E731
         path = os.path.join(str(out_dir), EXAMPLES)
-        tmp = path + f".tmp{os.getpid()}.npz"
-        np.savez_compressed(tmp, original=to8(x), adversarial=to8(adv),
-                            perturbation=(adv - x).cpu().numpy().astype(np.float32), labels=y.cpu().numpy(),
-                            clean_pred=clean.numpy(), adversarial_pred=pred.numpy())
-        os.replace(tmp, path)
+        runs.save_npz(path, original=to8(x), adversarial=to8(adv),
+                       perturbation=(adv - x).cpu().numpy().astype(np.float32), labels=y.cpu().numpy(),
+                       clean_pred=clean.numpy(), adversarial_pred=pred.numpy())
         out["examples"] = EXAMPLES
         return out
 
     nothing = NoTraining()
-    from ...schema import BOOKKEEPING, KEY_SPECS
-
-    vfamily = TASKS[vcfg["task"]]().family
     facts = {"attacked_run": victim.run_id, "attacked_task": vcfg.get("task"), "attacked_folder": str(folder),
              # the attacked model's recipe (core keys and its family's): a report tells standard from
              # adversarially trained models by it; model and seed are the attack run's own already
-             "evaluated_config": {k: v for k, v in vcfg.items() if k in KEY_SPECS and k not in BOOKKEEPING
-                                  and k not in ("model", "seed") and KEY_SPECS[k].family in (None, vfamily)},
+             "evaluated_config": {k: v for k, v in (victim.recipe or cfg.recipe_of(vcfg)).items()
+                                  if k not in ("model", "seed")},
              "attack_step_size": threat.alpha, "pixels": "[0, 1]; the attacked run's normalisation is inside the model",
              "classes": list(raw.classes)}
-    return Problem(model=model, build=victim.build, train_batches=nothing, eval_splits=evals, evaluate=evaluate,
+    return Problem(model=model, build=victim.build, train_batches=nothing, splits=tuple(evals), evaluate=evaluate,
                    n_train=0, source=raw.source, in_shape=tuple(raw.test_x.shape[1:]), step=nothing, metrics=METRICS,
                    facts=facts, final=final)
 

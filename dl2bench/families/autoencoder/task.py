@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
+from ... import runs
 from ...errors import ConfigError
 from ...inits import INITS
 from ...nets import MODELS
@@ -129,7 +130,8 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
                          "bce": (data_loss.detach() if use_bce else other) * n}
         return objective, data_loss, len(x), stats
 
-    def evaluate(m: nn.Module, eval_batches, autocast) -> Dict[str, float]:
+    def evaluate(m: nn.Module, split: str, autocast) -> Dict[str, float]:
+        eval_batches = evals[split]
         gen = torch.Generator().manual_seed(EVAL_NOISE_SEED)  # the same corrupted images every time
         sq = torch.zeros((), device=device, dtype=torch.float64)
         bce = torch.zeros((), device=device, dtype=torch.float64)
@@ -157,7 +159,6 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
         return out
 
     def final(m: nn.Module, autocast, out_dir) -> Dict[str, object]:
-        import numpy as np
 
         x_all, y_all = splits.test
         idx = D.one_per_class(y_all)
@@ -169,17 +170,15 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
             recon = torch.sigmoid(m(noisy).float())
         to8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()  # noqa: E731
         path = os.path.join(str(out_dir), EXAMPLES)
-        tmp = path + f".tmp{os.getpid()}.npz"
-        np.savez_compressed(tmp, original=to8(x), noisy=to8(noisy), reconstructed=to8(recon),
-                            labels=y_all[idx].numpy())
-        os.replace(tmp, path)
+        runs.save_npz(path, original=to8(x), noisy=to8(noisy), reconstructed=to8(recon),
+                       labels=y_all[idx].numpy())
         return {"examples": EXAMPLES}
 
     metrics = (MSE, BCE, LOSS_METRICS[cfg.loss]) + ((AUROC,) if anomaly else ())
     facts = {"pixels": "[0, 1], not normalised"}
     if anomaly:
         facts.update(normal_class_name=raw.classes[normal], anomaly_score="reconstruction MSE of the clean image")
-    return Problem(model=model, build=build, train_batches=train, eval_splits=evals, evaluate=evaluate,
+    return Problem(model=model, build=build, train_batches=train, splits=tuple(evals), evaluate=evaluate,
                    n_train=len(splits.train[1]), source=splits.source, in_shape=splits.in_shape, loss=loss,
                    metrics=metrics, facts=facts, final=final)
 

@@ -82,7 +82,8 @@ def prepare(task: Task, cfg, device: torch.device, reg, model_kwargs: Optional[D
                 stats["acc"] = (logits.argmax(1) == y).sum()
         return objective, data_loss, len(y), stats
 
-    def evaluate(m: nn.Module, eval_batches, autocast) -> Dict[str, float]:
+    def evaluate(m: nn.Module, split: str, autocast) -> Dict[str, float]:
+        eval_batches = evals[split]
         total_loss = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         n = 0
@@ -95,7 +96,7 @@ def prepare(task: Task, cfg, device: torch.device, reg, model_kwargs: Optional[D
                 n += len(y)
         return {"loss": total_loss.item() / n, "acc": correct.item() / n}
 
-    return Problem(model=model, build=build, train_batches=train, eval_splits=evals, evaluate=evaluate,
+    return Problem(model=model, build=build, train_batches=train, splits=tuple(evals), evaluate=evaluate,
                    n_train=len(splits.train[1]), source=splits.source, in_shape=splits.in_shape, loss=loss,
                    metrics=METRICS, facts={"pixels": "normalised per channel (training mean/std)"})
 

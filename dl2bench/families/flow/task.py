@@ -30,6 +30,7 @@ import math
 import os
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
+from ... import runs
 from ...errors import ConfigError
 from ...inits import INITS
 from ...nets import MODELS
@@ -221,6 +222,19 @@ def _scored(lp: torch.Tensor) -> Tuple[float, int]:
     return -lp.double().sum().item(), int((~torch.isfinite(lp)).sum())
 
 
+def points_nll(m, batches) -> Dict[str, float]:
+    """Mean NLL of the points in `batches` (non-finite values counted, and kept in the mean)."""
+    import torch
+
+    total, bad, n = 0.0, 0, 0
+    with torch.inference_mode():  # fp32 always: flows refuse bf16/fp16
+        for (x,) in batches.iterate():
+            t, b = _scored(log_prob(m, x))
+            total, bad, n = total + t, bad + b, n + len(x)
+    nll = total / n
+    return {"nll": nll, "loss": nll, "nonfinite": bad}
+
+
 def _toy(task: Task, cfg, device, reg) -> Problem:
     import torch
 
@@ -242,17 +256,10 @@ def _toy(task: Task, cfg, device, reg) -> Problem:
         objective = data_loss if reg.penalty is None else data_loss + reg.penalty(m)
         return objective, data_loss, len(x), {}
 
-    def evaluate(m, eval_batches, autocast) -> Dict[str, float]:
-        total, bad, n = 0.0, 0, 0
-        with torch.inference_mode():  # fp32 always: check() refuses bf16/fp16 for flows
-            for (x,) in eval_batches.iterate():
-                t, b = _scored(log_prob(m, x))
-                total, bad, n = total + t, bad + b, n + len(x)
-        nll = total / n
-        return {"nll": nll, "loss": nll, "nonfinite": bad}
+    def evaluate(m, split: str, autocast) -> Dict[str, float]:
+        return points_nll(m, evals[split])
 
     def final(m, autocast, out_dir) -> Dict[str, object]:
-        import numpy as np
 
         m = _inner(m)
         m.eval()
@@ -269,11 +276,9 @@ def _toy(task: Task, cfg, device, reg) -> Problem:
         cell = float((xs[1] - xs[0]) * (ys[1] - ys[0]))
         mass = float(torch.exp(logp.double()).nansum() * cell)
         path = os.path.join(str(out_dir), SAMPLES)
-        tmp = path + f".tmp{os.getpid()}.npz"
-        np.savez_compressed(tmp, samples=samples.numpy(), data=test[:N_SAMPLES_2D].numpy(), log_density=logp.numpy(),
-                            grid_x=xs.numpy(), grid_y=ys.numpy(), gaussian_mean=mean.numpy(),
-                            gaussian_cov=cov.numpy())
-        os.replace(tmp, path)
+        runs.save_npz(path, samples=samples.numpy(), data=test[:N_SAMPLES_2D].numpy(), log_density=logp.numpy(),
+                       grid_x=xs.numpy(), grid_y=ys.numpy(), gaussian_mean=mean.numpy(),
+                       gaussian_cov=cov.numpy())
         return {"examples": SAMPLES, "grid_mass": mass,
                 "sample_nonfinite": int((~torch.isfinite(samples)).any(1).sum())}
 
@@ -282,7 +287,7 @@ def _toy(task: Task, cfg, device, reg) -> Problem:
     facts = {"data": data, "gaussian_nll": baseline,
              "baseline": "a full-covariance Gaussian fitted to the training points by maximum likelihood",
              "toy_density": task.data, "nll_of": "the 2-D points (nats per point, natural log)"}
-    return Problem(model=model, build=recipe, train_batches=batches, eval_splits=evals, evaluate=evaluate,
+    return Problem(model=model, build=recipe, train_batches=batches, splits=tuple(evals), evaluate=evaluate,
                    n_train=sizes[0], source=data, in_shape=(2,), loss=loss, metrics=METRICS_2D, facts=facts,
                    final=final)
 
@@ -308,7 +313,8 @@ def _images(task: Task, cfg, device, reg) -> Problem:
         objective = data_loss if reg.penalty is None else data_loss + reg.penalty(m)
         return objective, data_loss, len(x), {}
 
-    def evaluate(m, eval_batches, autocast) -> Dict[str, float]:
+    def evaluate(m, split: str, autocast) -> Dict[str, float]:
+        eval_batches = evals[split]
         gen = torch.Generator().manual_seed(EVAL_NOISE_SEED)  # the same dequantisation every time
         total, bad, n = 0.0, 0, 0
         with torch.inference_mode():
@@ -335,9 +341,7 @@ def _images(task: Task, cfg, device, reg) -> Problem:
         x_test, y_test = splits.test
         idx = D.one_per_class(y_test, 16)
         path = os.path.join(str(out_dir), SAMPLES)
-        tmp = path + f".tmp{os.getpid()}.npz"
-        np.savez_compressed(tmp, data=x_test[idx].numpy(), temperatures=np.array(TEMPERATURES), **out)
-        os.replace(tmp, path)
+        runs.save_npz(path, data=x_test[idx].numpy(), temperatures=np.array(TEMPERATURES), **out)
         return {"examples": SAMPLES, "sample_nonfinite": bad, "sample_temperatures": list(TEMPERATURES)}
 
     facts = {"dequantisation": "uniform, x = (pixel + u) / 256, u ~ U[0, 1) (new per training batch; one fixed "
@@ -346,7 +350,7 @@ def _images(task: Task, cfg, device, reg) -> Problem:
              "bits_per_dim_of": "the 8-bit pixels (log-det of the scaling and logit included): "
                                 "nll / (D ln 2), D = " + str(dims),
              "nll_of": "one image's 8-bit pixel values in [0, 256)^D (nats)"}
-    return Problem(model=model, build=recipe, train_batches=train, eval_splits=evals, evaluate=evaluate,
+    return Problem(model=model, build=recipe, train_batches=train, splits=tuple(evals), evaluate=evaluate,
                    n_train=len(splits.train[1]), source=splits.source, in_shape=in_shape, loss=loss,
                    metrics=METRICS_IMG, facts=facts, final=final)
 
@@ -369,13 +373,6 @@ def prepare(task: Task, cfg, device, reg) -> Problem:
 def check(cfg) -> None:
     """What the keys' own ranges cannot say."""
     toy = cfg.task in GENERATORS
-    refused = {"label_smoothing": "smooths class labels; a density model has none",
-               "augmentation": "crops and flips change the density being estimated (and the 2-D points have no "
-                               "pixels)",
-               "batchnorm": "a batch statistic inside the flow makes p(x) depend on the rest of the batch (glow "
-                            "has actnorm instead); use dropout, l2, grad_clip or early_stopping"}
-    if cfg.regularizer in refused:
-        raise ConfigError(f"regularizer: {cfg.regularizer} does not apply to flows: {refused[cfg.regularizer]}")
     if cfg.precision != "fp32":
         raise ConfigError(f"precision: flows here train and evaluate in fp32 (log-determinants summed over many "
                           f"dimensions in {cfg.precision} lose the digits NLL differences live in); got {cfg.precision!r}")
@@ -400,16 +397,24 @@ IMAGE_DEFAULTS = {"model": "realnvp", "flow_depth": 8, "flow_hidden": 512, "opti
                   "batch_size": 128, "epochs": 20, "val_size": 5000}
 
 
+REFUSES = {"regularizer": {
+    "label_smoothing": "does not apply to flows: it smooths class labels; a density model has none",
+    "augmentation": "does not apply to flows: crops and flips change the density being estimated (and the 2-D "
+                    "points have no pixels)",
+    "batchnorm": "does not apply to flows: a batch statistic inside the flow makes p(x) depend on the rest of the "
+                 "batch (glow has actnorm instead); use dropout, l2, grad_clip or early_stopping"}}
+
+
 def _toy_task(name: str, noise: float, description: str) -> Task:
     return Task(name, description, FAMILY, prepare, METRICS_2D, headline="nll", losses=("nll",),
                 model_family=FAMILY, defaults={**TOY_DEFAULTS, "toy_noise": noise}, data=name,
-                augment=Augment(pad=0, flip=False), check=check)
+                augment=Augment(pad=0, flip=False), check=check, refuses=REFUSES)
 
 
 def _image_task(dataset: str, label: str) -> Task:
     return Task(f"{dataset}_flow", f"{label} density (normalizing flow)", FAMILY, prepare, METRICS_IMG,
                 headline="bits_per_dim", losses=("nll",), model_family=FAMILY, defaults=dict(IMAGE_DEFAULTS),
-                targets=(5.0, 4.5, 4.0), data=dataset, augment=Augment(pad=0, flip=False), check=check)
+                targets=(5.0, 4.5, 4.0), data=dataset, augment=Augment(pad=0, flip=False), check=check, refuses=REFUSES)
 
 
 @TASKS.register

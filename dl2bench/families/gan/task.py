@@ -21,11 +21,11 @@ N test images, same k) beside its own (`baseline_precision`, `baseline_recall`, 
 from __future__ import annotations
 
 import functools
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from ... import runs
 from ...errors import ConfigError
 from ..base import TASKS, Key, Metric, NoTraining, Problem, Task
 
@@ -90,48 +90,35 @@ def _roots(value: str):
     return list(dict.fromkeys(roots + [r.resolve().parent for r in roots]))
 
 
-def _finished_with_weights(folder: Path) -> bool:
-    from ... import artifacts
-
-    try:
-        status = json.loads((folder / "summary.json").read_text()).get("status")
-    except (OSError, ValueError):
-        return False
-    return status in ("finished", "early_stopped") and (folder / artifacts.WEIGHTS).is_file()
-
-
 @functools.lru_cache(maxsize=256)
 def run_folder(key: str, value: str, roots: str, family: str) -> Path:
     """The folder of the run named by config key `key`: a run id (or unique prefix), a run folder, or a
     folder of runs holding exactly one finished run of `family` with weights. ConfigError names the key."""
-    from ... import artifacts
-
     if not value:
         raise ConfigError(f"{key}: expected the run id (or folder) of a finished {_what(family)} run")
     candidates = [Path(value)] + [r / value for r in _roots(roots)]
     for p in candidates:
         if not p.is_dir():
             continue
-        if (p / "config.json").is_file():
+        if runs.is_run(p):
             folder = p
             break
-        runs = [q for q in sorted(p.iterdir()) if (q / "config.json").is_file() and _finished_with_weights(q)
-                and _family_of(q) == family]
-        if len(runs) == 1:
-            folder = runs[0]
+        found = [q for q in runs.runs_in(p) if runs.finished_with_weights(q) and _family_of(q) == family]
+        if len(found) == 1:
+            folder = found[0]
             break
-        if runs:
-            raise ConfigError(f"{key}: {p} holds {len(runs)} finished {_what(family)} runs ({', '.join(q.name for q in runs[:4])}"
-                              f"{', ...' if len(runs) > 4 else ''}); name one by its run id")
+        if found:
+            raise ConfigError(f"{key}: {p} holds {len(found)} finished {_what(family)} runs ({', '.join(q.name for q in found[:4])}"
+                              f"{', ...' if len(found) > 4 else ''}); name one by its run id")
         raise ConfigError(f"{key}: {p} holds no finished {_what(family)} run with trained weights; run it first")
     else:
         try:
-            folder = artifacts.find_run(value, _roots(roots))
-        except artifacts.WeightsError as e:
+            folder = runs.find_run(value, _roots(roots))
+        except runs.RunNotFound as e:
             hint = "; run sweeps/gan_features.yaml first (same --out)" if key == "feature_run" else ""
             raise ConfigError(f"{key}: {e} (feature_from: {roots!r}){hint}") from None
-    if not (folder / artifacts.WEIGHTS).is_file():
-        raise ConfigError(f"{key}: {folder} has no trained weights ({artifacts.WEIGHTS}): the run has not finished, "
+    if not (folder / runs.WEIGHTS).is_file():
+        raise ConfigError(f"{key}: {folder} has no trained weights ({runs.WEIGHTS}): the run has not finished, "
                           "or ran with save_weights=false")
     return folder
 
@@ -141,19 +128,16 @@ def _what(family: str) -> str:
 
 
 def _family_of(folder: Path) -> Optional[str]:
-    try:
-        task = json.loads((folder / "config.json").read_text()).get("task")
-    except (OSError, ValueError):
-        return None
+    task = (runs.maybe_json(folder / runs.CONFIG) or {}).get("task")
     return TASKS[task]().family if task in TASKS else None
 
 
 @functools.lru_cache(maxsize=256)
 def run_config(folder: Path) -> Dict[str, Any]:
     try:
-        return json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{folder}/config.json is not readable ({e})") from None
+        return runs.config(folder)
+    except runs.RunFolderError as e:
+        raise ConfigError(str(e)) from None
 
 
 def derive(d: Dict[str, Any]) -> Dict[str, Any]:
@@ -165,10 +149,7 @@ def derive(d: Dict[str, Any]) -> Dict[str, Any]:
     if g.get("task") != d["task"][: -len("_sample")]:
         return {}  # not a generator of this data: the check says so
     out = {"model": g.get("model"), "latent_dim": g.get("latent_dim"), "feature_net": g.get("feature_net")}
-    try:
-        feat = json.loads((folder / "summary.json").read_text()).get("feature_run_id")
-    except (OSError, ValueError):
-        feat = None
+    feat = (runs.summary(folder) or {}).get("feature_run_id")
     if feat:
         out["feature_run"] = feat
     return out
@@ -225,12 +206,6 @@ def check(cfg) -> None:
         if cfg.truncation != "none" or cfg.psi != 1:
             raise ConfigError(f"truncation: applied when sampling a trained generator ({cfg.task}_sample "
                               f"--generator_run <run>); task {cfg.task!r} trains on untruncated latents")
-        refused = {"regularizer": ("l1", "l2", "label_smoothing", "augmentation", "early_stopping"),
-                   "schedule": ("plateau",), "precision": ("bf16", "fp16")}
-        for key, values in refused.items():
-            if getattr(cfg, key) in values:
-                raise ConfigError(f"{key}: {getattr(cfg, key)!r} is not supported by the GAN step (it takes "
-                                  "dropout, batchnorm and grad_clip; no labels, no validation loss; fp32)")
         if cfg.compile:
             raise ConfigError("compile: the GAN step calls its two networks directly; compile is not supported")
     if cfg.feature_net == "vgg16":
@@ -265,7 +240,6 @@ def _opt_cfg(cfg, optimizer: str, lr: float):
 def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     import torch
 
-    from ... import artifacts
     from ... import data as D
     from ...inits import INITS
     from ...nets import MODELS
@@ -281,7 +255,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
                          "feature_run_id": None}
     else:
         ffolder = run_folder("feature_run", cfg.feature_run, cfg.feature_from, "classification")
-        classifier = artifacts.load_weights(ffolder, map_location=device)
+        classifier = runs.load_weights(ffolder, map_location=device)
         extract = M.feature_extractor(classifier.pixel_model().to(device))
         feature_facts = {"feature_net": "classifier", "feature_run_id": classifier.run_id, "feature_folder": str(ffolder),
                          "feature_model": classifier.config.get("model"),
@@ -289,7 +263,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     raw = D.load(task.data, cfg.data_root, cfg.download)
     if sampling:
         gfolder = run_folder("generator_run", cfg.generator_run, cfg.feature_from, FAMILY)
-        trained = artifacts.load_weights(gfolder, map_location=device)
+        trained = runs.load_weights(gfolder, map_location=device)
         gan, build = trained.model.to(device).eval(), trained.build
         for p in gan.parameters():
             p.requires_grad_(False)
@@ -340,7 +314,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     to8 = lambda t: (t.clamp(0, 1) * 255).round().to(torch.uint8).cpu()  # noqa: E731
     step = None
 
-    def evaluate(m, split, autocast) -> Dict[str, float]:
+    def evaluate(m, split: str, autocast) -> Dict[str, float]:
         n = n_test if split == "test" else n_val
         seed = TEST_SEED if split == "test" else VAL_SEED
         fake = generate(m, n, seed, truncation, psi)
@@ -369,9 +343,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
             for trunc in ("hard", "soft"):
                 arrays[trunc] = torch.stack([to8(generate(m, GRID, GRID_SEED, trunc, p)) for p in GRID_PSI]).numpy()
         path = os.path.join(str(out_dir), SAMPLES)
-        tmp = path + f".tmp{os.getpid()}.npz"
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
+        runs.save_npz(path, **arrays)
         return {"examples": SAMPLES}
 
     facts = {**feature_facts, "feature_dim": int(real["test"].shape[1]), "pr_k": k, "pr_n_test": n_test, "pr_n_val": n_val,
@@ -384,10 +356,8 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     if sampling:
         nothing = NoTraining()
         facts.update(generator_run_id=trained.run_id, generator_folder=str(gfolder), truncation=truncation, psi=psi,
-                     evaluated_config={k_: v for k_, v in trained.config.items()
-                                       if k_ in ("model", "latent_dim", "epochs", "optimizer", "lr", "d_lr",
-                                                 "d_steps", "batch_size")})
-        return Problem(model=gan, build=build, train_batches=nothing, eval_splits={"test": "test"}, evaluate=evaluate,
+                     evaluated_config=trained.recipe or cfg.recipe_of(trained.config))
+        return Problem(model=gan, build=build, train_batches=nothing, splits=("test",), evaluate=evaluate,
                        n_train=0, source=raw.source, step=nothing, example_input=example, metrics=SAMPLE_METRICS,
                        facts=facts, final=final)
 
@@ -404,21 +374,24 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     facts.update(d_optimizer=d_opt_name, d_lr=d_lr, d_init=cfg.d_init or cfg.init,
                  g_params=sum(p.numel() for p in gan.g.parameters()),
                  d_params=sum(p.numel() for p in gan.d.parameters()))
-    return Problem(model=gan, build=build, train_batches=train, eval_splits={"val": "val", "test": "test"},
+    return Problem(model=gan, build=build, train_batches=train, splits=("val", "test"),
                    evaluate=evaluate, n_train=len(splits.train[0]), source=splits.source, step=step,
                    example_input=example, metrics=TRAIN_METRICS, facts=facts, final=final)
 
 
 def _summary_value(folder: Path, key: str):
-    try:
-        return json.loads((folder / "summary.json").read_text()).get(key)
-    except (OSError, ValueError):
-        return None
+    return (runs.summary(folder) or {}).get(key)
+
+
+_WHY = ("is not supported by the GAN step (it takes dropout, batchnorm and grad_clip; no labels, no validation "
+        "loss; fp32)")
+REFUSES = {"regularizer": dict.fromkeys(("l1", "l2", "label_smoothing", "augmentation", "early_stopping"), _WHY),
+           "schedule": {"plateau": _WHY}, "precision": dict.fromkeys(("bf16", "fp16"), _WHY)}
 
 
 def _gan_task(dataset: str, label: str) -> Task:
     return Task(f"{dataset}_gan", f"{label} GAN", FAMILY, prepare, TRAIN_METRICS, headline="fid", model_family=FAMILY,
-                data=dataset, check=check, losses=("non_saturating", "minimax"),
+                data=dataset, check=check, refuses=REFUSES, losses=("non_saturating", "minimax"),
                 defaults={"model": "dcgan", "latent_dim": 64, "optimizer": "adam", "lr": 2e-4, "batch_size": 64,
                           "epochs": 10, "val_size": 5000, "feature_net": "classifier"})
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
+from ... import runs
 from ...errors import ConfigError
 from ...inits import INITS
 from ...nets import MODELS
@@ -134,7 +135,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     players = {name: (envs_for(cfg, n), V.seeds(cfg.seed, purpose, n), purpose) for name, (purpose, n) in splits.items()}
     last: Dict[str, List] = {}
 
-    def evaluate(m, split, autocast) -> Dict[str, float]:
+    def evaluate(m, split: str, autocast) -> Dict[str, float]:
         env, episode_seeds, purpose = players[split]
         rng = np.random.default_rng([cfg.seed, purpose, 1])  # the same exploration draws every evaluation
         episodes = dqn.play(m, env, episode_seeds, cfg.eval_eps, rng, device)
@@ -165,7 +166,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
              "random_return": random_policy["return"], "random_return_std": random_policy["return_std"],
              "random_length": random_policy["length"], "eval_eps": cfg.eval_eps,
              "samples_are": "environment transitions"}
-    return Problem(model=q, build=build, train_batches=Steps(batches), eval_splits={"val": "val", "test": "test"},
+    return Problem(model=q, build=build, train_batches=Steps(batches), splits=("val", "test"),
                    evaluate=evaluate, n_train=total, source=source, in_shape=tuple(obs_shape), step=step,
                    metrics=metrics, facts=facts, final=final)
 
@@ -219,10 +220,8 @@ def record_episodes(m, cfg, device, out_dir) -> str:
             cheese[i, j], poison[i, j], pos[i, j] = board["cheese"], board["poison"], board["pos"]
         rew[i, : len(rewards[i])] = rewards[i]
     path = os.path.join(str(out_dir), EPISODES)
-    tmp = path + f".tmp{os.getpid()}.npz"
-    np.savez_compressed(tmp, cheese=cheese, poison=poison, pos=pos, reward=rew,
-                        lengths=np.array([len(f) for f in frames]))
-    os.replace(tmp, path)
+    runs.save_npz(path, cheese=cheese, poison=poison, pos=pos, reward=rew,
+                   lengths=np.array([len(f) for f in frames]))
     return EPISODES
 
 
@@ -268,12 +267,6 @@ def check(cfg) -> None:
     if cfg.explore_schedule == "exponential" and (cfg.explore_start == 0 or cfg.explore_end == 0):
         raise ConfigError("explore_end: an exponential decay never reaches 0; expected explore_start and "
                           "explore_end > 0 (or explore_schedule linear)")
-    refused = {"regularizer": ("label_smoothing", "augmentation"), "schedule": ("plateau",),
-               "loader": ("dataloader",), "precision": ("bf16", "fp16")}
-    for key, values in refused.items():
-        if getattr(cfg, key) in values:
-            raise ConfigError(f"{key}: {getattr(cfg, key)!r} does not apply to deep Q-learning (no labels, images "
-                              "to augment, validation loss or data loader; the nets are small enough for fp32)")
     for key, default in (("train_size", 0), ("test_size", 0), ("val_size", None), ("compile", False),
                          ("channels_last", False)):
         if getattr(cfg, key) != default:
@@ -281,9 +274,16 @@ def check(cfg) -> None:
                               "evaluation is eval_episodes / test_episodes episodes); leave it unset")
 
 
+_WHY = ("does not apply to deep Q-learning (no labels, images to augment, validation loss or data loader; the "
+        "nets are small enough for fp32)")
+REFUSES = {"regularizer": dict.fromkeys(("label_smoothing", "augmentation"), _WHY),
+           "schedule": {"plateau": _WHY}, "loader": {"dataloader": _WHY},
+           "precision": dict.fromkeys(("bf16", "fp16"), _WHY)}
+
+
 def _task(name: str, description: str, defaults: Dict[str, Any], targets=()) -> Task:
     return Task(name, description, FAMILY, prepare, (RETURN, LENGTH, LOSSES["mse"], Q_MEAN), headline="return",
-                losses=("mse", "huber"), model_family=FAMILY, defaults=defaults, targets=targets, check=check)
+                losses=("mse", "huber"), model_family=FAMILY, defaults=defaults, targets=targets, check=check, refuses=REFUSES)
 
 
 # CleanRL's dqn.py settings (its docs: CartPole-v1 488.69 +- 16.11 over seeds at 500k steps)

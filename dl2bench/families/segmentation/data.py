@@ -52,6 +52,7 @@ import torch
 
 from ...data.sources import DatasetNotFound, Source, cache_dir, find, search_roots  # noqa: F401 (DatasetNotFound: re-exported for callers)
 from ...data.splits import Raw
+from ...runs import save_torch
 
 SHAPE_CLASSES = ["background", "circle", "square", "triangle", "ring", "cross"]
 CHUNK = 64  # images per generator seed
@@ -265,9 +266,7 @@ def _read_pets(folder: Path, size: int) -> Optional[SegRaw]:
     (tx, ty), (vx, vy) = parts
     raw = SegRaw(tx, ty, vx, vy, list(PET_CLASSES), f"Oxford-IIIT Pet trimaps ({size}x{size}): {folder}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({k: v for k, v in raw.__dict__.items() if k != "codes"}, tmp)
-    os.replace(tmp, path)
+    save_torch(path, {k: v for k, v in raw.__dict__.items() if k != "codes"})
     return raw
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
+from ... import runs
 from ...errors import ConfigError
 from ...inits import INITS
 from ...nets import MODELS
@@ -153,7 +154,6 @@ def _data(task: Task, cfg):
 
 
 def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
-    import numpy as np
     import torch
     import torch.nn.functional as F
 
@@ -210,7 +210,8 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
                 stats["pixel_acc"] = (logits.argmax(1) == y).flatten(1).float().mean(1).sum()
         return objective, data_loss, len(y), stats
 
-    def evaluate(m: nn.Module, eval_batches, autocast) -> Dict[str, float]:
+    def evaluate(m: nn.Module, split: str, autocast) -> Dict[str, float]:
+        eval_batches = evals[split]
         cm = torch.zeros(k * k, device=device, dtype=torch.long)
         ce_sum = torch.zeros((), device=device, dtype=torch.float64)
         inter = torch.zeros(k, device=device, dtype=torch.float64)
@@ -253,9 +254,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
             pred = m(x).float().argmax(1).to(torch.uint8).cpu()
         m.train(was_training)
         path = os.path.join(str(out_dir), EXAMPLES)
-        tmp = path + f".tmp{os.getpid()}.npz"
-        np.savez_compressed(tmp, image=ex_x.numpy(), truth=ex_y.numpy(), pred=pred.numpy())
-        os.replace(tmp, path)
+        runs.save_npz(path, image=ex_x.numpy(), truth=ex_y.numpy(), pred=pred.numpy())
         return {"classes": list(seg.classes), "examples": EXAMPLES}
 
     facts = {"loss": cfg.loss, "normalised": "per-channel mean/std", "num_classes": k,
@@ -263,26 +262,27 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
     if weighted:
         facts.update(boundary_w0=cfg.boundary_w0, boundary_sigma=cfg.boundary_sigma,
                      class_weights=[round(w, 4) for w in wc.tolist()])
-    return Problem(model=model, build=build, train_batches=train, eval_splits=evals, evaluate=evaluate,
+    return Problem(model=model, build=build, train_batches=train, splits=tuple(evals), evaluate=evaluate,
                    n_train=len(splits.train[1]), source=splits.source, in_shape=in_shape, loss=loss,
                    metrics=(MIOU, DICE, PIXEL_ACC, LOSS_METRICS[cfg.loss]), facts=facts, final=final)
 
 
 def check(cfg) -> None:
     """What the keys' own ranges cannot say."""
-    if cfg.regularizer == "label_smoothing":
-        raise ConfigError("regularizer: label_smoothing does not apply to segmentation (the Dice and "
-                          "boundary-weighted losses have no smoothed form); use another regularizer")
     if cfg.image_size is not None and cfg.depth is not None and cfg.image_size % 2**cfg.depth:
         raise ConfigError(f"image_size: {cfg.image_size} does not divide by 2^depth = {2**cfg.depth} "
                           f"(depth {cfg.depth}): the U-Net's up-sampled maps would not match its skip "
                           f"connections (mask/image shape mismatch); use a multiple of {2**cfg.depth}")
 
 
+REFUSES = {"regularizer": {"label_smoothing": "does not apply to segmentation (the Dice and boundary-weighted "
+                                              "losses have no smoothed form); use another regularizer"}}
+
+
 def _task(name: str, description: str, defaults: Dict, targets: Tuple[float, ...], augment: Augment) -> Task:
     return Task(name, description, FAMILY, prepare, (MIOU, DICE, PIXEL_ACC, LOSS_METRICS["cross_entropy"]),
                 headline="miou", losses=LOSSES, model_family=FAMILY, defaults=defaults, targets=targets,
-                data=name, augment=augment, check=check)
+                data=name, augment=augment, check=check, refuses=REFUSES)
 
 
 @TASKS.register

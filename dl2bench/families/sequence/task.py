@@ -229,7 +229,8 @@ def _synthetic(task: Task, cfg, device, reg) -> Problem:
                 stats["acc"] = (logits.argmax(1) == target).float().view(len(x), -1).mean(1).sum()
         return objective, data_loss, len(x), stats
 
-    def evaluate(m, eval_batches, autocast) -> Dict[str, float]:
+    def evaluate(m, split: str, autocast) -> Dict[str, float]:
+        eval_batches = evals[split]
         split = "val" if eval_batches is evals["val"] else "test"
         total, right, whole, n = 0.0, 0.0, 0.0, 0
         with torch.inference_mode(), autocast():
@@ -256,7 +257,7 @@ def _synthetic(task: Task, cfg, device, reg) -> Problem:
         facts.update(baseline_acc=1 / COPY_SYMBOLS, baseline_loss=math.log(COPY_SYMBOLS),
                      baseline="a memoryless uniform guess over the 8 symbols")
     example = (lambda dev: torch.zeros(1, cfg.seq_len + 2 * COPY_LEN, dtype=torch.long, device=dev)) if not adding else None
-    return Problem(model=model, build=recipe, train_batches=batches, eval_splits=evals, evaluate=evaluate,
+    return Problem(model=model, build=recipe, train_batches=batches, splits=tuple(evals), evaluate=evaluate,
                    n_train=n_train, source=facts["data"], in_shape=(cfg.seq_len, 2) if adding else (),
                    loss=loss, example_input=example, metrics=task.metrics, facts=facts)
 
@@ -375,7 +376,8 @@ def _char_lm(task: Task, cfg, device, reg) -> Problem:
         objective = data_loss if reg.penalty is None else data_loss + reg.penalty(m)
         return objective, data_loss, x.numel(), {}
 
-    def evaluate(m, eval_batches, autocast) -> Dict[str, float]:
+    def evaluate(m, split: str, autocast) -> Dict[str, float]:
+        eval_batches = evals[split]
         total = torch.zeros((), device=device, dtype=torch.float64)
         n = 0
         with torch.inference_mode(), autocast():
@@ -407,7 +409,7 @@ def _char_lm(task: Task, cfg, device, reg) -> Problem:
              "split": "by position: first 90% train, next 5% validation, last 5% test",
              "evaluated_chars": {k: len(v.x) * cfg.context for k, v in evals.items()},
              "samples_are": "characters (tokens)"}
-    return Problem(model=model, build=recipe, train_batches=batches, eval_splits=evals, evaluate=evaluate,
+    return Problem(model=model, build=recipe, train_batches=batches, splits=tuple(evals), evaluate=evaluate,
                    n_train=a, source=f"{path.name} ({len(text):,} characters, {len(chars)} distinct)",
                    in_shape=(), loss=loss, example_input=lambda dev: torch.zeros(1, cfg.context, dtype=torch.long,
                                                                                  device=dev),
@@ -444,10 +446,6 @@ def _prepare(task: Task, cfg, device, reg) -> Problem:
 
 def check(cfg) -> None:
     """What the keys' own ranges cannot say."""
-    if cfg.regularizer in ("batchnorm", "augmentation", "label_smoothing") and not (
-            cfg.regularizer == "label_smoothing" and cfg.task.endswith("_rows")):
-        raise ConfigError(f"regularizer: {cfg.regularizer} does not apply to sequence models here (use dropout, "
-                          "grad_clip, l2, early_stopping)")
     if cfg.param_budget and cfg.hidden_size and cfg.hidden_size != TASKS[cfg.task]().defaults.get("hidden_size"):
         raise ConfigError("param_budget: sets hidden_size itself; leave hidden_size unset")
     if cfg.model == "transformer" and cfg.hidden_size and cfg.num_heads and cfg.hidden_size % cfg.num_heads:
@@ -478,9 +476,15 @@ def check(cfg) -> None:
                 raise ConfigError(f"{key}: a setting of task char_lm; task {cfg.task!r} does not read a corpus")
 
 
+_WHY = "does not apply to sequence models here (use dropout, grad_clip, l2, early_stopping)"
+
+
 def _task(name, description, metrics, headline, data, defaults, targets=(), losses=("mse",)) -> Task:
+    # label smoothing needs class labels: the row-by-row classifiers have them
+    refused = ("batchnorm", "augmentation") + (() if name.endswith("_rows") else ("label_smoothing",))
     return Task(name, description, FAMILY, prepare, metrics, headline=headline, losses=losses, model_family=FAMILY,
-                defaults=defaults, targets=targets, data=data, augment=Augment(pad=0, flip=False), check=check)
+                defaults=defaults, targets=targets, data=data, augment=Augment(pad=0, flip=False), check=check,
+                refuses={"regularizer": dict.fromkeys(refused, _WHY)})
 
 
 RNN_DEFAULTS = {"model": "lstm", "hidden_size": 128, "num_layers": 1, "num_heads": 4, "optimizer": "adam",

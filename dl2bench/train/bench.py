@@ -1,15 +1,19 @@
 """Benchmark mode (`mode: benchmark`): instead of training to convergence, time what a run of this
 configuration costs -- training steps (batch fetch + forward + backward + optimizer step, through
-the loop's own step object), batch-1 inference latency and large-batch inference throughput --
+the run's own step object), batch-1 inference latency and large-batch inference throughput --
 and set the achieved FLOP/s against the device's peak.
+
+`benchmark(prepared, between)` starts from the same Prepared run training starts from
+(prepare.py) and returns figures and rows; the run's record (metrics rows, summary, W&B) is the
+loop's to write (loop.py), so nothing here knows the Trainer.
 
 Honest timing: warm-up steps (and torch.compile's compilation) are run first and excluded; every
 span starts after a device synchronise and is read with CUDA events on a GPU; each figure is the
 median and interquartile range over `bench_repeats` timed repeats; threads, device and precision
 go into the same summary as the figures.
 
-FLOPs: inference uses the model's forward FLOPs per sample from torch's flop counter (the loop's
-`flops_per_sample`). A training step's FLOPs are counted the same way over one real step (the
+FLOPs: inference uses the model's forward FLOPs per sample from torch's flop counter (set-up's
+`flops_per_sample` fact). A training step's FLOPs are counted the same way over one real step (the
 first warm-up step runs under torch's FlopCounterMode: forward and backward, matmuls and
 convolutions, divided by the batch). The usual shortcut, 3x the forward (Kaplan et al. 2020;
 PaLM's MFU), overcounts a model whose first layer dominates: no gradient is computed for the
@@ -29,14 +33,15 @@ import functools
 import re
 import resource
 import statistics
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from contextlib import nullcontext
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
-from .timing import SpanTimer, synchronize
-
-if TYPE_CHECKING:
-    from .train.loop import Trainer
+from ..families.base import Step
+from ..timing import SpanTimer, synchronize
+from .prepare import Prepared
+from .step import DefaultStep
 
 TRAIN_FLOPS_FACTOR = 3  # forward + backward (2x forward) per sample; see the module docstring
 # of bench_seconds: training repeats, then batch-1 latency, then large-batch inference
@@ -151,53 +156,44 @@ def _calls(budget: float, repeats: int, one: float) -> int:
     return int(min(MAX_CALLS, max(1, budget / repeats / max(one, 1e-9))))
 
 
-def count_step_flops(t: "Trainer", batch: Any) -> Optional[float]:
+def count_step_flops(step: Step, batch: Any) -> Optional[float]:
     """FLOPs per sample of one real training step on `batch` (it updates the model: call it on a
     warm-up step), counted by torch's FlopCounterMode; None if the step does not go through it.
     A compiled model is counted in eager mode (the same arithmetic; the counter does not see into
     a compiled graph)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .train.step import DefaultStep
-
-    step = t.step
-    swapped = isinstance(step, DefaultStep) and step.forward_model is not step.model
-    saved = step.forward_model if swapped else None
-    if swapped:
-        step.forward_model = step.model
+    eager = step.eager() if isinstance(step, DefaultStep) else nullcontext()
     counter = FlopCounterMode(display=False)
     try:
-        with counter:
+        with eager, counter:
             _, n, _ = step(batch, False)
     except Exception:  # noqa: BLE001 - an op the counter cannot dispatch: the 3x approximation stands in
         return None
-    finally:
-        if swapped:
-            step.forward_model = saved
     total = counter.get_total_flops()
     return total / n if n and total else None
 
 
-def run_benchmark(t: "Trainer", between: Optional[Callable[[str, int, int], None]] = None
-                  ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
-    """Time the trainer's own step and its model's inference; (summary figures, one row per repeat).
-    The trainer is set up (model, problem, step); its step object is the one training uses, so
-    the optimizer's state moves exactly as it would in an epoch. `between(phase, repeat, calls)`,
-    if given, runs outside the clocks before each timed repeat ("train", "latency", "infer";
-    calls: steps or forward calls per repeat) and once more after each phase's last (repeat =
-    the count): a reference loop interleaved there meets the same machine conditions."""
-    cfg, dev, step = t.cfg, t.device, t.step
+def benchmark(p: Prepared, between: Optional[Callable[[str, int, int], None]] = None
+              ) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+    """Time the prepared run's own step and its model's inference; (summary figures, one row per
+    repeat). Its step object is the one training uses, so the optimizer's state moves exactly as
+    it would in an epoch. `between(phase, repeat, calls)`, if given, runs outside the clocks
+    before each timed repeat ("train", "latency", "infer"; calls: steps or forward calls per
+    repeat) and once more after each phase's last (repeat = the count): a reference loop
+    interleaved there (tests/benchmarks/bench_mode.py) meets the same machine conditions."""
+    cfg, dev, step = p.cfg, p.device, p.step
     repeats = cfg.bench_repeats
     timer = SpanTimer(dev)
     mem_cuda = dev.type == "cuda"
-    batches = _forever(t.problem.train_batches, t.data_gen)
+    batches = _forever(p.train_batches, p.data_gen)
 
     # -- training steps -------------------------------------------------------------------
-    t.model.train()
+    p.model.train()
     warm = max(1, cfg.warmup_steps)  # the last warm-up step also sizes the repeats
     one = 0.0
     first = next(batches)
-    counted = count_step_flops(t, first)  # a warm-up step of its own, never timed
+    counted = count_step_flops(step, first)  # a warm-up step of its own, never timed
     for _ in range(warm):
         timer.start()
         step(next(batches), False)
@@ -231,15 +227,15 @@ def run_benchmark(t: "Trainer", between: Optional[Callable[[str, int, int], None
     x = first[0] if isinstance(first, (tuple, list)) and torch.is_tensor(first[0]) else None
     lat, inf_rates, infer_mem, calls_lat, calls_inf, reps_lat, reps_inf = [], [], None, 0, 0, 0, 0
     if x is not None:
-        model = t.train_model  # compiled when compile is on, as evaluation uses it
+        model = p.forward_model  # compiled when compile is on, as evaluation uses it
         x1 = x[:1]
         xb = x.repeat(-(-cfg.infer_batch_size // len(x)), *([1] * (x.ndim - 1)))[: cfg.infer_batch_size]
         if cfg.channels_last and xb.ndim == 4:
             xb = xb.contiguous(memory_format=torch.channels_last)
             x1 = x1.contiguous(memory_format=torch.channels_last)
-        t.model.eval()
+        p.model.eval()
         try:
-            with torch.inference_mode(), t.autocast():
+            with torch.inference_mode(), p.autocast():
                 for inp, out, share in ((x1, lat, "latency"), (xb, inf_rates, "infer")):
                     # eval-mode kernels (cuDNN's choice, a compiled graph per shape) settle in the
                     # first call; the second sizes the repeats
@@ -270,18 +266,18 @@ def run_benchmark(t: "Trainer", between: Optional[Callable[[str, int, int], None
                         calls_inf, reps_inf = calls, n_rep
             infer_mem = torch.cuda.max_memory_allocated(dev) / 2**20 if mem_cuda else None
         finally:
-            t.model.train()
+            p.model.train()
     synchronize(dev)
 
     # -- figures ---------------------------------------------------------------------------
-    fwd = t.facts.get("flops_per_sample") or 0
+    fwd = p.facts.get("flops_per_sample") or 0
     if counted:
         train_flops, flops_source = counted, ("counted: torch FlopCounterMode over one training step "
                                               "(forward and backward; matmuls and convolutions), per sample")
     else:
         train_flops, flops_source = TRAIN_FLOPS_FACTOR * fwd, ("3x the forward FLOPs (an approximation: "
                                                                "this step could not be counted)")
-    peak, source, kind = peak_for(dev, str(t.facts.get("device_name", "")), cfg.precision, t.threads)
+    peak, source, kind = peak_for(dev, str(p.facts.get("device_name", "")), cfg.precision, p.threads)
     tr = spread(rates)
     fig: Dict[str, Any] = {
         "bench_repeats": repeats, "bench_steps_per_repeat": steps, "bench_warmup_steps": warm + 1,
@@ -315,7 +311,7 @@ def run_benchmark(t: "Trainer", between: Optional[Callable[[str, int, int], None
     rows = []
     for r in range(repeats):
         row = {"epoch": r + 1, "repeat": r + 1, "samples_per_s": rates[r], "train_time": train_s[r],
-               "step_ms": step_ms[r], "threads": t.threads}
+               "step_ms": step_ms[r], "threads": p.threads}
         if r < len(inf_rates):
             row["infer_samples_per_s"] = inf_rates[r]
         if r < len(lat):
