@@ -16,6 +16,7 @@ file. Nothing here imports torch at module level: listing and validating must st
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -330,3 +331,26 @@ def load_weights(run: PathLike, roots: Iterable[PathLike] = ("runs",),
     model.eval()
     return Trained(model, payload.get("config") or {}, payload.get("run_id") or path.parent.name, path, build,
                    payload.get("recipe"))
+
+
+def check_weights(folder: PathLike) -> None:
+    """WeightsError unless the run's model.pt loads and fits its model: what a run that evaluates
+    another run checks while its config is validated, before anything of its own is written."""
+    path = Path(folder) / WEIGHTS
+    try:
+        st = path.stat()
+    except OSError:
+        raise WeightsError(f"{path}: no trained weights (the run has not finished, or ran with "
+                           "save_weights=false)") from None
+    problem = _weights_problem(str(path), st.st_mtime_ns, st.st_size)
+    if problem:
+        raise WeightsError(problem)
+
+
+@functools.lru_cache(maxsize=256)  # a sweep validates each of its runs: load each file once
+def _weights_problem(path: str, mtime_ns: int, size: int) -> Optional[str]:
+    try:
+        load_weights(path)
+    except WeightsError as e:
+        return str(e)
+    return None

@@ -305,8 +305,10 @@ def attack_block(block: Any, where: str, root: Path, name: str = ATTACK_BLOCK) -
         bad = sorted(set(src) - set(ATTACK_SOURCE_KEYS))
         if bad:
             raise SweepError(f"{at}.{bad[0]}: unknown key; valid keys: {', '.join(ATTACK_SOURCE_KEYS)}")
+        # one rule: a relative `from` is under the results root (--out), never the working folder,
+        # where a same-named folder would silently supply other runs
         folder = Path(str(src["from"]))
-        if not folder.is_absolute() and not folder.is_dir():
+        if not folder.is_absolute():
             folder = root / folder
         if not folder.is_dir():
             raise SweepError(f"{at}.from: {src['from']!r}: no such folder (looked in {folder}); run that sweep first")

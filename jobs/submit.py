@@ -177,6 +177,7 @@ def submit(args) -> int:
             except launch.LaunchError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1
+    print_sources(sw)
     if todo:
         took = time.perf_counter() - t0
         for line in p.notes:
@@ -206,6 +207,12 @@ def submit(args) -> int:
     return 0
 
 
+def print_sources(sw) -> None:
+    """Where an evaluation sweep's trained runs come from (a relative `from:` is under --out)."""
+    for src in sw.attack:
+        print(f"  evaluates {len(src['victims'])} trained run(s) from {src['folder']}/")
+
+
 def print_plan(sw, p, root: Path) -> None:
     import itertools
 
@@ -216,6 +223,7 @@ def print_plan(sw, p, root: Path) -> None:
     shown = varying or ["task", "model"]
     print(f"sweep {sw.name} ({sw.method}, metric {sw.metric.get('name')} {sw.metric.get('goal', '')}): "
           f"{len(runs)} run(s); results would go to {root}/")
+    print_sources(sw)
     widths = [max(len(k), *(len(str(getattr(r, k))) for r in runs)) for k in shown]
     print("  " + "run_id        " + "  ".join(k.ljust(w) for k, w in zip(shown, widths)) + "  status")
     todo = {launch.rid_of(c) for c in itertools.chain.from_iterable(p.groups.values())}

@@ -52,6 +52,26 @@ def assert_cli_refuses(config: dict, key: str, tmp_path: Path) -> None:
     assert "Traceback" not in said and not out.exists()
 
 
+def assert_submit_refuses(args, key: str, watched: Path) -> str:
+    """`python jobs/submit.py ARGS`, called in-process: exit 2, one error line naming `key`, no
+    traceback, and nothing under `watched` changed. Returns the error line."""
+    import contextlib
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("submit_cli", ROOT / "jobs" / "submit.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    before = sorted(str(p) for p in watched.rglob("*"))
+    err, std = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
+        code = cli.main([str(a) for a in args])
+    said = err.getvalue()
+    assert code == 2 and said.count("\n") == 1 and f"{key}" in said, said
+    assert "Traceback" not in said
+    assert sorted(str(p) for p in watched.rglob("*")) == before, "something was written"
+    return said.strip()
+
+
 def learnable_images(n: int, shape, seed: int):
     """Noise plus a bright class-specific stripe, so a model can beat chance in a few steps."""
     rng = np.random.default_rng(seed)

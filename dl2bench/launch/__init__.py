@@ -6,7 +6,7 @@ sweep again launches only what is missing or failed, and a requeued job finds it
 
 Modules, lowest first (each imports only those before it): jobs (what runs on the node), limits (the
 cluster's limits and the sweep lock), executors (resources, cluster checks, submitit executors),
-status (manifest and run status), submit (plan and submission), progress (waiting and the summary).
+status (manifest and run status), submission (plan and submit), progress (waiting and the summary).
 Names are re-exported here; patch a name in the module that defines it, not here.
 """
 from .executors import (

@@ -215,7 +215,7 @@ attack:
         by_eps.setdefault(c["attack_eps"], []).append(s)
     assert len(by_eps[0.0]) == 2 and all(s["test_robust_acc"] == s["test_clean_acc"] for s in by_eps[0.0])
     again = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600)
-    assert again.returncode == 0 and again.stdout.startswith("nothing to submit: all 4 run(s)"), again.stdout
+    assert again.returncode == 0 and "\nnothing to submit: all 4 run(s)" in again.stdout and "evaluates 1 trained run(s) from " in again.stdout, again.stdout
 
 
 # ---- adversarial training ---------------------------------------------------------------------

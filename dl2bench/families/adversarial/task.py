@@ -120,27 +120,10 @@ def check(cfg) -> None:
     if cfg.model != victim.get("model"):
         raise ConfigError(f"model: the attacked run's model is {victim.get('model')!r}, not {cfg.model!r} "
                           "(leave model unset)")
-
-
-class _NoTraining:
-    """No batches and no update: the loop runs zero epochs, then the test evaluation (the attack)."""
-
-    lr = None
-
-    def __len__(self) -> int:
-        return 0
-
-    def iterate(self, generator=None):
-        return iter(())
-
-    def __call__(self, batch, detail):  # never called: there are no batches
-        raise RuntimeError("an attack task has no training step")
-
-    def state_dict(self) -> Dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, s: Dict[str, Any]) -> None:
-        pass
+    try:
+        runs.check_weights(victim_folder(cfg.attack_run, cfg.attack_from))
+    except runs.WeightsError as e:
+        raise ConfigError(f"attack_run: {e}") from None
 
 
 def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:

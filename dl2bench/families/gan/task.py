@@ -197,6 +197,10 @@ def check(cfg) -> None:
                               f"{cfg.task[: -len('_sample')]} generators")
         if cfg.model != g.get("model"):
             raise ConfigError(f"model: the sampled run's model is {g.get('model')!r}, not {cfg.model!r} (leave it unset)")
+        try:
+            runs.check_weights(folder)
+        except runs.WeightsError as e:
+            raise ConfigError(f"generator_run: {e}") from None
         if cfg.truncation == "none" and cfg.psi != 1:
             raise ConfigError(f"psi: {cfg.psi!r} means nothing without truncation; set truncation hard or soft")
     else:
@@ -219,10 +223,17 @@ def check(cfg) -> None:
     folder = run_folder("feature_run", cfg.feature_run, cfg.feature_from, "classification")
     f = run_config(folder)
     ftask = TASKS[f["task"]]() if f.get("task") in TASKS else None
+    if ftask is not None and ftask.family != "classification":
+        raise ConfigError(f"feature_run: {folder} is a {ftask.family} run ({f.get('task')}); the features are a "
+                          f"classifier's (train a {task.data} classifier, e.g. sweeps/gan_features.yaml)")
     if ftask is None or ftask.data != task.data:
         raise ConfigError(f"feature_run: the run trained {f.get('task')!r} on {ftask.data if ftask else '?'}; task "
                           f"{cfg.task!r} measures {task.data} images (train a {task.data} classifier, e.g. "
                           "sweeps/gan_features.yaml)")
+    try:
+        runs.check_weights(folder)
+    except runs.WeightsError as e:
+        raise ConfigError(f"feature_run: {e}") from None
 
 
 def _vgg_file() -> str:

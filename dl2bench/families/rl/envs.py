@@ -127,10 +127,26 @@ class GymEnvs(Envs):
         self.envs = pickle.loads(s["envs"])
 
 
-def make(env_id: str, kwargs: Optional[Dict[str, Any]] = None):
+def registered(env_id: str) -> None:
+    """ValueError unless `env_id` is an id in Gymnasium's registry. gym.make("some.module:Env")
+    imports `some.module` first: a config value must never choose code to import, so only ids
+    registered by what is already installed and imported (and the course's grid game) pass."""
+    import difflib
+
     import gymnasium as gym
 
     mouse.register()
+    if not isinstance(env_id, str) or ":" in env_id or env_id not in gym.registry:
+        hint = difflib.get_close_matches(str(env_id), list(gym.registry), n=1)
+        maybe = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ValueError(f"{env_id!r} is not a registered Gymnasium environment id{maybe}; 'module:Env' forms are "
+                         "refused (they import code)")
+
+
+def make(env_id: str, kwargs: Optional[Dict[str, Any]] = None):
+    import gymnasium as gym
+
+    registered(env_id)
     return gym.make(env_id, **(kwargs or {}))
 
 
@@ -140,11 +156,12 @@ def describe(env_id: str) -> Tuple[Tuple[int, ...], int, Optional[int]]:
     import gymnasium as gym
     from gymnasium import spaces
 
-    mouse.register()
+    registered(env_id)
     try:
         env = gym.make(env_id)
-    except gym.error.Error as e:
-        raise ValueError(f"{env_id!r} is not a Gymnasium environment id here ({type(e).__name__}: {e})") from None
+    except (gym.error.Error, ImportError) as e:  # a registered id whose extra package is missing
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{env_id!r} cannot be made here: {first}") from None
     try:
         obs, act = env.observation_space, env.action_space
         if not isinstance(act, spaces.Discrete):
