@@ -78,6 +78,7 @@ class Sweep:
     runs: List[RunConfig] = field(default_factory=list)
     attack: List[Dict[str, Any]] = field(default_factory=list)  # the attack/evaluate block's sources, checked
     root: Path = Path("runs")  # the results root: where runs look for the runs they name (a GAN's feature_run)
+    notes: List[str] = field(default_factory=list)  # what the command line changed that the file sweeps over
 
     @property
     def method(self) -> str:
@@ -133,9 +134,16 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
     name = str(wb.get("name") or path.stem)
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise SweepError(f"{where}: name: {name!r} must be letters, digits, '-', '_' or '.' (it names a folder)")
+    if len(name.encode()) > MAX_NAME:  # a folder name has at most 255 bytes; its lock and files add to it
+        raise SweepError(f"{where}: name: {len(name.encode())} bytes long; a sweep name names a folder, at most "
+                         f"{MAX_NAME} bytes")
     _validate_wandb(wb, where)
     _validate_parameters(wb["parameters"], where, values=not attack)
     overrides = dict(overrides or {})
+    collapsed = [f"--set {k}={v}: replaces the {len(spec['values'])} values the sweep file gives {k} "
+                 f"({', '.join(map(str, spec['values']))}); every run uses {v}"
+                 for k, v in overrides.items() for spec in [wb["parameters"].get(k)]
+                 if isinstance(spec, dict) and isinstance(spec.get("values"), list) and len(spec["values"]) > 1]
     if smoke:
         overrides = {**slurm["smoke"], **overrides}
     _check_keys(overrides, f"{where}: --set/smoke")
@@ -143,7 +151,7 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
         RunConfig.from_dict(overrides)
     except ConfigError as e:
         raise SweepError(f"{where}: --set/smoke: {e}") from None
-    sweep = Sweep(path, name, wb, slurm, attack=attack, root=Path(root))
+    sweep = Sweep(path, name, wb, slurm, attack=attack, root=Path(root), notes=collapsed)
     if not online:
         sweep.runs = expand(sweep, overrides)
     elif overrides:
@@ -283,6 +291,9 @@ def slurm_block(block: Any, where: str) -> Dict[str, Any]:
     except ConfigError as e:
         raise SweepError(f"{where}: {LAUNCH_BLOCK}.smoke.{e}") from None
     return out
+
+
+MAX_NAME = 100
 
 
 def attack_block(block: Any, where: str, root: Path, name: str = ATTACK_BLOCK) -> List[Dict[str, Any]]:

@@ -81,7 +81,10 @@ def pairs(items, flag):
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise SweepError(f"--{flag} {item!r}: expected KEY=VALUE")
-        out[key.strip().replace("-", "_") if flag == "set" else key.strip()] = value
+        key = key.strip().replace("-", "_") if flag == "set" else key.strip()
+        if key in out and out[key] != value:  # the last one silently winning hides a typo
+            raise SweepError(f"--{flag} {key}: given twice ({out[key]!r} and {value!r}); give it once")
+        out[key] = value
     return out
 
 
@@ -102,6 +105,8 @@ def submit(args) -> int:
     from dl2bench import sweep as S
 
     t0 = time.perf_counter()
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SweepError(f"--out: {args.out} is a file; expected the results folder (it holds a folder per sweep)")
     overrides = pairs(args.set, "set")
     if args.wandb != "auto":
         overrides.setdefault("wandb", args.wandb)
@@ -127,6 +132,8 @@ def submit(args) -> int:
             sw = None
     if sw is None:
         sw = S.load(args.sweep, smoke=args.smoke, overrides=overrides, online=online, root=args.out)
+    for line in sw.notes:
+        print(f"note: {line}", file=sys.stderr)
     for flag in SLURM_FLAGS:
         value = getattr(args, f"slurm_{flag}")
         if value is not None:

@@ -122,3 +122,49 @@ def test_a_feature_run_must_be_a_classifier_of_the_gans_data(tmp_path):
     ae = fake_run(tmp_path, "ae0000000000")
     runs.write_json(ae / runs.CONFIG, {**runs.config(ae), "task": "fashion_mnist_ae", "model": "dense_ae"})
     assert_cli_refuses({"task": "fashion_mnist_gan", "feature_run": str(ae)}, "feature_run", tmp_path)
+
+
+SWEEP = "name: {name}\nmethod: grid\nparameters:\n  task: {{value: fashion_mnist}}\n  lr: {{values: [0.1, 0.01]}}\n"
+
+
+def test_a_sweep_name_too_long_for_a_folder_is_one_line_and_leaves_no_folder(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(SWEEP.format(name="a" * 300))
+    line = assert_submit_refuses([sweep, "--out", tmp_path / "runs", "--cluster", "debug", "--wandb", "disabled"],
+                                 "name:", tmp_path)
+    assert "300 bytes" in line and not (tmp_path / "runs").exists()
+
+
+def test_out_that_is_a_file_is_one_line(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(SWEEP.format(name="s"))
+    (tmp_path / "afile").write_text("mine")
+    for extra in (["--dry-run"], []):
+        line = assert_submit_refuses([sweep, "--out", tmp_path / "afile", "--cluster", "debug", *extra], "--out",
+                                     tmp_path)
+        assert "is a file" in line
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_key_given_twice_is_refused_not_last_one_wins(tmp_path):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(SWEEP.format(name="s"))
+    line = assert_submit_refuses([sweep, "--set", "epochs=1", "--set", "epochs=2", "--dry-run", "--out",
+                                  tmp_path / "runs", "--cluster", "debug"], "--set epochs", tmp_path)
+    assert "given twice" in line
+    from dl2bench.config import ConfigError
+    from dl2bench.train import parse_args
+
+    with pytest.raises(ConfigError, match="lr: given twice"):
+        parse_args(["--lr", "0.1", "--lr=0.2"])
+    assert parse_args(["--lr", "0.1", "--lr=0.1"])[0].lr == 0.1  # the same value twice says the same thing
+
+
+def test_set_on_a_swept_key_says_it_collapses_the_sweep(tmp_path, capsys):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(SWEEP.format(name="s"))
+    code, said = submit_main([sweep, "--set", "lr=0.5", "--dry-run", "--out", tmp_path / "runs", "--cluster", "debug"],
+                             capsys)
+    assert code == 0
+    assert "note: --set lr=0.5: replaces the 2 values the sweep file gives lr (0.1, 0.01)" in said.err
+    assert "1 run(s)" in said.out

@@ -43,6 +43,8 @@ def parse_args(argv: Sequence[str]) -> tuple:
             rerun = value.lower() in ("true", "1", "yes")
         elif key not in keys:
             raise ConfigError(f"unknown key --{key}; valid keys: --out, --rerun, " + ", ".join(f"--{k}" for k in keys))
+        elif key in values and values[key] != value:  # the last one silently winning hides a typo
+            raise ConfigError(f"{key}: given twice (--{key} {values[key]} and --{key} {value}); give it once")
         else:
             values[key] = value
     return RunConfig.from_dict(values), out, rerun
