@@ -12,6 +12,21 @@ if TYPE_CHECKING:  # imported where used: the submitting process never needs tor
     import torch
 
 
+def memory_limit() -> tuple:
+    """(bytes, what they are) a run may hold here: the SLURM job's memory where there is one, else
+    the machine's physical memory."""
+    for var in ("SLURM_MEM_PER_NODE", "SLURM_MEM_PER_CPU"):
+        mb = os.environ.get(var, "")
+        if mb.isdigit() and int(mb) > 0:
+            per_cpu = var.endswith("CPU")
+            cpus = int(os.environ.get("SLURM_CPUS_PER_TASK", "1") or 1) if per_cpu else 1
+            return int(mb) * 2**20 * cpus, "this SLURM job's memory"
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
+    except (ValueError, OSError, AttributeError):
+        return float("inf"), "this machine's memory"
+
+
 def default_threads() -> int:
     """$SLURM_CPUS_PER_TASK, else the cores this process may use."""
     slurm = os.environ.get("SLURM_CPUS_PER_TASK", "")

@@ -3,6 +3,7 @@ known-good defaults) and validating it (names registered, values in range, keys 
 the task). config.py calls these lazily, so no registry module ever imports the config."""
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from .errors import ConfigError
@@ -116,3 +117,43 @@ def validate(cfg: Any, family_check: bool = True) -> None:
             raise ConfigError(f"{key}: {getattr(cfg, key)!r} {why}")
     if family_check and task.check is not None:
         task.check(cfg)
+    if family_check and not _MEMORY_BY_LAUNCHER:
+        from .env import memory_limit
+
+        check_memory(cfg, *memory_limit())
+
+
+# a submit checks memory against where the runs will go (the job's mem_gb on SLURM), not against
+# the login node it runs on
+_MEMORY_BY_LAUNCHER = False
+
+
+@contextlib.contextmanager
+def memory_checked_by_launcher():
+    global _MEMORY_BY_LAUNCHER
+    before, _MEMORY_BY_LAUNCHER = _MEMORY_BY_LAUNCHER, True
+    try:
+        yield
+    finally:
+        _MEMORY_BY_LAUNCHER = before
+
+
+def memory_needs(cfg: Any) -> list:
+    """The task's estimate of the run's largest allocations: [(key, bytes, what)], largest first."""
+    task = task_of(cfg)
+    return sorted(task.memory(cfg), key=lambda n: -n[1]) if task.memory is not None else []
+
+
+def check_memory(cfg: Any, limit: float, of_what: str) -> None:
+    """Refuse a config whose estimated allocations exceed `limit` bytes, naming the key of the
+    largest: sizes within every key's range can still need tens of GB together, and a run that
+    finds out at set-up (or is killed by the kernel mid-epoch) leaves a failed run behind."""
+    needs = memory_needs(cfg)
+    total = sum(n[1] for n in needs)
+    if total <= limit:
+        return
+    key, size, what = needs[0]
+    gb = 2**30
+    rest = f"; {total / gb:,.1f} GB in all" if len(needs) > 1 and total > size * 1.05 else ""
+    raise ConfigError(f"{key}: {getattr(cfg, key)!r} needs about {size / gb:,.1f} GB for {what}{rest}, more than "
+                      f"{of_what} ({limit / gb:,.1f} GB); lower {key}")

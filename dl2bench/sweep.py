@@ -172,6 +172,8 @@ def _read_yaml(path: Path) -> Dict[str, Any]:
         raise SweepError(f"{path}: cannot read sweep file ({e.strerror}){hint}") from None
     try:
         data = yaml.load(text, Loader=_strict_loader())  # a SafeLoader: no tag can import or run anything
+    except _AliasBomb as e:
+        raise SweepError(f"{path}:{e.line}: {e.why}") from None
     except _DuplicateKey as e:
         raise SweepError(f"{path}:{e.line}: {e.key}: duplicate key (YAML would silently keep only the "
                          "last one)") from None
@@ -207,7 +209,12 @@ def _strict_loader():
     import yaml
 
     class Loader(yaml.SafeLoader):
-        """Safe loading that refuses a key given twice in one mapping."""
+        """Safe loading that refuses a key given twice in one mapping, and aliases that expand past
+        MAX_YAML_NODES values (a 1 KB "billion laughs" file would otherwise hang every later walk)."""
+
+        def construct_document(self, node):
+            _expanded_size(node, {}, set())
+            return super().construct_document(node)
 
         def construct_mapping(self, node, deep=False):
             if isinstance(node, yaml.MappingNode):
@@ -226,6 +233,40 @@ def _strict_loader():
             return super().construct_mapping(node, deep=deep)
 
     return Loader
+
+
+# the largest shipped sweep has a few hundred values; a generated one with many grid points, thousands
+MAX_YAML_NODES = 100_000
+
+
+class _AliasBomb(Exception):
+    def __init__(self, line: int, why: str):
+        super().__init__(why)
+        self.line, self.why = line, why
+
+
+def _expanded_size(node, memo: Dict[int, int], open_: set) -> int:
+    """How many values the document holds once every alias is expanded; counted on the composed
+    graph (an alias is a shared node), so a bomb is measured without being expanded."""
+    import yaml
+
+    if id(node) in memo:
+        return memo[id(node)]
+    if id(node) in open_:
+        raise _AliasBomb(node.start_mark.line + 1, "an alias refers to the node that holds it (a recursive "
+                         "structure), which has no JSON form")
+    size = 1
+    if isinstance(node, (yaml.SequenceNode, yaml.MappingNode)):
+        open_.add(id(node))
+        children = node.value if isinstance(node, yaml.SequenceNode) else [n for kv in node.value for n in kv]
+        for child in children:
+            size += _expanded_size(child, memo, open_)
+            if size > MAX_YAML_NODES:
+                raise _AliasBomb(node.start_mark.line + 1, f"its aliases expand to more than {MAX_YAML_NODES:,} "
+                                 "values (an alias bomb?); write the values out or use fewer nested aliases")
+        open_.discard(id(node))
+    memo[id(node)] = size
+    return size
 
 
 def _check_plain_keys(obj: Any, where: str, at: str) -> None:
@@ -323,6 +364,13 @@ def attack_block(block: Any, where: str, root: Path, name: str = ATTACK_BLOCK) -
             folder = root / folder
         if not folder.is_dir():
             raise SweepError(f"{at}.from: {src['from']!r}: no such folder (looked in {folder}); run that sweep first")
+        task = src.get("task")
+        if task is not None:
+            from .families import TASKS
+
+            if not isinstance(task, str) or task not in TASKS or TASKS[task]().trains:
+                raise SweepError(f"{at}.task: expected the name of one task that evaluates trained runs (e.g. "
+                                 f"fashion_mnist_attack), got {task!r}")
         cond = src.get("where") or {}
         if not isinstance(cond, dict):
             raise SweepError(f"{at}.where: expected a mapping of config key -> value(s), got {cond!r}")
@@ -594,6 +642,12 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any]) -> List[RunConfig]:
                 for v in src["victims"]:
                     task = point.get("task") or src["task"] or evaluator_of(v["task"], where)
                     run_key, from_key = _run_keys(task, where)
+                    for k in (run_key, from_key):  # the block chooses the runs; a value here would be dropped
+                        if k in point or k in overrides:
+                            given = "--set" if k in overrides else "parameters"
+                            raise SweepError(f"{where}: {k}: set by the attack/evaluate block from the runs it "
+                                             f"lists, so the value in {given} would be ignored; choose runs with "
+                                             "the block's from/where/run_ids instead")
                     # the evaluated run's seed is the evaluation's: a report averages over the seeds trained
                     points.append({"seed": v["seed"], **point, "task": task, run_key: v["run_id"],
                                    from_key: src["folder"]})

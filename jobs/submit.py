@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
 
+from dl2bench import registries  # noqa: E402
 from dl2bench.config import ConfigError  # noqa: E402
 from dl2bench.launch import LaunchError, report_status, wait  # noqa: E402
 from dl2bench.sweep import SLURM_KEYS, SweepError  # noqa: E402
@@ -131,7 +132,8 @@ def submit(args) -> int:
         except SweepError:
             sw = None
     if sw is None:
-        sw = S.load(args.sweep, smoke=args.smoke, overrides=overrides, online=online, root=args.out)
+        with registries.memory_checked_by_launcher():  # checked below, against where the runs go
+            sw = S.load(args.sweep, smoke=args.smoke, overrides=overrides, online=online, root=args.out)
     for line in sw.notes:
         print(f"note: {line}", file=sys.stderr)
     for flag in SLURM_FLAGS:
@@ -147,6 +149,7 @@ def submit(args) -> int:
         sw.slurm.update(gpu_style="gres", gres_name=name, gpus_per_task=int(count))
     sw.slurm["sbatch"] = {**sw.slurm["sbatch"], **pairs(args.sbatch, "sbatch")}
     S.slurm_block(sw.slurm, f"{args.sweep} (with command-line overrides)")
+    launch.check_memory(cluster, sw.runs, sw.slurm)
     root = Path(args.out) / sw.name
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
 

@@ -168,3 +168,179 @@ def test_set_on_a_swept_key_says_it_collapses_the_sweep(tmp_path, capsys):
     assert code == 0
     assert "note: --set lr=0.5: replaces the 2 values the sweep file gives lr (0.1, 0.01)" in said.err
     assert "1 run(s)" in said.out
+
+
+def gz_of(text: bytes) -> bytes:
+    import gzip
+
+    return gzip.compress(text)
+
+
+def corrupted(data: bytes) -> bytes:
+    body = bytearray(data)
+    for i in range(20, len(body) - 10, 7):  # past the header, before the trailer: the deflate stream
+        body[i] ^= 0x5A
+    return bytes(body)
+
+
+LINES = b"To be, or not to be, that is the question.\n" * 200
+
+
+@pytest.mark.parametrize("content, said", [
+    (b"", "holds 0 characters"),  # once: "use a context below 0"
+    (b"short text", "holds 10 characters"),
+    (corrupted(gz_of(LINES)), "not a readable gzip file"),  # once: a zlib.error traceback
+    (gz_of(LINES)[:40], "not a readable gzip file"),  # cut short: once an EOFError traceback
+    (b"\xff\xfe\x00bad" * 100, "not UTF-8 text"),
+])
+def test_a_corpus_that_cannot_be_a_text_is_one_line(tmp_path, content, said):
+    corpus = tmp_path / "corpus.bin"
+    corpus.write_bytes(content)
+    line = _cli_error({"task": "char_lm", "model": "lstm", "corpus": str(corpus)}, "corpus", tmp_path)
+    assert said in line
+
+
+def test_a_gzip_bomb_corpus_is_refused_without_being_expanded(tmp_path, monkeypatch):
+    """300 KB that would expand to 300 MiB (the cap here is lowered to 1 MiB: the same code path)."""
+    import gzip
+    import tracemalloc
+
+    from dl2bench.families.sequence import task as seq
+
+    monkeypatch.setattr(seq, "MAX_CORPUS_BYTES", 2**20)
+    seq.read_corpus.cache_clear()
+    bomb = tmp_path / "bomb.txt.gz"
+    with gzip.open(bomb, "wb") as f:
+        for _ in range(64):
+            f.write(b"a" * 2**20)
+    tracemalloc.start()
+    line = _cli_error({"task": "char_lm", "model": "lstm", "corpus": str(bomb)}, "corpus", tmp_path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert "decompresses to more than 1 MiB" in line
+    assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB held while refusing a 64 MiB bomb"
+
+
+def _cli_error(config: dict, key: str, tmp_path: Path) -> str:
+    """assert_cli_refuses, returning the line."""
+    import contextlib
+    import io
+
+    from dl2bench.train.cli import main
+
+    out = tmp_path / "refused"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main([*(f"--{k}={v}" for k, v in config.items()), f"--out={out}", "--wandb=disabled"])
+    said = err.getvalue()
+    assert code == 2 and said.startswith(f"error: {key}: ") and said.count("\n") == 1, said
+    assert not out.exists()
+    return said.strip()
+
+
+def alias_bomb(levels: int = 9) -> str:
+    lines = ["name: bomb", "method: grid", "lol: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels + 1):
+        lines.append(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]")
+    lines.append(f"parameters: {{lr: {{values: *l{levels}}}}}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.timeout(20)  # once: more than 60 s
+@pytest.mark.parametrize("text, said", [
+    (alias_bomb(), "expand to more than 100,000 values"),  # 400 bytes, 9**10 values expanded
+    ("name: r\nmethod: grid\nparameters: &p {lr: {values: [1, *p]}}\n", "recursive structure"),
+])
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path, text, said):
+    sweep = tmp_path / "bomb.yaml"
+    sweep.write_text(text)
+    line = assert_submit_refuses([sweep, "--dry-run", "--out", tmp_path / "runs", "--cluster", "debug"], "bomb.yaml:",
+                                 tmp_path)
+    assert said in line
+
+
+def test_aliases_within_the_bound_still_work(tmp_path, capsys):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text("name: s\nmethod: grid\nparameters:\n  lr: &two {values: [0.1, 0.01]}\n  momentum: *two\n")
+    code, said = submit_main([sweep, "--dry-run", "--out", tmp_path / "runs", "--cluster", "debug"], capsys)
+    assert code == 0 and "4 run(s)" in said.out, said
+
+
+@pytest.mark.parametrize("source, key", [
+    ("  task: [fashion_mnist_attack]\n", "attack.task"),  # once: unhashable list, a traceback
+    ("  task: fashion_mnist\n", "attack.task"),  # a task that trains
+    ("  task: fashion_mnist_attack\n  parameters: {attack_run: {value: dddddd}}\n", "attack_run"),
+])
+def test_an_attack_source_says_what_is_wrong_with_it(tmp_path, source, key):
+    out = tmp_path / "results"
+    fake_run(out / "victims", "aaaaaa111111")
+    sweep = tmp_path / "attack.yaml"
+    sweep.write_text("name: atk\nmethod: grid\nparameters:\n  attack_eps: {value: 0.1}\nattack:\n  from: victims\n"
+                     + source)
+    line = assert_submit_refuses([sweep, "--dry-run", "--out", out, "--cluster", "debug"], key, tmp_path)
+    assert "Traceback" not in line
+
+
+@pytest.mark.parametrize("where", ["file", "set"])
+def test_an_attack_run_given_beside_the_block_is_refused_not_ignored(tmp_path, where):
+    """The block chose the runs and the given attack_run was dropped without a word."""
+    out = tmp_path / "results"
+    fake_run(out / "victims", "aaaaaa111111")
+    sweep = tmp_path / "attack.yaml"
+    extra = "  attack_run: {value: ffffff}\n" if where == "file" else ""
+    sweep.write_text(f"name: atk\nmethod: grid\nparameters:\n  attack_eps: {{value: 0.1}}\n{extra}attack:\n"
+                     "  from: victims\n  task: fashion_mnist_attack\n")
+    setting = ["--set", "attack_run=ffffff"] if where == "set" else []
+    line = assert_submit_refuses([sweep, *setting, "--dry-run", "--out", out, "--cluster", "debug"], "attack_run:",
+                                 tmp_path)
+    assert "would be ignored" in line
+
+
+@pytest.mark.parametrize("config, key", [  # each within its key's range; together tens of GB or more
+    ({"task": "adding", "seq_len": 100000}, "seq_len"),
+    ({"task": "char_lm", "model": "lstm", "context": 100000}, "context"),
+    ({"task": "char_lm", "model": "lstm", "hidden_size": 100000}, "hidden_size"),
+    ({"task": "mouse_grid", "buffer_size": 10**8, "epoch_steps": 10**8}, "buffer_size"),
+    ({"task": "shapes", "image_size": 1024}, "image_size"),
+    ({"task": "two_moons", "flow_hidden": 16384, "flow_depth": 64}, "flow_hidden"),
+    ({"task": "fashion_mnist_ae", "code_size": 10**8}, "code_size"),
+])
+def test_sizes_that_cannot_fit_in_memory_are_refused_at_validation(tmp_path, monkeypatch, config, key):
+    """Once: the run started, was killed or failed at set-up (exit 1) and left a run folder."""
+    from dl2bench import env
+
+    monkeypatch.setattr(env, "memory_limit", lambda: (8 * 2**30, "this machine's memory"))
+    line = _cli_error(config, key, tmp_path)
+    assert "GB for" in line and "more than this machine's memory (8.0 GB)" in line
+
+
+def test_the_defaults_of_every_task_fit_a_laptop():
+    """The estimates must not refuse what the course runs: every task's defaults under 4 GB."""
+    from dl2bench import registries
+    from dl2bench.config import RunConfig
+    from dl2bench.families import TASKS
+
+    for name in TASKS.names():
+        cfg = registries.resolve(RunConfig.from_dict({"task": name}), check=False)
+        total = sum(b for _, b, _ in registries.memory_needs(cfg))
+        assert total < 4 * 2**30, (name, registries.memory_needs(cfg))
+
+
+def test_a_sweep_is_checked_against_the_jobs_mem_gb_not_the_login_node(tmp_path, monkeypatch):
+    from dl2bench import env, launch, registries
+    from dl2bench.config import RunConfig
+
+    monkeypatch.setattr(env, "memory_limit", lambda: (2**40, "this machine's memory"))  # a big login node
+    with registries.memory_checked_by_launcher():
+        cfg = RunConfig.from_dict({"task": "mouse_grid", "buffer_size": 10**7, "epoch_steps": 10**7}).resolve()
+    launch.check_memory("local", [cfg], {"mem_gb": 4.0})  # fits this machine
+    with pytest.raises(launch.LaunchError, match=r"buffer_size: 10000000 needs about 3\.9 GB .* the job's "
+                                                 r"slurm\.mem_gb \(2\.0 GB\)"):
+        launch.check_memory("slurm", [cfg], {"mem_gb": 2.0})
+    sweep = tmp_path / "big.yaml"
+    sweep.write_text("name: big\nmethod: grid\nparameters:\n  task: {value: mouse_grid}\n"
+                     "  buffer_size: {values: [1000, 100000000]}\n  epoch_steps: {value: 100000000}\n")
+    monkeypatch.setattr(env, "memory_limit", lambda: (8 * 2**30, "this machine's memory"))
+    line = assert_submit_refuses([sweep, "--out", tmp_path / "runs", "--cluster", "debug", "--wandb", "disabled"],
+                                 "buffer_size: 100000000", tmp_path)
+    assert line.startswith("error: run ") and not (tmp_path / "runs").exists()

@@ -12,7 +12,7 @@ The loop only ever talks to a Problem, so a family plugs in by building one:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, NamedTuple, Optional, Protocol, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, NamedTuple, Optional, Protocol, Tuple
 
 from ..registry import Registry
 
@@ -63,6 +63,12 @@ class Metric:
         return value >= target if self.goal == "maximize" else value <= target
 
 
+# one allocation of a run: (the config key that sizes it, bytes, what it is)
+Need = Tuple[str, float, str]
+# a float32 weight held with its gradient and two Adam moments
+PARAM_BYTES = 16
+
+
 @dataclass(frozen=True)
 class Augment:
     """Random crop after `pad` pixels of zero padding, plus horizontal flip where it makes sense;
@@ -100,6 +106,9 @@ class Task:
     # settings that do not apply to the task, as data: config key -> {value: why}. Validation refuses
     # them with the reason; a comparison across tasks (optimizers, regularisers) reads "n/a" from here
     refuses: Dict[str, Dict[Any, str]] = field(default_factory=dict)
+    # (config) -> [(key, bytes, what)]: the largest allocations a run of this config will hold, each
+    # with the key that sizes it; validation refuses a config whose total cannot fit (registries.py)
+    memory: Optional[Callable[[Any], List["Need"]]] = None
 
     def refusal(self, key: str, value: Any) -> Optional[str]:
         """Why `key` = `value` does not apply to this task, or None if it may be set."""

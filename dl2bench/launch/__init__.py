@@ -13,6 +13,7 @@ from .executors import (
     CLUSTERS,
     PING_TIMEOUT_S,
     Resources,
+    check_memory,
     check_satisfiable,
     chunk,
     controller_answers,
@@ -47,7 +48,7 @@ __all__ = [
     # limits
     "LIMIT_KEYS", "LIMITS_ENV", "LOCK_NAME", "ClusterLimits", "LaunchError", "cluster_limits", "layout", "sweep_lock",
     # executors
-    "CLUSTERS", "PING_TIMEOUT_S", "Resources", "check_satisfiable", "chunk", "controller_answers", "gpus_offered",
+    "CLUSTERS", "PING_TIMEOUT_S", "Resources", "check_memory", "check_satisfiable", "chunk", "controller_answers", "gpus_offered",
     "make_executor", "pick_cluster", "resources",
     # status
     "INDENTED_UP_TO", "MAYBE_REQUEUED", "NODE_REASONS", "SLURM_ACTIVE", "UNKNOWN_GRACE_S", "job_states",

@@ -77,6 +77,24 @@ def pick_cluster(cluster: str) -> Tuple[str, str]:
     return cluster, ""
 
 
+def check_memory(cluster: str, runs: List[RunConfig], slurm: Dict[str, Any]) -> None:
+    """Each run's estimated memory against where it will run: the job's mem_gb on SLURM, this
+    machine's memory otherwise. The first run that cannot fit is one error naming its key."""
+    from .. import registries
+    from ..env import memory_limit
+    from ..errors import ConfigError
+
+    if cluster == "slurm":
+        limit = (float(slurm["mem_gb"]) * 2**30, "the job's slurm.mem_gb")
+    else:
+        limit = memory_limit()
+    for cfg in runs:
+        try:
+            registries.check_memory(cfg, *limit)
+        except ConfigError as e:
+            raise LaunchError(f"run {cfg.run_id()}: {e}") from None
+
+
 def check_satisfiable(cluster: str, groups: Dict[Resources, List[RunConfig]], slurm: Dict[str, Any]) -> None:
     """Everything the executor cannot do is reported before anything is submitted."""
     gpu_runs = sum(len(r) for res, r in groups.items() if res.gpus)

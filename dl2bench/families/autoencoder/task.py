@@ -15,13 +15,13 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
+from typing import Dict, List, Optional, TYPE_CHECKING, Tuple
 
 from ... import runs
 from ...errors import ConfigError
 from ...inits import INITS
 from ...nets import MODELS
-from ..base import TASKS, Augment, Key, Metric, Problem, Task
+from ..base import PARAM_BYTES, TASKS, Augment, Key, Metric, Need, Problem, Task
 
 if TYPE_CHECKING:
     import torch
@@ -202,7 +202,7 @@ def check(cfg) -> None:
 
 def _tasks(dataset: str, label: str, augment: Augment) -> Tuple[Task, Task]:
     common = dict(family=FAMILY, prepare=prepare, losses=("mse", "bce"), model_family=FAMILY, data=dataset,
-                  augment=augment, check=check)
+                  augment=augment, check=check, memory=memory)
     ae = Task(f"{dataset}_ae", f"{label} autoencoder", metrics=(MSE, BCE, LOSS_METRICS["mse"]), headline="mse",
               defaults={"model": "dense_ae", "code_size": 32, "optimizer": "adam", "lr": 1e-3,
                         "batch_size": 256, "epochs": 20, "val_size": 5000},
@@ -249,3 +249,11 @@ def mnist_anomaly() -> Task:
 def cifar10_anomaly() -> Task:
     """CIFAR-10 one-class anomaly detection: train on normal_class, AUROC vs the other 9 classes."""
     return _tasks("cifar10", "CIFAR-10", Augment(pad=4, flip=True))[1]
+
+
+def memory(cfg) -> List[Need]:
+    """The code layer's weights (encoder and decoder) with gradients and optimizer state."""
+    code = cfg.code_size or 0
+    flat = 256 if cfg.model == "dense_ae" else 64 * 8 * 8  # the layer the code connects to (28x28 or 32x32 in)
+    weights = 2.0 * flat * code
+    return [("code_size", PARAM_BYTES * weights, f"the code layer's {weights:,.0f} weights")]

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
+from typing import Dict, List, Optional, TYPE_CHECKING, Tuple
 
 from ... import runs
 from ...errors import ConfigError
 from ...inits import INITS
 from ...nets import MODELS
-from ..base import TASKS, Augment, Key, Metric, Problem, Task
+from ..base import PARAM_BYTES, TASKS, Augment, Key, Metric, Need, Problem, Task
 
 if TYPE_CHECKING:
     import torch
@@ -408,13 +408,13 @@ REFUSES = {"regularizer": {
 def _toy_task(name: str, noise: float, description: str) -> Task:
     return Task(name, description, FAMILY, prepare, METRICS_2D, headline="nll", losses=("nll",),
                 model_family=FAMILY, defaults={**TOY_DEFAULTS, "toy_noise": noise}, data=name,
-                augment=Augment(pad=0, flip=False), check=check, refuses=REFUSES)
+                augment=Augment(pad=0, flip=False), check=check, memory=memory, refuses=REFUSES)
 
 
 def _image_task(dataset: str, label: str) -> Task:
     return Task(f"{dataset}_flow", f"{label} density (normalizing flow)", FAMILY, prepare, METRICS_IMG,
                 headline="bits_per_dim", losses=("nll",), model_family=FAMILY, defaults=dict(IMAGE_DEFAULTS),
-                targets=(5.0, 4.5, 4.0), data=dataset, augment=Augment(pad=0, flip=False), check=check, refuses=REFUSES)
+                targets=(5.0, 4.5, 4.0), data=dataset, augment=Augment(pad=0, flip=False), check=check, memory=memory, refuses=REFUSES)
 
 
 @TASKS.register
@@ -445,3 +445,12 @@ def fashion_mnist_flow() -> Task:
 def mnist_flow() -> Task:
     """MNIST density: realnvp (depth 8, hidden 512, Adam 3e-4, batch 128, 20 epochs), dequantised + logit (alpha 0.05); headline test bits/dim."""
     return _image_task("mnist", "MNIST")
+
+
+def memory(cfg) -> List[Need]:
+    """The conditioner MLPs' weights (two hidden layers per coupling) with gradients and optimizer
+    state: flow_depth x flow_hidden^2 dominates at the top of the ranges."""
+    h, depth = cfg.flow_hidden or 0, cfg.flow_depth or 0
+    d = 2 if cfg.task in ("two_moons", "rings", "gaussian_mixture") else 28 * 28
+    weights = float(depth) * (h * h + 3 * d * h)
+    return [("flow_hidden", PARAM_BYTES * weights, f"{depth} couplings' conditioners, about {weights:,.0f} weights")]

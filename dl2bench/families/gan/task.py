@@ -23,11 +23,11 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, List, Optional, TYPE_CHECKING
 
 from ... import runs
 from ...errors import ConfigError
-from ..base import TASKS, Key, Metric, NoTraining, Problem, Task
+from ..base import TASKS, Key, Metric, Need, NoTraining, Problem, Task
 
 if TYPE_CHECKING:
     import torch
@@ -402,14 +402,14 @@ REFUSES = {"regularizer": dict.fromkeys(("l1", "l2", "label_smoothing", "augment
 
 def _gan_task(dataset: str, label: str) -> Task:
     return Task(f"{dataset}_gan", f"{label} GAN", FAMILY, prepare, TRAIN_METRICS, headline="fid", model_family=FAMILY,
-                data=dataset, check=check, refuses=REFUSES, losses=("non_saturating", "minimax"),
+                data=dataset, check=check, memory=memory, refuses=REFUSES, losses=("non_saturating", "minimax"),
                 defaults={"model": "dcgan", "latent_dim": 64, "optimizer": "adam", "lr": 2e-4, "batch_size": 64,
                           "epochs": 10, "val_size": 5000, "feature_net": "classifier"})
 
 
 def _sample_task(dataset: str, label: str) -> Task:
     return Task(f"{dataset}_gan_sample", f"samples of a {label} GAN", FAMILY, prepare, SAMPLE_METRICS, headline="fid",
-                model_family=FAMILY, data=dataset, check=check, derive=derive, trains=False, evaluates=FAMILY,
+                model_family=FAMILY, data=dataset, check=check, memory=memory, derive=derive, trains=False, evaluates=FAMILY,
                 run_keys=("generator_run", "feature_from"),
                 defaults={"epochs": 0, "optimizer": "adam", "lr": 2e-4, "batch_size": 64, "eval_batch_size": 1000,
                           "val_size": 0, "feature_net": "classifier"})
@@ -437,3 +437,11 @@ def fashion_mnist_gan_sample() -> Task:
 def mnist_gan_sample() -> Task:
     """Sample a trained MNIST GAN (generator_run) at a truncation (hard | soft, psi); P, R, FID."""
     return _sample_task("mnist", "MNIST")
+
+
+def memory(cfg) -> List[Need]:
+    """Precision/recall's features (real and generated) and one chunk of its distance matrix."""
+    from .metrics import CHUNK  # torch-free at import
+
+    n = cfg.pr_samples or 0
+    return [("pr_samples", 4.0 * n * (2 * 512 + CHUNK), f"precision/recall over {n:,} samples a side")]

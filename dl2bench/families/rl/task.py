@@ -29,7 +29,7 @@ from ... import runs
 from ...errors import ConfigError
 from ...inits import INITS
 from ...nets import MODELS
-from ..base import TASKS, Key, Metric, Problem, Task
+from ..base import TASKS, Key, Metric, Need, Problem, Task
 
 if TYPE_CHECKING:
     import torch
@@ -283,7 +283,7 @@ REFUSES = {"regularizer": dict.fromkeys(("label_smoothing", "augmentation"), _WH
 
 def _task(name: str, description: str, defaults: Dict[str, Any], targets=()) -> Task:
     return Task(name, description, FAMILY, prepare, (RETURN, LENGTH, LOSSES["mse"], Q_MEAN), headline="return",
-                losses=("mse", "huber"), model_family=FAMILY, defaults=defaults, targets=targets, check=check, refuses=REFUSES)
+                losses=("mse", "huber"), model_family=FAMILY, defaults=defaults, targets=targets, check=check, memory=memory, refuses=REFUSES)
 
 
 # CleanRL's dqn.py settings (its docs: CartPole-v1 488.69 +- 16.11 over seeds at 500k steps)
@@ -316,3 +316,15 @@ def cartpole() -> Task:
 def gym() -> Task:
     """Any Gymnasium environment id with a vector observation and discrete actions (env_id), CleanRL's settings."""
     return _task("gym", "a Gymnasium environment", dict(CLEANRL))
+
+
+def memory(cfg) -> List[Need]:
+    """The replay buffer once full (two float32 observations per transition). A Gymnasium id's
+    observation is only known once the environment is made, so `gym` runs are not estimated here."""
+    from .mouse import VIEW
+
+    obs = {"mouse_grid": 2 * (2 * VIEW + 1) ** 2, "cartpole": 4}.get(cfg.task)
+    if obs is None or not cfg.buffer_size:
+        return []
+    stored = min(cfg.buffer_size, (cfg.epochs or 1) * (cfg.epoch_steps or 1))
+    return [("buffer_size", stored * (8.0 * obs + 16), f"a replay buffer of {stored:,} transitions")]

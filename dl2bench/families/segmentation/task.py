@@ -29,13 +29,13 @@ batches too: all images have the same size, so the mean over images is the pixel
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
+from typing import Dict, List, Optional, TYPE_CHECKING, Tuple
 
 from ... import runs
 from ...errors import ConfigError
 from ...inits import INITS
 from ...nets import MODELS
-from ..base import TASKS, Augment, Key, Metric, Problem, Task
+from ..base import TASKS, Augment, Key, Metric, Need, Problem, Task
 
 if TYPE_CHECKING:
     import torch
@@ -282,7 +282,7 @@ REFUSES = {"regularizer": {"label_smoothing": "does not apply to segmentation (t
 def _task(name: str, description: str, defaults: Dict, targets: Tuple[float, ...], augment: Augment) -> Task:
     return Task(name, description, FAMILY, prepare, (MIOU, DICE, PIXEL_ACC, LOSS_METRICS["cross_entropy"]),
                 headline="miou", losses=LOSSES, model_family=FAMILY, defaults=defaults, targets=targets,
-                data=name, augment=augment, check=check, refuses=REFUSES)
+                data=name, augment=augment, check=check, memory=memory, refuses=REFUSES)
 
 
 @TASKS.register
@@ -305,3 +305,19 @@ def oxford_pets() -> Task:
                  {"model": "unet", "width": 32, "depth": 4, "image_size": 128, "optimizer": "adam",
                   "lr": 1e-3, "batch_size": 16, "epochs": 20, "val_size": 368},
                  (0.4, 0.5, 0.6, 0.7), Augment(pad=8, flip=True))
+
+
+def memory(cfg) -> List[Need]:
+    """The resident images (uint8 image, mask, instance ids; float32 weight map while training)
+    and the U-Net's activations for a batch (lower bounds)."""
+    size = cfg.image_size or 0
+    needs: List[Need] = []
+    if cfg.task == "shapes":
+        n = (cfg.train_size + (cfg.val_size or 0) if cfg.train_size else SHAPES_TRAIN) + (cfg.test_size or SHAPES_TEST)
+        needs.append(("image_size", 10.0 * n * size * size, f"{n:,} resident {size}x{size} images with masks"))
+    width, batch = cfg.width or 1, max(cfg.batch_size or 1, 1)
+    # per level: two convs, their norms and activations, kept for backprop; the levels below add
+    # about as much again (channels x2, pixels /4)
+    needs.append(("image_size", 4.0 * 2 * 8 * batch * width * size * size,
+                  f"the U-Net activations of a batch of {batch} at {size}x{size}, width {width}"))
+    return needs

@@ -32,13 +32,14 @@ from __future__ import annotations
 import functools
 import gzip
 import math
+import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, TYPE_CHECKING, Tuple
 
 from ...errors import ConfigError
 from ...inits import INITS
 from ...nets import MODELS
-from ..base import TASKS, Augment, Key, Metric, Problem, Task
+from ..base import PARAM_BYTES, TASKS, Augment, Key, Metric, Need, Problem, Task
 from ..classification import task as classification
 
 if TYPE_CHECKING:
@@ -300,12 +301,34 @@ def corpus_path(cfg, fetch: bool = False) -> Path:
                           "file with --corpus")
 
 
+# Shakespeare is 5.5 MB; the text is held as one int64 id per character (8x), on the run's device
+MAX_CORPUS_BYTES = 256 * 2**20
+
+
+class CorpusError(ValueError):
+    """The corpus file cannot be used as text; the message says why."""
+
+
 @functools.lru_cache(maxsize=4)
 def read_corpus(path: str) -> str:
-    raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    return raw.decode("utf-8")
+    """The corpus as text. A .gz file is decompressed in chunks and stops at MAX_CORPUS_BYTES, so a
+    small file that expands to gigabytes (a gzip bomb) is refused without being expanded."""
+    with open(path, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
+        try:
+            reader = gzip.GzipFile(fileobj=f) if gz else f
+            raw = reader.read(MAX_CORPUS_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError; a cut file ends in EOFError
+            raise CorpusError(f"is not a readable gzip file ({type(e).__name__}: {e})") from None
+    if len(raw) > MAX_CORPUS_BYTES:
+        what = "decompresses to" if gz else "holds"
+        raise CorpusError(f"{what} more than {MAX_CORPUS_BYTES >> 20} MiB of text, the most a char_lm corpus may "
+                          "hold here (its characters are kept in memory as 8-byte ids)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CorpusError(f"is not UTF-8 text ({e})") from None
 
 
 def lm_splits(text: str) -> Tuple[int, int]:
@@ -463,11 +486,18 @@ def check(cfg) -> None:
             raise ConfigError(f"corpus: {path} is not a file; name a UTF-8 text file (.txt or .gz)")
         try:
             text = read_corpus(str(path))
-        except (OSError, UnicodeDecodeError, EOFError) as e:
-            raise ConfigError(f"corpus: {path} is not readable UTF-8 text ({type(e).__name__}: {e})") from None
+        except CorpusError as e:
+            raise ConfigError(f"corpus: {path} {e}") from None
+        except OSError as e:
+            raise ConfigError(f"corpus: {path} cannot be read ({type(e).__name__}: {e})") from None
         a, b = lm_splits(text)
         shortest = min(a, b - a, len(text) - b)
-        if cfg.context is not None and cfg.context + 1 > shortest:
+        context = cfg.context if cfg.context is not None else TASKS[cfg.task]().defaults.get("context", 1)
+        if context + 1 > shortest:
+            if cfg.context is None or shortest < 2:
+                raise ConfigError(f"corpus: {path} holds {len(text)} characters; its validation and test splits "
+                                  f"(5% each) must each hold a context + 1 characters, so context {context} needs "
+                                  f"a corpus of at least {20 * (context + 1)} characters")
             raise ConfigError(f"context: {cfg.context} characters (+1 target) do not fit in the corpus's shortest "
                               f"split ({shortest} of its {len(text)} characters); use a context below {shortest}")
     else:
@@ -483,7 +513,7 @@ def _task(name, description, metrics, headline, data, defaults, targets=(), loss
     # label smoothing needs class labels: the row-by-row classifiers have them
     refused = ("batchnorm", "augmentation") + (() if name.endswith("_rows") else ("label_smoothing",))
     return Task(name, description, FAMILY, prepare, metrics, headline=headline, losses=losses, model_family=FAMILY,
-                defaults=defaults, targets=targets, data=data, augment=Augment(pad=0, flip=False), check=check,
+                defaults=defaults, targets=targets, data=data, augment=Augment(pad=0, flip=False), check=check, memory=memory,
                 refuses={"regularizer": dict.fromkeys(refused, _WHY)})
 
 
@@ -538,3 +568,34 @@ def char_lm() -> Task:
                  {"model": "transformer", "hidden_size": 128, "num_layers": 4, "num_heads": 4, "optimizer": "adam",
                   "lr": 1e-3, "context": 64, "batch_size": 12, "lm_steps": 500, "epochs": 4},
                  targets=(2.5, 2.0, 1.8), losses=("cross_entropy",))
+
+
+def memory(cfg) -> List[Need]:
+    """The resident sequences, the activations a batch keeps for backpropagation and the weights
+    (lower bounds: the largest allocations only)."""
+    needs: List[Need] = []
+    h, layers, batch = cfg.hidden_size or 0, cfg.num_layers or 1, cfg.batch_size or 1
+    if cfg.task in SPLITS:
+        train, val, test = SPLITS[cfg.task]
+        n = (cfg.train_size or train) + (cfg.val_size if cfg.val_size is not None else val) + (cfg.test_size or test)
+        key, t = "seq_len", cfg.seq_len or 0
+        if cfg.task == "adding":  # values, markers and their stack, float32
+            needs.append((key, 12.0 * n * t, f"{n:,} resident sequences of {t:,} steps"))
+        else:  # inputs and targets, int64
+            t += 2 * COPY_LEN
+            needs.append((key, 16.0 * n * t, f"{n:,} resident sequences of {t:,} steps"))
+    else:
+        key, t = "context", cfg.context or 0
+    if cfg.model == "transformer":  # scores, softmax and dropout per head, and the feed-forward block
+        heads = cfg.num_heads or 1
+        act = 4.0 * layers * (3 * batch * heads * t * t + 12 * batch * t * h)
+        weights = 12.0 * h * h * layers
+    else:  # per step and layer: the cell's gates and states
+        gates = {"lstm": 4, "gru": 3}.get(cfg.model, 1)
+        act = 4.0 * layers * batch * t * h * (gates + 2)
+        weights = 2.0 * gates * h * h * layers
+    needs.append((key, act, f"the activations of a batch of {batch} over {t:,} steps"))
+    if h:
+        needs.append(("hidden_size", PARAM_BYTES * weights, f"about {weights:,.0f} weights with their gradients "
+                      "and optimizer state"))
+    return needs
