@@ -23,7 +23,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Union
 
 from . import record as R
 
@@ -226,6 +226,63 @@ def find_run(run_id: str, roots: Iterable[PathLike] = ("runs",)) -> Path:
     if len({p.name for p in unique}) > 1:
         raise RunNotFound(f"run id {run_id!r} is ambiguous: {', '.join(str(p) for p in unique[:5])}")
     return unique[0]
+
+
+def trained_run(key: str, value: str, roots: Iterable[PathLike], what: str,
+                accept: Callable[[Path, Dict[str, Any]], Optional[str]]) -> Path:
+    """The one guard for a config key that names another run (attack_run, feature_run,
+    generator_run): `value` is a run id (or unique prefix) under `roots`, a run folder, or a folder
+    holding exactly one run that `accept` takes. The run must have a readable config (a JSON object
+    in a regular file), a summary saying it finished, be what `accept(folder, config)` wants (None;
+    else the reason) and have weights that load. Every failure is one ConfigError naming `key`."""
+    from .errors import ConfigError
+
+    roots = [Path(r) for r in roots]
+    if not value:
+        raise ConfigError(f"{key}: expected the run id (or folder) of a finished {what} run")
+
+    def usable(folder: Path) -> bool:
+        cfg = maybe_json(folder / CONFIG)
+        return cfg is not None and finished_with_weights(folder) and accept(folder, cfg) is None
+
+    folder = None
+    for p in [Path(value)] + [r / value for r in roots if not Path(value).is_absolute()]:
+        if not p.is_dir():
+            continue
+        if is_run(p):
+            folder = p
+            break
+        found = [q for q in runs_in(p) if usable(q)]
+        if len(found) > 1:
+            raise ConfigError(f"{key}: {p} holds {len(found)} finished {what} runs ({', '.join(q.name for q in found[:4])}"
+                              f"{', ...' if len(found) > 4 else ''}); name one by its run id")
+        if not found:
+            raise ConfigError(f"{key}: {p} holds no finished {what} run with trained weights; run it first")
+        folder = found[0]
+        break
+    if folder is None:
+        try:
+            folder = find_run(value, roots)
+        except RunNotFound as e:
+            raise ConfigError(f"{key}: {e}") from None
+    try:
+        cfg = config(folder)
+        done = read_json(folder / SUMMARY).get("status")
+    except FileNotFoundError:
+        done = None
+    except RunFolderError as e:
+        raise ConfigError(f"{key}: {e}") from None
+    if done not in R.COUNTED:
+        raise ConfigError(f"{key}: {folder} has not finished (status {done or 'none yet'}); a {what} run "
+                          "must finish before another run can use it")
+    why = accept(folder, cfg)
+    if why:
+        raise ConfigError(f"{key}: {why}")
+    try:
+        check_weights(folder)
+    except WeightsError as e:
+        raise ConfigError(f"{key}: {e}") from None
+    return folder
 
 
 # -- trained weights -------------------------------------------------------------------------------

@@ -132,6 +132,9 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
         if key not in wb:
             raise SweepError(f"{where}: missing required key {key!r}")
     name = str(wb.get("name") or path.stem)
+    if name.startswith("."):  # '.', '..' and hidden names: a folder that is not the sweep's own
+        raise SweepError(f"{where}: name: {name!r} must not start with '.' (it names the sweep's folder under "
+                         "--out); start it with a letter or digit")
     if not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise SweepError(f"{where}: name: {name!r} must be letters, digits, '-', '_' or '.' (it names a folder)")
     if len(name.encode()) > MAX_NAME:  # a folder name has at most 255 bytes; its lock and files add to it

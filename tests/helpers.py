@@ -213,3 +213,19 @@ def sacct(job: str):
     out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", job], capture_output=True,
                          text=True).stdout
     return dict(l.split("|", 1) for l in out.splitlines() if "|" in l)
+
+
+def fake_run(folder: Path, rid: str, task: str = "fashion_mnist", weights: bool = True) -> Path:
+    """A finished classifier run's folder (config, summary, the weights of an untrained mlp)."""
+    from dl2bench import runs
+    from dl2bench.families import MODELS
+
+    run = folder / rid
+    run.mkdir(parents=True)
+    config = {"task": task, "model": "mlp", "seed": 0, "run_id": rid}
+    runs.write_json(run / runs.CONFIG, config)
+    runs.write_json(run / runs.SUMMARY, {"status": "finished", "run_id": rid})
+    if weights:
+        build = {"model": "mlp", "args": [[1, 28, 28], 10], "kwargs": {}}
+        runs.save_weights(run, rid, config, config, build, MODELS["mlp"]((1, 28, 28), 10))
+    return run

@@ -628,3 +628,117 @@ def test_figures_add_up():
     assert FIGURES["unexplained"] == [] and FIGURES["tracebacks"] == []
     assert FIGURES["disagreements"] == sum(FIGURES["explained"].values())
     assert not math.isnan(FIGURES["files"])
+
+
+# --- the families' own keys, and the blocks of sweeps over trained runs (issue 24) ------------
+
+def _family_keys():
+    from dl2bench.families import TASKS
+    from dl2bench.schema import KEY_SPECS
+
+    out = {}
+    for name in TASKS.names():
+        fam = TASKS[name]().family
+        keys = sorted(k for k, s in KEY_SPECS.items() if s.family == fam and not s.bookkeeping)
+        if keys:
+            out[name] = keys
+    return out
+
+
+FAMILY_KEYS = _family_keys()
+
+
+def _values_for(key: str):
+    """Values at and past the key's declared edges, its choices, and things of the wrong kind."""
+    from dl2bench.schema import KEY_SPECS
+
+    spec = KEY_SPECS[key]
+    edges = [spec.min, spec.max]
+    near = [v + d for v in edges if v is not None for d in (-1, -1e-9, 0, 1e-9, 1)]
+    near += [v * k for v in edges if v is not None for k in (10, 1000, 10 ** 6)]
+    return st.one_of(st.sampled_from([str(v) for v in near] or ["1"]),
+                     st.sampled_from([str(c) for c in spec.choices] or ["0"]),
+                     st.integers(-(2 ** 70), 2 ** 70).map(str), st.floats().map(repr),
+                     st.sampled_from(["", "none", "None", "true", "a:b:c", "..", "/", "[1]", "{}", "1e999", "-0"]),
+                     st.text(max_size=12).filter(lambda t: "\0" not in t))
+
+
+@st.composite
+def family_command_lines(draw):
+    task = draw(st.sampled_from(sorted(FAMILY_KEYS)))
+    keys = draw(st.lists(st.sampled_from(FAMILY_KEYS[task]), min_size=1, max_size=3, unique=True))
+    return task, {k: draw(_values_for(k)) for k in keys}
+
+
+@settings(settings.get_profile(PROFILE), max_examples=n(400))
+@given(case=family_command_lines())
+def test_family_keys_are_a_valid_config_or_one_line_naming_a_key(case):
+    """Every family's keys at and past their edges, on every task that reads them: the config
+    validates (and then fits in memory here: validation estimates it) or one ConfigError names a key."""
+    from dl2bench.schema import KEY_SPECS
+
+    task, values = case
+    args = ["--task", task] + [f"--{k}={v}" for k, v in values.items()]
+    try:
+        cfg, _, _ = parse_args(args)
+        cfg.resolve()
+    except ConfigError as e:
+        msg = str(e)
+        key = msg.split(":", 1)[0].lstrip("-")
+        assert "\n" not in msg and (key in KEY_SPECS or key == "task"), msg
+        FIGURES["family keys refused"] = FIGURES.get("family keys refused", 0) + 1
+        return
+    FIGURES["family keys accepted"] = FIGURES.get("family keys accepted", 0) + 1
+
+
+def _block_sources(victims: str):
+    """A source of an attack/evaluate block: each field well-formed about half the time."""
+    def pick(good, bad):
+        return st.one_of(st.sampled_from(good), st.sampled_from(good), st.sampled_from(bad))
+
+    where = pick([None, {"optimizer": "adam"}, {"lr": [0.1, 0.01]}], [{"bogus": 1}, ["optimizer"], "adam", 7])
+    run_ids = pick([None, ["aaaaaa"]], [["zzzzzz"], [1, 2], "aaaaaa", [], ["*"], ["../aaaaaa"]])
+    task = pick([None, "fashion_mnist_attack"], ["mnist_attack", "fashion_mnist", "fashion_mnist_gan_sample", "bogus",
+                                                 ["fashion_mnist_attack"], 3])
+    params = pick([None, {"attack_eps": {"values": [0.0, 0.1]}}],
+                  [{"attack_run": {"value": "ffffff"}}, {"attack_eps": 0.1}, {"attack_eps": {"value": -1}},
+                   {"bogus": {"value": 1}}, [1]])
+    frm = pick([victims], ["missing", "", "..", "/", 4, None, [victims], "victims/aaaaaa111111"])
+    extra = pick([{}], [{"bogus": 1}])
+    return st.builds(lambda f, w, r, t, p, e: {k: v for k, v in {"from": f, "where": w, "run_ids": r, "task": t,
+                                                                   "parameters": p, **e}.items() if v is not None},
+                     frm, where, run_ids, task, params, extra)
+
+
+@settings(settings.get_profile(PROFILE), max_examples=n(150))
+@given(data=st.data())
+def test_sweeps_over_runs_are_queued_or_one_line(data, fresh):
+    """Generated attack/evaluate blocks over a folder of real (untrained) classifier runs, through
+    submit.py --dry-run in-process: exit 0, or exit 2 with one line and no traceback; nothing written."""
+    from helpers import fake_run
+
+    tmp = fresh()
+    out = tmp / "runs"
+    fake_run(out / "victims", "aaaaaa111111")
+    fake_run(out / "victims", "bbbbbb222222", weights=False)
+    block = data.draw(st.sampled_from(["attack", "evaluate"]))
+    sources = data.draw(st.one_of(_block_sources("victims"), st.lists(_block_sources("victims"), max_size=3)))
+    doc = {"name": "over_runs", "method": data.draw(st.sampled_from(["grid", "grid", "random"])),
+           "parameters": data.draw(st.sampled_from([{"attack": {"values": ["fgsm", "pgd"]}}, {},
+                                                    {"attack_run": {"value": "aaaaaa"}}])),
+           block: sources}
+    path = tmp / "s.yaml"
+    path.write_text(_dump(doc))
+    before = sorted(str(p) for p in tmp.rglob("*"))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = _submit_module().main([str(path), "--dry-run", "--cluster", "debug", "--out", str(out)])
+    msg = err.getvalue().strip()
+    lines = [line for line in msg.splitlines() if not line.startswith(("note:", "--cluster"))]
+    assert code in (0, 2), msg
+    if code == 2:
+        assert len(lines) == 1 and lines[0].startswith("error: "), msg
+    assert "Traceback" not in msg
+    assert sorted(str(p) for p in tmp.rglob("*")) == before, "something was written"
+    FIGURES[f"over-runs {'queued' if code == 0 else 'refused'}"] = FIGURES.get(
+        f"over-runs {'queued' if code == 0 else 'refused'}", 0) + 1

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_cli_refuses, assert_submit_refuses
+from helpers import assert_cli_refuses, assert_submit_refuses, fake_run
 
 
 @pytest.fixture
@@ -43,22 +43,6 @@ def test_a_registered_env_whose_extra_package_is_missing_is_one_line(tmp_path):
     except ImportError:
         pass
     assert_cli_refuses({"task": "gym", "env_id": "LunarLander-v3"}, "env_id", tmp_path)
-
-
-def fake_run(folder: Path, rid: str, task: str = "fashion_mnist", weights: bool = True) -> Path:
-    """A finished classifier run's folder (config, summary, the weights of an untrained mlp)."""
-    from dl2bench import runs
-    from dl2bench.families import MODELS
-
-    run = folder / rid
-    run.mkdir(parents=True)
-    config = {"task": task, "model": "mlp", "seed": 0, "run_id": rid}
-    runs.write_json(run / runs.CONFIG, config)
-    runs.write_json(run / runs.SUMMARY, {"status": "finished", "run_id": rid})
-    if weights:
-        build = {"model": "mlp", "args": [[1, 28, 28], 10], "kwargs": {}}
-        runs.save_weights(run, rid, config, config, build, MODELS["mlp"]((1, 28, 28), 10))
-    return run
 
 
 def submit_main(args, capsys):
@@ -344,3 +328,58 @@ def test_a_sweep_is_checked_against_the_jobs_mem_gb_not_the_login_node(tmp_path,
     line = assert_submit_refuses([sweep, "--out", tmp_path / "runs", "--cluster", "debug", "--wandb", "disabled"],
                                  "buffer_size: 100000000", tmp_path)
     assert line.startswith("error: run ") and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden"])
+def test_a_sweep_name_of_dots_says_what_a_name_may_be(tmp_path, name):
+    """Once: '..' was told a name may hold '.', which it already did."""
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(SWEEP.format(name=f"'{name}'"))
+    line = assert_submit_refuses([sweep, "--dry-run", "--out", tmp_path / "runs", "--cluster", "debug"], "name:",
+                                 tmp_path)
+    assert "must not start with '.'" in line
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--gres", "a:b:c"], "expected NAME:COUNT"),  # once: "too many values to unpack"
+    (["--set", "a:b:c"], "expected KEY=VALUE"),
+    (["--sbatch", "a:b:c"], "expected KEY=VALUE"),
+])
+def test_colon_separated_values_get_a_message_not_an_unpacking_error(tmp_path, args, needle):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(SWEEP.format(name="s"))
+    line = assert_submit_refuses([sweep, *args, "--dry-run", "--out", tmp_path / "runs", "--cluster", "debug"],
+                                 args[0], tmp_path)
+    assert needle in line and "unpack" not in line
+
+
+def spoil(run: Path, name: str, how: str) -> None:
+    import os
+
+    target = run / name
+    target.unlink()
+    if how == "fifo":
+        os.mkfifo(target)  # once: the read blocked forever
+    else:
+        target.write_text({"list": "[1, 2]", "string": '"finished"', "number": "3"}[how])
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["list", "string", "number", "fifo"])
+@pytest.mark.parametrize("name", ["config.json", "summary.json"])
+def test_a_spoilt_run_folder_is_one_line_in_every_reader(tmp_path, how, name):
+    """The same folder read by an attack (train command line and an attack sweep) and as a GAN's
+    feature classifier: no traceback, no hang, nothing written."""
+    from dl2bench import runs
+
+    assert name in (runs.CONFIG, runs.SUMMARY)
+    out = tmp_path / "results"
+    run = fake_run(out / "victims", "eeeeee555555")
+    spoil(run, name, how)
+    line = _cli_error({"task": "fashion_mnist_attack", "attack_run": str(run)}, "attack_run", tmp_path)
+    assert "Traceback" not in line
+    _cli_error({"task": "fashion_mnist_gan", "feature_run": str(run)}, "feature_run", tmp_path)
+    sweep = tmp_path / "attack.yaml"
+    sweep.write_text(ATTACK)
+    line = assert_submit_refuses([sweep, "--dry-run", "--out", out, "--cluster", "debug"], "attack.from", tmp_path)
+    assert "holds no finished runs" in line

@@ -66,21 +66,10 @@ def _roots(attack_from: str):
 
 @functools.lru_cache(maxsize=256)
 def victim_folder(attack_run: str, attack_from: str) -> Path:
-    """The attacked run's folder; ConfigError naming attack_run when there is none."""
-    if not attack_run:
-        raise ConfigError("attack_run: expected the run id (or folder) of a trained classifier to attack")
-    p = Path(attack_run)
-    if p.is_dir():
-        folder = p
-    else:
-        try:
-            folder = runs.find_run(attack_run, _roots(attack_from))
-        except runs.RunNotFound as e:
-            raise ConfigError(f"attack_run: {e} (attack_from: {attack_from!r})") from None
-    if not (folder / runs.WEIGHTS).is_file():
-        raise ConfigError(f"attack_run: {folder} has no trained weights ({runs.WEIGHTS}): the run has not "
-                          "finished, or ran with save_weights=false")
-    return folder
+    """The attacked run's folder (runs.trained_run: finished, readable, weights that load); ConfigError
+    naming attack_run when there is none. Which classifier it must be, the check says."""
+    return runs.trained_run("attack_run", attack_run, _roots(attack_from), "classifier",
+                            lambda folder, cfg: None)
 
 
 @functools.lru_cache(maxsize=256)
@@ -120,10 +109,6 @@ def check(cfg) -> None:
     if cfg.model != victim.get("model"):
         raise ConfigError(f"model: the attacked run's model is {victim.get('model')!r}, not {cfg.model!r} "
                           "(leave model unset)")
-    try:
-        runs.check_weights(victim_folder(cfg.attack_run, cfg.attack_from))
-    except runs.WeightsError as e:
-        raise ConfigError(f"attack_run: {e}") from None
 
 
 def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:

@@ -91,45 +91,33 @@ def _roots(value: str):
 
 
 @functools.lru_cache(maxsize=256)
-def run_folder(key: str, value: str, roots: str, family: str) -> Path:
-    """The folder of the run named by config key `key`: a run id (or unique prefix), a run folder, or a
-    folder of runs holding exactly one finished run of `family` with weights. ConfigError names the key."""
-    if not value:
-        raise ConfigError(f"{key}: expected the run id (or folder) of a finished {_what(family)} run")
-    candidates = [Path(value)] + [r / value for r in _roots(roots)]
-    for p in candidates:
-        if not p.is_dir():
-            continue
-        if runs.is_run(p):
-            folder = p
-            break
-        found = [q for q in runs.runs_in(p) if runs.finished_with_weights(q) and _family_of(q) == family]
-        if len(found) == 1:
-            folder = found[0]
-            break
-        if found:
-            raise ConfigError(f"{key}: {p} holds {len(found)} finished {_what(family)} runs ({', '.join(q.name for q in found[:4])}"
-                              f"{', ...' if len(found) > 4 else ''}); name one by its run id")
-        raise ConfigError(f"{key}: {p} holds no finished {_what(family)} run with trained weights; run it first")
-    else:
-        try:
-            folder = runs.find_run(value, _roots(roots))
-        except runs.RunNotFound as e:
-            hint = "; run sweeps/gan_features.yaml first (same --out)" if key == "feature_run" else ""
-            raise ConfigError(f"{key}: {e} (feature_from: {roots!r}){hint}") from None
-    if not (folder / runs.WEIGHTS).is_file():
-        raise ConfigError(f"{key}: {folder} has no trained weights ({runs.WEIGHTS}): the run has not finished, "
-                          "or ran with save_weights=false")
-    return folder
+@functools.lru_cache(maxsize=256)  # a sweep validates each of its runs against the same few runs
+def run_folder(key: str, value: str, roots: str, family: str, data: Optional[str] = None) -> Path:
+    """The folder of the run named by config key `key` (runs.trained_run: a run id or unique prefix,
+    a run folder, or a folder holding exactly one such run), a finished `family` run with loadable
+    weights, trained on `data` where given. ConfigError names the key."""
+    fix = f" (train a {data} classifier, e.g. sweeps/gan_features.yaml)" if key == "feature_run" else ""
+
+    def accept(folder: Path, c: Dict[str, Any]) -> Optional[str]:
+        t = c.get("task")
+        tt = TASKS[t]() if t in TASKS else None
+        if tt is None or tt.family != family:
+            return (f"{folder} is {'a ' + tt.family if tt else 'an unknown'} run ({t}); expected a finished "
+                    f"{_what(family)} run{fix}")
+        if data is not None and tt.data != data:
+            return f"the run trained {t!r} on {tt.data}; expected a {data} {_what(family)}{fix}"
+        return None
+
+    try:
+        return runs.trained_run(key, value, _roots(roots), _what(family), accept)
+    except ConfigError as e:
+        if key == "feature_run" and "not found under" in str(e):
+            raise ConfigError(f"{e}; run sweeps/gan_features.yaml first (same --out)") from None
+        raise
 
 
 def _what(family: str) -> str:
     return {"classification": "classifier"}.get(family, family)
-
-
-def _family_of(folder: Path) -> Optional[str]:
-    task = (runs.maybe_json(folder / runs.CONFIG) or {}).get("task")
-    return TASKS[task]().family if task in TASKS else None
 
 
 @functools.lru_cache(maxsize=256)
@@ -197,10 +185,6 @@ def check(cfg) -> None:
                               f"{cfg.task[: -len('_sample')]} generators")
         if cfg.model != g.get("model"):
             raise ConfigError(f"model: the sampled run's model is {g.get('model')!r}, not {cfg.model!r} (leave it unset)")
-        try:
-            runs.check_weights(folder)
-        except runs.WeightsError as e:
-            raise ConfigError(f"generator_run: {e}") from None
         if cfg.truncation == "none" and cfg.psi != 1:
             raise ConfigError(f"psi: {cfg.psi!r} means nothing without truncation; set truncation hard or soft")
     else:
@@ -220,20 +204,7 @@ def check(cfg) -> None:
             raise ConfigError(f"feature_net: VGG-16's ImageNet weights are not in torch hub's cache ({_vgg_file()}); "
                               "run once with download true where there is internet, or use feature_net classifier")
         return
-    folder = run_folder("feature_run", cfg.feature_run, cfg.feature_from, "classification")
-    f = run_config(folder)
-    ftask = TASKS[f["task"]]() if f.get("task") in TASKS else None
-    if ftask is not None and ftask.family != "classification":
-        raise ConfigError(f"feature_run: {folder} is a {ftask.family} run ({f.get('task')}); the features are a "
-                          f"classifier's (train a {task.data} classifier, e.g. sweeps/gan_features.yaml)")
-    if ftask is None or ftask.data != task.data:
-        raise ConfigError(f"feature_run: the run trained {f.get('task')!r} on {ftask.data if ftask else '?'}; task "
-                          f"{cfg.task!r} measures {task.data} images (train a {task.data} classifier, e.g. "
-                          "sweeps/gan_features.yaml)")
-    try:
-        runs.check_weights(folder)
-    except runs.WeightsError as e:
-        raise ConfigError(f"feature_run: {e}") from None
+    run_folder("feature_run", cfg.feature_run, cfg.feature_from, "classification", task.data)
 
 
 def _vgg_file() -> str:
