@@ -50,7 +50,8 @@ def _number(typ, low, what):
 def parse(argv):
     p = _Parser(prog="jobs/submit.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("sweep", help="a sweep YAML file (W&B sweep format + a slurm: block)")
+    p.add_argument("sweep", help="a sweep YAML file (W&B sweep format + a slurm: block), or a suite of them "
+                   "(sweeps/suites/*.yaml: each sweep after the sweeps it reads)")
     p.add_argument("--cluster", default="auto", help="auto | slurm | local | debug (default auto)")
     p.add_argument("--dry-run", action="store_true", help="print the runs and resource groups; submit nothing")
     p.add_argument("--wandb", default="auto", choices=["auto", "online", "offline", "disabled"],
@@ -103,11 +104,14 @@ def main(argv=None) -> int:
 
 def submit(args) -> int:
     from dl2bench import launch
+    from dl2bench import suite as SU
     from dl2bench import sweep as S
 
     t0 = time.perf_counter()
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise SweepError(f"--out: {args.out} is a file; expected the results folder (it holds a folder per sweep)")
+    if SU.is_suite(args.sweep):
+        return submit_suite(args)
     overrides = pairs(args.set, "set")
     if args.wandb != "auto":
         overrides.setdefault("wandb", args.wandb)
@@ -215,6 +219,64 @@ def submit(args) -> int:
     if args.wait or cluster == "debug":
         return wait(root, cluster, args.poll)
     return 0
+
+
+def submit_suite(args) -> int:
+    """Every sweep of a suite, each after the sweeps it needs: submitted, then waited for (a dependent
+    sweep is expanded from their results). A sweep whose dependency failed is not submitted, and says
+    which. Before anything is submitted, the suite and every sweep that needs nothing are checked."""
+    import copy
+
+    from dl2bench import suite as SU
+    from dl2bench import sweep as S
+
+    su = SU.load_suite(args.sweep, root=args.out)
+    for line in SU.describe(su):
+        print(line)
+    overrides = pairs(args.set, "set")
+    if args.wandb != "auto":
+        overrides.setdefault("wandb", args.wandb)
+    if not args.status:
+        with registries.memory_checked_by_launcher():
+            for m in su.members:
+                if not m.needs:  # a dependent is expanded once what it reads exists
+                    S.load(m.path, smoke=args.smoke, overrides=overrides, root=args.out)
+    if args.dry_run:
+        print("dry run: nothing submitted; each dependent sweep is expanded when what it needs has finished")
+        return 0
+    failed, outcome = set(), {}
+    for m in su.members:
+        print(f"\n== {m.name} ({m.path})", flush=True)
+        if args.status:
+            root = Path(args.out) / m.name
+            if not (root / "manifest.json").exists():
+                outcome[m.name] = "not submitted"
+                print("not submitted yet")
+                continue
+            from dl2bench import launch
+
+            code = report_status(root, launch.run_status(root, launch.load_manifest(root)))
+            outcome[m.name] = "has failed runs" if code else "ok"
+            continue
+        blocked = SU.blocked_by(su, failed)
+        if m.name in blocked:
+            outcome[m.name] = f"not submitted: it needs {blocked[m.name]}, which did not finish"
+            print(outcome[m.name])
+            continue
+        one = copy.copy(args)
+        one.sweep, one.wait = str(m.path), True  # dependents expand from its results; one sweep at a time
+        try:
+            code = submit(one)
+        except (SweepError, ConfigError, LaunchError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            code = 2
+        if code:
+            failed.add(m.name)
+        outcome[m.name] = "failed (see above)" if code else "finished"
+    print(f"\nsuite {su.name}:")
+    for name, what in outcome.items():
+        print(f"  {name:<32} {what}")
+    return 1 if failed or any(w != "ok" and args.status for w in outcome.values()) else 0
 
 
 def print_sources(sw) -> None:
