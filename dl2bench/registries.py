@@ -115,6 +115,10 @@ def validate(cfg: Any, family_check: bool = True) -> None:
         why = task.refusal(key, getattr(cfg, key))
         if why:
             raise ConfigError(f"{key}: {getattr(cfg, key)!r} {why}")
+    images = TRAIN_IMAGES.get(task.data) if isinstance(task.data, str) else None
+    if images and cfg.train_size and cfg.train_size + (cfg.val_size or 0) > images:
+        raise ConfigError(f"train_size: {cfg.train_size} + val_size {cfg.val_size or 0} is more than the {images:,} "
+                          f"training images {task.data} has; use train_size <= {images - (cfg.val_size or 0):,}")
     if family_check and task.check is not None:
         task.check(cfg)
     if family_check and not _MEMORY_BY_LAUNCHER:
@@ -136,6 +140,11 @@ def memory_checked_by_launcher():
         yield
     finally:
         _MEMORY_BY_LAUNCHER = before
+
+
+# the training split of each image dataset's published files: a train_size past it fails at set-up
+# otherwise, after the run's folder exists (a smaller file on disk is still caught when it is read)
+TRAIN_IMAGES = {"mnist": 60_000, "fashion_mnist": 60_000, "cifar10": 50_000}
 
 
 def memory_needs(cfg: Any) -> list:

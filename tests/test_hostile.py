@@ -383,3 +383,10 @@ def test_a_spoilt_run_folder_is_one_line_in_every_reader(tmp_path, how, name):
     sweep.write_text(ATTACK)
     line = assert_submit_refuses([sweep, "--dry-run", "--out", out, "--cluster", "debug"], "attack.from", tmp_path)
     assert "holds no finished runs" in line
+
+
+@pytest.mark.parametrize("task, size", [("fashion_mnist", 10**7), ("cifar10_ae", 49_000), ("mnist_gan", 60_000)])
+def test_a_train_size_past_the_dataset_is_refused_at_validation(tmp_path, task, size):
+    """Once: the run started, failed at set-up (ValueError) and left its folder."""
+    line = _cli_error({"task": task, "train_size": size}, "train_size", tmp_path)
+    assert "training images" in line

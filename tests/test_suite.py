@@ -81,9 +81,9 @@ def test_a_suite_runs_in_order_skips_what_a_failure_blocks_and_resubmits_nothing
     (tmp_path / "atk.yaml").write_text("name: atk\nmethod: grid\nparameters:\n  attack: {value: fgsm}\n"
                                        "  attack_eps: {value: 0.1}\n  progress: {value: none}\n"
                                        "attack:\n  from: victims\n  task: fashion_mnist_attack\n")
-    # a sweep whose run fails at set-up (more training examples than the data has), and one after it
+    # a sweep whose run fails at set-up (more training examples than the tiny files hold), and one after it
     (tmp_path / "broken.yaml").write_text(f"name: broken\nmethod: grid\nparameters:\n{keys}"
-                                          "  train_size: {value: 10000000}\n")
+                                          "  train_size: {value: 50000}\n")
     (tmp_path / "after_broken.yaml").write_text(f"name: after_broken\nmethod: grid\nparameters:\n{keys}")
     suite = tmp_path / "suite.yaml"
     suite.write_text("name: s\nsweeps:\n  - atk\n  - victims\n  - broken\n  - {sweep: after_broken, after: [broken]}\n")
