@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from .sweep import ATTACK_BLOCK, EVALUATE_BLOCK, SweepError, _read_yaml
+from .sweep import ATTACK_BLOCK, EVALUATE_BLOCK, SweepError, read_yaml
 
 SUITE_KEYS = ("name", "description", "sweeps")
 ENTRY_KEYS = ("sweep", "after")
@@ -49,7 +49,7 @@ class Suite:
 def is_suite(path: str | Path) -> bool:
     """A suite file has `sweeps:` and no `parameters:` (a sweep file has parameters)."""
     try:
-        raw = _read_yaml(Path(path))
+        raw = read_yaml(Path(path))
     except SweepError:
         return False
     return "sweeps" in raw and "parameters" not in raw
@@ -84,7 +84,7 @@ def load_suite(path: str | Path, root: str | Path = "runs") -> Suite:
     file and key) for an unknown key, a missing sweep or dependency, or a cycle."""
     path = Path(path)
     where = str(path)
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     unknown = sorted(set(raw) - set(SUITE_KEYS))
     if unknown:
         raise SweepError(f"{where}: {unknown[0]}: unknown key; a suite has {', '.join(SUITE_KEYS)}")
@@ -109,7 +109,7 @@ def load_suite(path: str | Path, root: str | Path = "runs") -> Suite:
         if not isinstance(entry, str) or not entry:
             raise SweepError(f"{at}: expected a sweep file's name or path, got {entry!r}")
         file = _sweep_path(entry, path.parent, at)
-        sweep_raw = _read_yaml(file)
+        sweep_raw = read_yaml(file)
         name = str(sweep_raw.get("name") or file.stem)
         if any(m.name == name for m in members):
             raise SweepError(f"{at}: sweep {name!r} is listed twice")

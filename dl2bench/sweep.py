@@ -104,7 +104,7 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
     `root` is the results root, where an attack block's `from` folders are looked up."""
     path = Path(path)
     where = str(path)
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     for key, why in UNSUPPORTED_WANDB_KEYS.items():
         if key in raw:
             raise SweepError(f"{where}: {key}: not supported by dl2bench: {why}")
@@ -163,7 +163,7 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
     return sweep
 
 
-def _read_yaml(path: Path) -> Dict[str, Any]:
+def read_yaml(path: Path) -> Dict[str, Any]:
     import yaml
 
     try:
