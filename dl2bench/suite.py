@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 from .sweep import ATTACK_BLOCK, EVALUATE_BLOCK, SweepError, read_yaml
 
@@ -177,6 +177,6 @@ def describe(suite: Suite) -> List[str]:
     return lines
 
 
-def suite_names() -> Optional[List[str]]:
+def suite_names() -> List[str]:
     """The shipped sweeps' names (for the course suite's test)."""
     return sorted(p.stem for p in SHIPPED.glob("*.yaml"))

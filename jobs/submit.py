@@ -112,9 +112,7 @@ def submit(args) -> int:
         raise SweepError(f"--out: {args.out} is a file; expected the results folder (it holds a folder per sweep)")
     if SU.is_suite(args.sweep):
         return submit_suite(args)
-    overrides = pairs(args.set, "set")
-    if args.wandb != "auto":
-        overrides.setdefault("wandb", args.wandb)
+    overrides = run_overrides(args)
     cluster, note = launch.pick_cluster(args.cluster)
     if note:
         print(note, file=sys.stderr)
@@ -221,21 +219,28 @@ def submit(args) -> int:
     return 0
 
 
+def run_overrides(args) -> dict:
+    """The run-config keys the command line sets in every run: --set, and --wandb unless auto."""
+    overrides = pairs(args.set, "set")
+    if args.wandb != "auto":
+        overrides.setdefault("wandb", args.wandb)
+    return overrides
+
+
 def submit_suite(args) -> int:
     """Every sweep of a suite, each after the sweeps it needs: submitted, then waited for (a dependent
     sweep is expanded from their results). A sweep whose dependency failed is not submitted, and says
     which. Before anything is submitted, the suite and every sweep that needs nothing are checked."""
     import copy
 
+    from dl2bench import launch
     from dl2bench import suite as SU
     from dl2bench import sweep as S
 
     su = SU.load_suite(args.sweep, root=args.out)
     for line in SU.describe(su):
         print(line)
-    overrides = pairs(args.set, "set")
-    if args.wandb != "auto":
-        overrides.setdefault("wandb", args.wandb)
+    overrides = run_overrides(args)
     if not args.status:
         with registries.memory_checked_by_launcher():
             for m in su.members:
@@ -249,12 +254,10 @@ def submit_suite(args) -> int:
         print(f"\n== {m.name} ({m.path})", flush=True)
         if args.status:
             root = Path(args.out) / m.name
-            if not (root / "manifest.json").exists():
+            if not launch.manifest_path(root).exists():
                 outcome[m.name] = "not submitted"
                 print("not submitted yet")
                 continue
-            from dl2bench import launch
-
             code = report_status(root, launch.run_status(root, launch.load_manifest(root)))
             outcome[m.name] = "has failed runs" if code else "ok"
             continue

@@ -35,9 +35,9 @@ def need(path: Path, how: str) -> None:
         pytest.skip(f"{path} is missing ({how})")
 
 
-def assert_cli_refuses(config: dict, key: str, tmp_path: Path) -> None:
+def assert_cli_refuses(config: dict, key: str, tmp_path: Path) -> str:
     """`python -m dl2bench.train` with this config, called in-process (test_cli.py runs the real
-    process once): exit 2, one error line naming `key`, no traceback, nothing written."""
+    process once): exit 2, one error line naming `key`, no traceback, nothing written. Returns the line."""
     import contextlib
 
     from dl2bench.train.cli import main
@@ -50,6 +50,7 @@ def assert_cli_refuses(config: dict, key: str, tmp_path: Path) -> None:
     said = err.getvalue()
     assert code == 2 and said.startswith(f"error: {key}: ") and said.count("\n") == 1, said
     assert "Traceback" not in said and not out.exists()
+    return said.strip()
 
 
 def assert_submit_refuses(args, key: str, watched: Path) -> str:

@@ -180,7 +180,7 @@ LINES = b"To be, or not to be, that is the question.\n" * 200
 def test_a_corpus_that_cannot_be_a_text_is_one_line(tmp_path, content, said):
     corpus = tmp_path / "corpus.bin"
     corpus.write_bytes(content)
-    line = _cli_error({"task": "char_lm", "model": "lstm", "corpus": str(corpus)}, "corpus", tmp_path)
+    line = assert_cli_refuses({"task": "char_lm", "model": "lstm", "corpus": str(corpus)}, "corpus", tmp_path)
     assert said in line
 
 
@@ -198,28 +198,11 @@ def test_a_gzip_bomb_corpus_is_refused_without_being_expanded(tmp_path, monkeypa
         for _ in range(64):
             f.write(b"a" * 2**20)
     tracemalloc.start()
-    line = _cli_error({"task": "char_lm", "model": "lstm", "corpus": str(bomb)}, "corpus", tmp_path)
+    line = assert_cli_refuses({"task": "char_lm", "model": "lstm", "corpus": str(bomb)}, "corpus", tmp_path)
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert "decompresses to more than 1 MiB" in line
     assert peak < 16 * 2**20, f"{peak / 2**20:.0f} MiB held while refusing a 64 MiB bomb"
-
-
-def _cli_error(config: dict, key: str, tmp_path: Path) -> str:
-    """assert_cli_refuses, returning the line."""
-    import contextlib
-    import io
-
-    from dl2bench.train.cli import main
-
-    out = tmp_path / "refused"
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main([*(f"--{k}={v}" for k, v in config.items()), f"--out={out}", "--wandb=disabled"])
-    said = err.getvalue()
-    assert code == 2 and said.startswith(f"error: {key}: ") and said.count("\n") == 1, said
-    assert not out.exists()
-    return said.strip()
 
 
 def alias_bomb(levels: int = 9) -> str:
@@ -294,7 +277,7 @@ def test_sizes_that_cannot_fit_in_memory_are_refused_at_validation(tmp_path, mon
     from dl2bench import env
 
     monkeypatch.setattr(env, "memory_limit", lambda: (8 * 2**30, "this machine's memory"))
-    line = _cli_error(config, key, tmp_path)
+    line = assert_cli_refuses(config, key, tmp_path)
     assert "GB for" in line and "more than this machine's memory (8.0 GB)" in line
 
 
@@ -376,9 +359,9 @@ def test_a_spoilt_run_folder_is_one_line_in_every_reader(tmp_path, how, name):
     out = tmp_path / "results"
     run = fake_run(out / "victims", "eeeeee555555")
     spoil(run, name, how)
-    line = _cli_error({"task": "fashion_mnist_attack", "attack_run": str(run)}, "attack_run", tmp_path)
+    line = assert_cli_refuses({"task": "fashion_mnist_attack", "attack_run": str(run)}, "attack_run", tmp_path)
     assert "Traceback" not in line
-    _cli_error({"task": "fashion_mnist_gan", "feature_run": str(run)}, "feature_run", tmp_path)
+    assert_cli_refuses({"task": "fashion_mnist_gan", "feature_run": str(run)}, "feature_run", tmp_path)
     sweep = tmp_path / "attack.yaml"
     sweep.write_text(ATTACK)
     line = assert_submit_refuses([sweep, "--dry-run", "--out", out, "--cluster", "debug"], "attack.from", tmp_path)
@@ -388,5 +371,5 @@ def test_a_spoilt_run_folder_is_one_line_in_every_reader(tmp_path, how, name):
 @pytest.mark.parametrize("task, size", [("fashion_mnist", 10**7), ("cifar10_ae", 49_000), ("mnist_gan", 60_000)])
 def test_a_train_size_past_the_dataset_is_refused_at_validation(tmp_path, task, size):
     """Once: the run started, failed at set-up (ValueError) and left its folder."""
-    line = _cli_error({"task": task, "train_size": size}, "train_size", tmp_path)
+    line = assert_cli_refuses({"task": task, "train_size": size}, "train_size", tmp_path)
     assert "training images" in line

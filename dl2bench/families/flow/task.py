@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Dict, List, Optional, TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from ... import runs
 from ...errors import ConfigError

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from ... import runs
 from ...errors import ConfigError
@@ -90,7 +90,6 @@ def _roots(value: str):
     return list(dict.fromkeys(roots + [r.resolve().parent for r in roots]))
 
 
-@functools.lru_cache(maxsize=256)
 @functools.lru_cache(maxsize=256)  # a sweep validates each of its runs against the same few runs
 def run_folder(key: str, value: str, roots: str, family: str, data: Optional[str] = None) -> Path:
     """The folder of the run named by config key `key` (runs.trained_run: a run id or unique prefix,

@@ -29,7 +29,7 @@ batches too: all images have the same size, so the mean over images is the pixel
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from ... import runs
 from ...errors import ConfigError
@@ -144,12 +144,16 @@ def weight_map(y: torch.Tensor, code: torch.Tensor, wc: torch.Tensor, border: to
 # ---------------------------------------------------------------------------------------------
 
 
+def _shapes_counts(cfg) -> Tuple[int, int]:
+    """How many training (validation included) and test images the shapes dataset is drawn with."""
+    return (cfg.train_size + cfg.val_size if cfg.train_size else SHAPES_TRAIN), cfg.test_size or SHAPES_TEST
+
+
 def _data(task: Task, cfg):
     from . import data as S
 
     if task.data == "shapes":
-        n_train = cfg.train_size + cfg.val_size if cfg.train_size else SHAPES_TRAIN
-        return S.shapes(n_train, cfg.test_size or SHAPES_TEST, cfg.image_size, cfg.shapes_seed)
+        return S.shapes(*_shapes_counts(cfg), cfg.image_size, cfg.shapes_seed)
     return S.oxford_pets(cfg.data_root, cfg.download, cfg.image_size)
 
 
@@ -313,7 +317,7 @@ def memory(cfg) -> List[Need]:
     size = cfg.image_size or 0
     needs: List[Need] = []
     if cfg.task == "shapes":
-        n = (cfg.train_size + (cfg.val_size or 0) if cfg.train_size else SHAPES_TRAIN) + (cfg.test_size or SHAPES_TEST)
+        n = sum(_shapes_counts(cfg))
         needs.append(("image_size", 10.0 * n * size * size, f"{n:,} resident {size}x{size} images with masks"))
     width, batch = cfg.width or 1, max(cfg.batch_size or 1, 1)
     # per level: two convs, their norms and activations, kept for backprop; the levels below add

@@ -34,7 +34,7 @@ import gzip
 import math
 import zlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional, TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ...errors import ConfigError
 from ...inits import INITS
@@ -492,12 +492,11 @@ def check(cfg) -> None:
             raise ConfigError(f"corpus: {path} cannot be read ({type(e).__name__}: {e})") from None
         a, b = lm_splits(text)
         shortest = min(a, b - a, len(text) - b)
-        context = cfg.context if cfg.context is not None else TASKS[cfg.task]().defaults.get("context", 1)
-        if context + 1 > shortest:
-            if cfg.context is None or shortest < 2:
+        if cfg.context is not None and cfg.context + 1 > shortest:
+            if shortest < 2:  # no context fits: the corpus is what is wrong
                 raise ConfigError(f"corpus: {path} holds {len(text)} characters; its validation and test splits "
-                                  f"(5% each) must each hold a context + 1 characters, so context {context} needs "
-                                  f"a corpus of at least {20 * (context + 1)} characters")
+                                  f"(5% each) must each hold a context + 1 characters, so context {cfg.context} "
+                                  f"needs a corpus of at least {20 * (cfg.context + 1)} characters")
             raise ConfigError(f"context: {cfg.context} characters (+1 target) do not fit in the corpus's shortest "
                               f"split ({shortest} of its {len(text)} characters); use a context below {shortest}")
     else:
