@@ -11,6 +11,7 @@ Exit status: 0 submitted (or all done), 1 some run failed (with --wait) or submi
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 import time
@@ -48,6 +49,10 @@ def _number(typ, low, what):
 
 
 def parse(argv):
+    return parser().parse_args(argv)
+
+
+def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="jobs/submit.py", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", help="a sweep YAML file (W&B sweep format + a slurm: block), or a suite of them "
@@ -74,7 +79,23 @@ def parse(argv):
                        help=f"overrides slurm.{flag}")
     p.add_argument("--gpus", dest="slurm_gpus_per_task", type=int, help="GPUs per cuda run, as --gpus-per-task")
     p.add_argument("--gres", default=None, help="GPUs per cuda run as a gres, e.g. gpu:a100:1 (sets gpu_style gres)")
-    return p.parse_args(argv)
+    p.add_argument("--expand", default=None, help=argparse.SUPPRESS)  # a suite's expander job: this sweep only
+    return p
+
+
+def as_argv(args) -> list:
+    """The flags that give `args` again (what a suite's expander job runs with), without the sweep."""
+    out = []
+    for a in parser()._actions:
+        value = getattr(args, a.dest, None)
+        if not a.option_strings or a.dest in ("help", "expand", "wait", "out", "cluster") or value == a.default:
+            continue
+        flag = a.option_strings[-1]
+        if isinstance(value, bool):
+            out.append(flag)
+        else:
+            out += [x for v in (value if isinstance(value, list) else [value]) for x in (flag, str(v))]
+    return out
 
 
 def pairs(items, flag):
@@ -138,19 +159,7 @@ def submit(args) -> int:
             sw = S.load(args.sweep, smoke=args.smoke, overrides=overrides, online=online, root=args.out)
     for line in sw.notes:
         print(f"note: {line}", file=sys.stderr)
-    for flag in SLURM_FLAGS:
-        value = getattr(args, f"slurm_{flag}")
-        if value is not None:
-            sw.slurm[flag] = value
-    if args.slurm_gpus_per_task is not None:
-        sw.slurm["gpus_per_task"] = args.slurm_gpus_per_task
-    if args.gres:
-        name, _, count = args.gres.rpartition(":")
-        if not name or not count.isdigit():
-            raise SweepError(f"--gres {args.gres!r}: expected NAME:COUNT, e.g. gpu:1 or gpu:a100:1")
-        sw.slurm.update(gpu_style="gres", gres_name=name, gpus_per_task=int(count))
-    sw.slurm["sbatch"] = {**sw.slurm["sbatch"], **pairs(args.sbatch, "sbatch")}
-    S.slurm_block(sw.slurm, f"{args.sweep} (with command-line overrides)")
+    slurm_flags(args, sw.slurm)
     launch.check_memory(cluster, sw.runs, sw.slurm)
     root = Path(args.out) / sw.name
     command = " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv])
@@ -219,6 +228,25 @@ def submit(args) -> int:
     return 0
 
 
+def slurm_flags(args, slurm: dict) -> None:
+    """The command line's slurm flags over a sweep's slurm block (checked again as a whole)."""
+    from dl2bench import sweep as S
+
+    for flag in SLURM_FLAGS:
+        value = getattr(args, f"slurm_{flag}")
+        if value is not None:
+            slurm[flag] = value
+    if args.slurm_gpus_per_task is not None:
+        slurm["gpus_per_task"] = args.slurm_gpus_per_task
+    if args.gres:
+        name, _, count = args.gres.rpartition(":")
+        if not name or not count.isdigit():
+            raise SweepError(f"--gres {args.gres!r}: expected NAME:COUNT, e.g. gpu:1 or gpu:a100:1")
+        slurm.update(gpu_style="gres", gres_name=name, gpus_per_task=int(count))
+    slurm["sbatch"] = {**slurm["sbatch"], **pairs(args.sbatch, "sbatch")}
+    S.slurm_block(slurm, f"{args.sweep} (with command-line overrides)")
+
+
 def run_overrides(args) -> dict:
     """The run-config keys the command line sets in every run: --set, and --wandb unless auto."""
     overrides = pairs(args.set, "set")
@@ -228,58 +256,199 @@ def run_overrides(args) -> dict:
 
 
 def submit_suite(args) -> int:
-    """Every sweep of a suite, each after the sweeps it needs: submitted, then waited for (a dependent
-    sweep is expanded from their results). A sweep whose dependency failed is not submitted, and says
-    which. Before anything is submitted, the suite and every sweep that needs nothing are checked."""
-    import copy
-
+    """Every sweep of a suite, each after the sweeps it reads. On SLURM, one submission: what needs
+    nothing is queued now and each dependent sweep is an expander job SLURM holds until what it reads
+    has ended (dl2bench.launch.chain). Elsewhere, submitted and waited for in order, in this process.
+    A sweep whose dependency did not end well is not submitted, and says which. Before anything is
+    submitted, the suite and every sweep that needs nothing are checked."""
     from dl2bench import launch
     from dl2bench import suite as SU
     from dl2bench import sweep as S
 
     su = SU.load_suite(args.sweep, root=args.out)
+    if args.expand:
+        return expand(args, su)
     for line in SU.describe(su):
         print(line)
+    cluster, note = launch.pick_cluster(args.cluster)
+    if note:
+        print(note, file=sys.stderr)
     overrides = run_overrides(args)
-    if not args.status:
-        with registries.memory_checked_by_launcher():
-            for m in su.members:
-                if not m.needs:  # a dependent is expanded once what it reads exists
-                    S.load(m.path, smoke=args.smoke, overrides=overrides, root=args.out)
+    if not args.status:  # a dependent is expanded once what it reads exists; it is checked then
+        for m in su.members:
+            if not m.needs:
+                check_member(args, m, cluster, overrides)
     if args.dry_run:
         print("dry run: nothing submitted; each dependent sweep is expanded when what it needs has finished")
         return 0
+    if args.status:
+        return suite_status(args, su, cluster, wait_first=args.wait)
+    if cluster == "slurm":
+        code = queue_suite(args, su)
+        return suite_status(args, su, cluster, wait_first=True) if args.wait else code
     failed, outcome = set(), {}
     for m in su.members:
         print(f"\n== {m.name} ({m.path})", flush=True)
-        if args.status:
-            root = Path(args.out) / m.name
-            if not launch.manifest_path(root).exists():
-                outcome[m.name] = "not submitted"
-                print("not submitted yet")
-                continue
-            code = report_status(root, launch.run_status(root, launch.load_manifest(root)))
-            outcome[m.name] = "has failed runs" if code else "ok"
-            continue
         blocked = SU.blocked_by(su, failed)
         if m.name in blocked:
             outcome[m.name] = f"not submitted: it needs {blocked[m.name]}, which did not finish"
             print(outcome[m.name])
             continue
-        one = copy.copy(args)
-        one.sweep, one.wait = str(m.path), True  # dependents expand from its results; one sweep at a time
-        try:
-            code = submit(one)
-        except (SweepError, ConfigError, LaunchError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            code = 2
+        code = submit_member(args, m, wait=True)  # dependents expand from its results: one sweep at a time
         if code:
             failed.add(m.name)
         outcome[m.name] = "failed (see above)" if code else "finished"
+    return suite_summary(su, outcome, failed)
+
+
+def check_member(args, m, cluster: str, overrides: dict) -> None:
+    """What submitting sweep m would refuse (a value, memory, what the cluster cannot run), before
+    anything of the suite is queued; one error naming the sweep."""
+    from dl2bench import launch
+    from dl2bench import sweep as S
+
+    try:
+        with registries.memory_checked_by_launcher():
+            sw = S.load(m.path, smoke=args.smoke, overrides=overrides, root=args.out)
+        slurm_flags(args, sw.slurm)
+        launch.check_memory(cluster, sw.runs, sw.slurm)
+        p = launch.plan(sw, Path(args.out) / sw.name, cluster, force=args.force, parallel=args.parallel)
+        launch.check_satisfiable(cluster, p.groups, sw.slurm)
+    except LaunchError as e:
+        raise LaunchError(f"sweep {m.name} ({m.path}): {e}; nothing of the suite was submitted") from None
+
+
+def submit_member(args, m, wait: bool) -> int:
+    import copy
+
+    one = copy.copy(args)
+    one.sweep, one.wait, one.expand = str(m.path), wait, None
+    try:
+        return submit(one)
+    except (SweepError, ConfigError, LaunchError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def suite_summary(su, outcome: dict, failed) -> int:
     print(f"\nsuite {su.name}:")
     for name, what in outcome.items():
         print(f"  {name:<32} {what}")
-    return 1 if failed or any(w != "ok" and args.status for w in outcome.values()) else 0
+    return 1 if failed else 0
+
+
+def queue_suite(args, su) -> int:
+    """SLURM: queue the sweeps that need nothing, and an expander job for each dependent sweep that
+    has something to wait for; one whose dependencies have all ended is expanded now, here."""
+    from dl2bench import launch
+    from dl2bench import sweep as S
+    from dl2bench.launch import chain
+
+    out, folder = Path(args.out), chain.suite_dir(args.out, su.name)
+    failed, outcome = set(), {}
+    with launch.sweep_lock(folder):
+        state = chain.load_state(folder)
+        state.update(suite=su.name, file=str(su.path.resolve()))
+        for m in su.members:
+            print(f"\n== {m.name} ({m.path})", flush=True)
+            entry = state["members"].setdefault(m.name, {})
+            live = chain.live_jobs()
+            if entry.get("expander") in live:
+                outcome[m.name] = f"already waiting: expander job {entry['expander']} (from an earlier submit)"
+            elif not m.needs or not chain.waits_on(out, list(m.needs), state, live):
+                outcome[m.name] = expand_now(args, m, state)
+            else:
+                after = chain.waits_on(out, list(m.needs), state, live)
+                slurm = S.slurm_block(S.read_yaml(m.path).get(S.LAUNCH_BLOCK) or {}, str(m.path))
+                slurm_flags(args, slurm)
+                argv = [sys.executable, str(Path(__file__).resolve()), str(su.path.resolve()), *as_argv(args),
+                        "--cluster", "slurm", "--out", str(out.resolve()), "--expand", m.name]
+                jid = chain.queue_expander(out, su.name, m.name, after, argv, os.getcwd(), slurm)
+                entry.clear()
+                entry.update(expander=jid, after=after, queued=chain.now(), outcome="waiting")
+                outcome[m.name] = f"expander job {jid} queued: runs when job(s) {', '.join(after)} end"
+            print(outcome[m.name])
+            if outcome[m.name].startswith(("not submitted", "failed")):
+                failed.add(m.name)
+            chain.write_state(folder, state)
+    print(f"\nwatch: squeue --me    status: python jobs/submit.py {args.sweep} --out {args.out} --status")
+    return suite_summary(su, outcome, failed)
+
+
+def expand_now(args, m, state) -> str:
+    """A sweep whose dependencies have ended: checked, then submitted (not waited for)."""
+    from dl2bench.launch import chain
+
+    out = Path(args.out)
+    entry = state["members"].setdefault(m.name, {})
+    for dep in m.needs:
+        problem = chain.dependency_problem(out, dep, state)
+        if problem:
+            entry.update(outcome=f"not submitted: it needs {problem}", time=chain.now())
+            return entry["outcome"]
+    before = len(chain.sweep_arrays(out, m.name))
+    code = submit_member(args, m, wait=False)
+    queued = len(chain.sweep_arrays(out, m.name)) - before
+    said = f"submitted ({queued} array(s))" if queued else "nothing to submit: every run is done or in flight"
+    entry.update(outcome=said if code == 0 else f"failed to submit (exit {code})", time=chain.now())
+    return entry["outcome"]
+
+
+def expand(args, su) -> int:
+    """The expander job of one dependent sweep: the jobs it waited for have ended. Check what they
+    ran, queue the sweep, and point the expanders that wait on it at its arrays."""
+    from dl2bench import launch
+    from dl2bench.launch import chain
+
+    if args.expand not in {m.name for m in su.members}:
+        raise SweepError(f"--expand {args.expand!r}: not a sweep of suite {su.name}")
+    folder = chain.suite_dir(args.out, su.name)
+    with launch.sweep_lock(folder):
+        state = chain.load_state(folder)
+        said = expand_now(args, su.member(args.expand), state)
+        print(f"{args.expand}: {said}")
+        for line in chain.retarget(Path(args.out), su.members, state):
+            print(line)
+        chain.write_state(folder, state)
+    return 0 if said.startswith(("submitted", "nothing")) else 1
+
+
+def suite_status(args, su, cluster: str, wait_first: bool = False) -> int:
+    """Each sweep's runs, or, for a dependent sweep not expanded yet, its expander or why it was not
+    submitted. With wait_first, each sweep is waited for in order (its expander, then its runs)."""
+    from dl2bench import launch
+    from dl2bench.launch import chain
+
+    folder = chain.suite_dir(args.out, su.name)
+    outcome, failed = {}, set()
+    for m in su.members:
+        print(f"\n== {m.name} ({m.path})", flush=True)
+        root = Path(args.out) / m.name
+        while True:
+            state = chain.load_state(folder)
+            live = chain.live_jobs() if cluster == "slurm" else {}
+            exp = (state["members"].get(m.name) or {}).get("expander")
+            if not (wait_first and exp in live):
+                break
+            time.sleep(args.poll or 10.0)
+        entry = state["members"].get(m.name) or {}
+        said = entry.get("outcome") or ""
+        if exp in live:
+            outcome[m.name] = chain.describe(m.name, state, live)
+        elif said.startswith(("not submitted", "failed")):
+            outcome[m.name] = said
+        elif launch.manifest_path(root).exists():
+            code = (wait(root, cluster, args.poll) if wait_first
+                    else report_status(root, launch.run_status(root, launch.load_manifest(root))))
+            outcome[m.name] = "has failed runs" if code else "ok"
+        elif said == "waiting":
+            outcome[m.name] = f"expander job {exp} ended without expanding the sweep (its log: {folder / 'logs'}/)"
+        else:
+            outcome[m.name] = "not submitted yet"
+        print(outcome[m.name])
+        if outcome[m.name] != "ok":
+            failed.add(m.name)
+    return suite_summary(su, outcome, failed)
 
 
 def print_sources(sw) -> None:

@@ -101,3 +101,77 @@ def test_a_suite_runs_in_order_skips_what_a_failure_blocks_and_resubmits_nothing
     code = cli.main(args)
     again = capsys.readouterr().out
     assert again.count("nothing to submit") == 2, again  # victims and atk: done; broken's failed run reruns
+
+
+def test_a_suite_on_slurm_is_one_submission_with_dependent_sweeps_held_by_slurm(tmp_path, job_env, need_slurm):
+    """On the local SLURM: one submit queues the classifiers and an expander job for the attack sweep
+    that reads them, which SLURM holds (reason Dependency) until the classifiers' array has ended; a
+    sweep with a failed run stops the sweep after it, with the reason in --status; a resubmit of what
+    finished queues nothing."""
+    import subprocess
+
+    from helpers import submit
+
+    keys = ("  task: {value: fashion_mnist}\n  model: {value: mlp}\n  train_size: {value: 2000}\n"
+            "  test_size: {value: 500}\n  epochs: {value: 1}\n  progress: {value: none}\n  threads: {value: 1}\n")
+    (tmp_path / "victims.yaml").write_text(f"name: victims\nmethod: grid\nparameters:\n{keys}"
+                                           "  lr: {values: [0.1, 0.01]}\n")
+    (tmp_path / "atk.yaml").write_text("name: atk\nmethod: grid\nparameters:\n  attack: {value: fgsm}\n"
+                                       "  attack_eps: {value: 0.1}\n  progress: {value: none}\n"
+                                       "attack:\n  from: victims\n  task: fashion_mnist_attack\n")
+    # fails at set-up on the job data (20,000 training images), after its array has been queued
+    (tmp_path / "broken.yaml").write_text(f"name: broken\nmethod: grid\nparameters:\n{keys}"
+                                          .replace("2000}", "50000}"))
+    (tmp_path / "after_broken.yaml").write_text(f"name: after_broken\nmethod: grid\nparameters:\n{keys}")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: s\nsweeps:\n  - atk\n  - victims\n  - broken\n  - {sweep: after_broken, after: [broken]}\n")
+    out = tmp_path / "runs"
+    flags = ("--cluster", "slurm", "--out", out, "--cpus-per-task", "1")
+    r = submit(job_env, suite, *flags, "--partition", "nowhere")  # refused before anything is queued
+    assert r.returncode == 2 and r.stderr.startswith("error: sweep victims (") and "nothing of the suite" in r.stderr
+    assert not out.exists() and not subprocess.run(["squeue", "--me", "-h"], capture_output=True, text=True).stdout
+    r = submit(job_env, suite, *flags)
+    assert r.returncode == 0, r.stdout + r.stderr
+    arrays = [line.split("job ")[1].split()[0] for line in r.stdout.splitlines() if line.startswith("queued ")]
+    # held, so that the expanders are still waiting when we look (these runs take seconds)
+    subprocess.run(["scontrol", "hold", *arrays], check=True, capture_output=True)
+    held = subprocess.run(["squeue", "--me", "-h", "-o", "%j|%r|%E"], capture_output=True, text=True).stdout
+    held = {line.split("|")[0]: line.split("|")[1:] for line in held.splitlines()}
+    for name in ("atk", "after_broken"):  # queued, and held by SLURM until what they read has ended
+        reason, needs = held[f"dl2bench-s-expand-{name}"]
+        assert reason == "Dependency" and needs.startswith("afterany:"), held
+    assert not (out / "atk").exists()  # expanded only once the classifiers exist
+    st = submit(job_env, suite, *flags, "--status")
+    assert outcomes(st.stdout)[-1]["atk"].startswith("expander job "), st.stdout
+    assert "pending (Dependency): waiting for job(s)" in outcomes(st.stdout)[-1]["atk"], st.stdout
+
+    again = submit(job_env, suite, *flags)  # a resubmit while all is in flight queues nothing
+    assert again.returncode == 0, again.stdout + again.stderr
+    queued = outcomes(again.stdout)[-1]
+    assert queued["atk"].startswith("already waiting: expander job") and queued["victims"].startswith("nothing"), queued
+    subprocess.run(["scontrol", "release", *arrays], check=True, capture_output=True)
+    r = submit(job_env, suite, *flags, "--status", "--wait", "--poll", "1")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert outcomes(r.stdout)[-1] == {
+        "victims": "ok", "atk": "ok", "broken": "has failed runs",
+        "after_broken": "not submitted: it needs broken, which has 1 failed run(s) of 1"}, r.stdout
+    assert not (out / "after_broken").exists()
+    attacks = [p for p in (out / "atk").iterdir() if (p / "summary.json").exists()]
+    assert len(attacks) == 2  # both classifiers attacked: the attack sweep saw the whole of victims
+
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("name: ok\nsweeps:\n  - atk\n  - victims\n")
+    r = submit(job_env, ok, *flags)
+    assert r.returncode == 0 and set(outcomes(r.stdout)[-1].values()) == {
+        "nothing to submit: every run is done or in flight"}, r.stdout
+    assert not subprocess.run(["squeue", "--me", "-h"], capture_output=True, text=True).stdout.strip()
+
+
+def outcomes(said: str) -> list:
+    """Each `suite NAME:` summary block printed, as {sweep: what it says}."""
+    blocks = []
+    for block in said.split("\nsuite ")[1:]:
+        lines = block.split("\n")[1:]
+        rows = [line.strip().split(None, 1) for line in lines if line.startswith("  ") and line.strip()]
+        blocks.append({row[0]: row[1] if len(row) > 1 else "" for row in rows})
+    return blocks

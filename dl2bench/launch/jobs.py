@@ -70,6 +70,24 @@ class AgentJob(submitit.helpers.Checkpointable):
         return super().checkpoint(*args, **kwargs)
 
 
+class CommandJob:
+    """A command run as a SLURM job (a suite's expander: `jobs/submit.py SUITE --expand NAME`), without
+    the job's own SLURM_* variables, which the sbatch it calls would read as settings."""
+
+    def __init__(self, argv: List[str], cwd: str):
+        self.argv, self.cwd = argv, cwd
+
+    def __call__(self) -> int:
+        import os
+        import subprocess
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_", "SUBMITIT_"))}
+        code = subprocess.run(self.argv, cwd=self.cwd, env=env).returncode
+        if code:  # the job ends FAILED, and its log holds the command's own words
+            raise RuntimeError(f"{' '.join(self.argv)} exited with status {code}")
+        return code
+
+
 def agent_train(out_root: str, group: str) -> None:
     """The function a W&B agent calls: parameters from wandb.config, then the one training loop."""
     import wandb
