@@ -263,7 +263,6 @@ def submit_suite(args) -> int:
     submitted, the suite and every sweep that needs nothing are checked."""
     from dl2bench import launch
     from dl2bench import suite as SU
-    from dl2bench import sweep as S
 
     su = SU.load_suite(args.sweep, root=args.out)
     if args.expand:

@@ -373,3 +373,12 @@ def test_a_train_size_past_the_dataset_is_refused_at_validation(tmp_path, task, 
     """Once: the run started, failed at set-up (ValueError) and left its folder."""
     line = assert_cli_refuses({"task": task, "train_size": size}, "train_size", tmp_path)
     assert "training images" in line
+
+
+@pytest.mark.parametrize("config, floor", [  # found by running every family key at its bounds
+    ({"task": "adding", "param_budget": 1}, "22"),
+    ({"task": "copy", "param_budget": 10, "model": "transformer"}, "smallest transformer"),
+])
+def test_a_param_budget_below_the_smallest_model_is_refused_at_validation(tmp_path, config, floor):
+    line = assert_cli_refuses(config, "param_budget", tmp_path)  # once: exit 1 at set-up, a run folder left
+    assert floor in line

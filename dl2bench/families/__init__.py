@@ -1,6 +1,6 @@
 """The course's problem families, one wing each: `families/<family>/` holds the family's tasks
 (`task.py`: its TASKS, metrics, losses, config `KEYS` and the `prepare` that builds a Problem), its
-models (`models.py`) and whatever else only it uses (data, environments, its own update, its
+models (`models.py`), its benchmark workloads (`workloads.py`) and whatever else only it uses (data, environments, its own update, its
 measures). Importing this package registers every family's models, then its tasks; nothing outside
 a wing names a family, so a new family is a new folder here (and, optionally, its report module
 in reports/families/)."""
@@ -12,9 +12,10 @@ import pkgutil
 from typing import Dict
 
 from ..nets import MODELS
-from .base import TASKS, Augment, Key, Metric, NoTraining, Problem, Step, Task
+from .base import SIZES, TASKS, WORKLOADS, Augment, Key, Metric, NoTraining, Problem, Step, Task, Workload
 
-__all__ = ["MODELS", "TASKS", "Augment", "Key", "Metric", "NoTraining", "Problem", "Step", "Task",
+__all__ = ["MODELS", "SIZES", "TASKS", "WORKLOADS", "Augment", "Key", "Metric", "NoTraining", "Problem", "Step",
+           "Task", "Workload",
            "family_keys", "families"]
 
 

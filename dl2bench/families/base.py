@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 # expanding 1,000 runs) must not pay torch's ~1.5 s import
 
 TASKS = Registry("task")
+# benchmark workloads (a task at a known-good setting and a budget): each family's workloads.py
+WORKLOADS = Registry("workload")
+SIZES = ("smoke", "laptop", "full")  # minutes on this machine, a 2-core laptop, a GPU node
 
 
 class Key(NamedTuple):
@@ -130,6 +133,35 @@ class Task:
         if "loss" not in names or self.headline not in names or (self.monitor and self.monitor not in names):
             raise ValueError(f"task {self.name!r}: metrics {names} must include 'loss', the headline "
                              f"{self.headline!r} and the monitored {self.monitor!r}")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A benchmark problem: a task with its model and known-good settings, and a budget at each size.
+
+    The known-good lr is the centre of the tuning grid; the budget is what every compared setting
+    gets (epochs, environment steps, data sizes). The target on the task's monitored validation
+    metric is, at every size, what the known-good setting itself reaches there (the median of its
+    best values over seeds, from the benchmark's own runs), so a target is never a number nobody
+    ran; `reference` names the published figure a full-size run can be held against."""
+
+    task: str
+    settings: Dict[str, Any]  # known-good: model, optimizer, lr, batch size, family keys
+    budgets: Dict[str, Dict[str, Any]]  # size -> the config keys that set the budget
+    source: str  # where the known-good settings come from
+    reference: str = ""  # a published result at full size, if there is one
+    needs: Dict[str, str] = field(default_factory=dict)  # a key naming another run -> the shipped sweep that trains it
+
+    def __post_init__(self) -> None:
+        for size, budget in self.budgets.items():
+            both = sorted(set(budget) & set(self.settings))
+            if both:  # every compared setting gets the budget; the known-good one is not changed by it
+                raise ValueError(f"workload of task {self.task!r}: budget {size!r} sets {both}, a known-good setting")
+
+    def config(self, size: str) -> Dict[str, Any]:
+        if size not in self.budgets:
+            raise KeyError(f"size {size!r}: expected one of {', '.join(self.budgets)}")
+        return {"task": self.task, **self.settings, **self.needs, **self.budgets[size]}
 
 
 class Step(Protocol):

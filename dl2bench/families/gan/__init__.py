@@ -2,4 +2,4 @@
 (models.py), the two-network update (step.py), latent sampling with truncation (latent.py) and the
 sample-quality measures (metrics.py: improved precision and recall, FID) in the feature space of a
 classifier dl2bench trained."""
-from . import models, task  # noqa: F401 - registers the models, then the tasks
+from . import models, task, workloads  # noqa: F401 - registers the models, then the tasks and workloads

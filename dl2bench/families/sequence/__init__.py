@@ -1,2 +1,2 @@
 """The sequence family: its tasks (task.py) and models (models.py)."""
-from . import models, task  # noqa: F401 - registers the models, then the tasks
+from . import models, task, workloads  # noqa: F401 - registers the models, then the tasks and workloads

@@ -467,6 +467,31 @@ def _prepare(task: Task, cfg, device, reg) -> Problem:
     return problem
 
 
+def check_budget(cfg, vocab: Optional[int]) -> None:
+    """param_budget must hold the narrowest model of the config (known here, not once the run has
+    started): the shapes are those _prepare builds with."""
+    from ...nets import count_parameters
+
+    if cfg.task == "adding":
+        shape, outputs, extra = (cfg.seq_len, 2), 1, {}
+    elif cfg.task == "copy":
+        shape, outputs, extra = (cfg.seq_len + 2 * COPY_LEN,), COPY_SYMBOLS + 2, {"vocab": COPY_SYMBOLS + 2,
+                                                                                   "per_step": True}
+    elif cfg.task == "char_lm":
+        shape, outputs, extra = (cfg.context,), vocab, {"vocab": vocab, "per_step": True, "causal": True}
+    else:
+        shape, outputs, extra = (1, 28, 28), 10, {}
+    width = (cfg.num_heads or 4) if cfg.model == "transformer" else 1
+    kw = {"hidden_size": width, "num_layers": cfg.num_layers, "num_heads": cfg.num_heads, **extra}
+    try:
+        smallest = count_parameters(MODELS[cfg.model](tuple(shape), outputs, **kw))
+    except ValueError as e:
+        raise ConfigError(f"model: {e}") from None
+    if smallest > cfg.param_budget:
+        raise ConfigError(f"param_budget: {cfg.param_budget} parameters are fewer than the smallest {cfg.model} "
+                          f"of this config ({smallest:,}); expected at least {smallest:,}")
+
+
 def check(cfg) -> None:
     """What the keys' own ranges cannot say."""
     if cfg.param_budget and cfg.hidden_size and cfg.hidden_size != TASKS[cfg.task]().defaults.get("hidden_size"):
@@ -475,6 +500,8 @@ def check(cfg) -> None:
         raise ConfigError(f"num_heads: hidden_size {cfg.hidden_size} does not divide into {cfg.num_heads} heads")
     if cfg.task not in ("adding", "copy") and cfg.seq_len is not None:
         raise ConfigError(f"seq_len: the synthetic problems' length; task {cfg.task!r} has its own")
+    if cfg.param_budget and cfg.task != "char_lm":  # char_lm's vocabulary is known below, from its corpus
+        check_budget(cfg, None)
     if cfg.task == "char_lm":
         from ...data.sources import DatasetNotFound
 
@@ -490,6 +517,8 @@ def check(cfg) -> None:
             raise ConfigError(f"corpus: {path} {e}") from None
         except OSError as e:
             raise ConfigError(f"corpus: {path} cannot be read ({type(e).__name__}: {e})") from None
+        if cfg.param_budget:
+            check_budget(cfg, len(set(text)))
         a, b = lm_splits(text)
         shortest = min(a, b - a, len(text) - b)
         if cfg.context is not None and cfg.context + 1 > shortest:
