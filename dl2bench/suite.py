@@ -8,7 +8,7 @@
       - attack_classifiers       # found to need cifar_cnn and optimizers (its attack block's `from`)
       - {sweep: my_eval.yaml, after: [gan]}   # an order nothing in the files says
 
-A sweep needs another when its attack/evaluate block reads that sweep's folder (`from: NAME`), or a
+A sweep needs another when its attack/evaluate/select block reads that sweep's folder (`from: NAME`), or a
 parameter names it (`feature_run: gan_features`, a GAN's feature classifier). `after:` adds what
 the files cannot say. The dependencies must be listed in the suite, or already finished under
 --out; a cycle is refused. Nothing here expands a sweep: a dependent sweep's runs exist only once
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
-from .sweep import ATTACK_BLOCK, EVALUATE_BLOCK, SweepError, read_yaml
+from .sweep import ATTACK_BLOCK, EVALUATE_BLOCK, SELECT_BLOCK, SweepError, read_yaml
 
 SUITE_KEYS = ("name", "description", "sweeps")
 ENTRY_KEYS = ("sweep", "after")
@@ -66,7 +66,7 @@ def _sweep_path(entry: str, base: Path, where: str) -> Path:
 def _needs(raw: Dict[str, Any]) -> Dict[str, str]:
     """Sweep folders a sweep file reads, each with the key that says so."""
     out: Dict[str, str] = {}
-    for block in (ATTACK_BLOCK, EVALUATE_BLOCK):
+    for block in (ATTACK_BLOCK, EVALUATE_BLOCK, SELECT_BLOCK):
         sources = raw.get(block)
         for src in sources if isinstance(sources, list) else [sources] if sources else []:
             if isinstance(src, dict) and isinstance(src.get("from"), str) and not Path(src["from"]).is_absolute():

@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 import random
+import statistics
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ MAX_RUNS = 1_000_000
 LAUNCH_BLOCK = "slurm"
 ATTACK_BLOCK = "attack"  # which trained runs an attack sweep attacks (dl2bench's; W&B never sees it)
 EVALUATE_BLOCK = "evaluate"  # the same block for any evaluation of trained runs (sampling a GAN's generator)
+SELECT_BLOCK = "select"  # a final stage: the setting a tuning sweep chose, per group, rerun (dl2bench.tuning)
 # the keys of a parameter spec in W&B's schema (sweeps/config/schema.json, its param_* definitions)
 SPEC_KEYS = ("value", "values", "distribution", "min", "max", "mu", "sigma", "q", "a", "b", "probabilities",
              "parameters")
@@ -79,6 +81,8 @@ class Sweep:
     attack: List[Dict[str, Any]] = field(default_factory=list)  # the attack/evaluate block's sources, checked
     root: Path = Path("runs")  # the results root: where runs look for the runs they name (a GAN's feature_run)
     notes: List[str] = field(default_factory=list)  # what the command line changed that the file sweeps over
+    selected: List[Any] = field(default_factory=list)  # select block: one tuning.Choice per group
+    baseline: Dict[str, Any] = field(default_factory=dict)  # select block: the untuned setting, run beside
 
     @property
     def method(self) -> str:
@@ -108,15 +112,19 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
     for key, why in UNSUPPORTED_WANDB_KEYS.items():
         if key in raw:
             raise SweepError(f"{where}: {key}: not supported by dl2bench: {why}")
-    unknown = sorted(set(raw) - set(WANDB_KEYS) - {LAUNCH_BLOCK, ATTACK_BLOCK, EVALUATE_BLOCK})
+    unknown = sorted(set(raw) - set(WANDB_KEYS) - {LAUNCH_BLOCK, ATTACK_BLOCK, EVALUATE_BLOCK, SELECT_BLOCK})
     if unknown:
         import difflib
 
-        hint = difflib.get_close_matches(unknown[0], [*WANDB_KEYS, LAUNCH_BLOCK, ATTACK_BLOCK, EVALUATE_BLOCK], n=1)
+        hint = difflib.get_close_matches(unknown[0], [*WANDB_KEYS, LAUNCH_BLOCK, ATTACK_BLOCK, EVALUATE_BLOCK,
+                                                      SELECT_BLOCK], n=1)
         raise SweepError(f"{where}: unknown top-level key {unknown[0]!r}"
                          + (f" (did you mean {hint[0]!r}?)" if hint else "") + "; expected W&B sweep keys "
                          f"({', '.join(WANDB_KEYS)}), the launcher block {LAUNCH_BLOCK!r} or the "
-                         f"{ATTACK_BLOCK!r} / {EVALUATE_BLOCK!r} block")
+                         f"{ATTACK_BLOCK!r} / {EVALUATE_BLOCK!r} / {SELECT_BLOCK!r} block")
+    if sum(b in raw for b in (ATTACK_BLOCK, EVALUATE_BLOCK, SELECT_BLOCK)) > 1 and SELECT_BLOCK in raw:
+        raise SweepError(f"{where}: {SELECT_BLOCK}: a final stage reruns chosen settings; it evaluates no other "
+                         f"runs (no {ATTACK_BLOCK!r} or {EVALUATE_BLOCK!r} block beside it)")
     if ATTACK_BLOCK in raw and EVALUATE_BLOCK in raw:
         raise SweepError(f"{where}: {EVALUATE_BLOCK}: give the trained runs in one block ({ATTACK_BLOCK!r} or "
                          f"{EVALUATE_BLOCK!r}), not both")
@@ -127,7 +135,8 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
         raise SweepError(f"{where}: {block}: an evaluation sweep's runs come from local run folders, which "
                          "W&B's sweep server cannot list; submit it without online sweep mode (each run still "
                          "logs to W&B with --set wandb=online)")
-    wb = {k: copy.deepcopy(v) for k, v in raw.items() if k not in (LAUNCH_BLOCK, ATTACK_BLOCK, EVALUATE_BLOCK)}
+    wb = {k: copy.deepcopy(v) for k, v in raw.items()
+          if k not in (LAUNCH_BLOCK, ATTACK_BLOCK, EVALUATE_BLOCK, SELECT_BLOCK)}
     for key in ("method", "parameters"):
         if key not in wb:
             raise SweepError(f"{where}: missing required key {key!r}")
@@ -155,6 +164,12 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
     except ConfigError as e:
         raise SweepError(f"{where}: --set/smoke: {e}") from None
     sweep = Sweep(path, name, wb, slurm, attack=attack, root=Path(root), notes=collapsed)
+    if SELECT_BLOCK in raw:
+        if online:
+            raise SweepError(f"{where}: {SELECT_BLOCK}: a final stage is chosen from local run folders, which W&B's "
+                             "sweep server cannot read; submit it without online sweep mode")
+        sweep.selected, sweep.baseline = select_block(raw[SELECT_BLOCK], where, Path(root))
+        sweep.notes += [f"{SELECT_BLOCK}: {describe_choice(c)}" for c in sweep.selected]
     if not online:
         sweep.runs = expand(sweep, overrides)
     elif overrides:
@@ -403,6 +418,49 @@ def attack_block(block: Any, where: str, root: Path, name: str = ATTACK_BLOCK) -
         out.append({"folder": str(folder.resolve()), "task": src.get("task"), "parameters": params,
                     "victims": victims})
     return out
+
+
+def select_block(block: Any, where: str, root: Path) -> tuple:
+    """The select block: `from` a tuning sweep's folder (under the results root unless absolute), one
+    choice `per` value of these keys, of the `tune` keys' values; `baseline` (optional) is the untuned
+    setting of the tuned keys, run beside the choice (the one-shot budget)."""
+    from . import tuning
+
+    at = f"{where}: {SELECT_BLOCK}"
+    if not isinstance(block, dict) or "from" not in block or "tune" not in block:
+        raise SweepError(f"{at}: expected a mapping with from (the tuning sweep) and tune (the keys chosen), "
+                         f"got {block!r}")
+    bad = sorted(set(block) - set(tuning.SELECT_KEYS))
+    if bad:
+        raise SweepError(f"{at}.{bad[0]}: unknown key; valid keys: {', '.join(tuning.SELECT_KEYS)}")
+    lists = {}
+    for key in ("per", "tune"):
+        v = block.get(key) or []
+        v = [v] if isinstance(v, str) else v
+        if not isinstance(v, list) or not all(isinstance(k, str) for k in v):
+            raise SweepError(f"{at}.{key}: expected a list of config keys, got {block.get(key)!r}")
+        _check_keys(dict.fromkeys(v), f"{at}.{key}")
+        lists[key] = v
+    if not lists["tune"]:
+        raise SweepError(f"{at}.tune: expected at least one config key to choose (e.g. [lr])")
+    baseline = block.get("baseline") or {}
+    if not isinstance(baseline, dict) or set(baseline) - set(lists["tune"]):
+        raise SweepError(f"{at}.baseline: expected values of the tuned keys ({', '.join(lists['tune'])}), "
+                         f"got {block.get('baseline')!r}")
+    folder = Path(str(block["from"]))
+    folder = folder if folder.is_absolute() else root / folder  # as an attack block's: under --out, never the cwd
+    if not folder.is_dir():
+        raise SweepError(f"{at}.from: {block['from']!r}: no such folder (looked in {folder}); run the tuning sweep first")
+    try:
+        return tuning.select(folder, lists["per"], lists["tune"]), baseline
+    except ConfigError as e:
+        raise SweepError(f"{where}: {e}") from None
+
+
+def describe_choice(c: Any) -> str:
+    tried = ", ".join(f"{'/'.join(map(str, t))}: {statistics.median(v):.4g}" for t, v in c.tried.items())
+    return (f"{'/'.join(map(str, c.group)) or 'all'}: chose {'/'.join(map(str, c.chosen))} "
+            f"({c.metric} {c.score:.4g}, {c.goal}; median over seeds of {tried})")
 
 
 def _check_keys(d: Mapping[str, Any], where: str) -> None:
@@ -654,6 +712,14 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any]) -> List[RunConfig]:
                     # the evaluated run's seed is the evaluation's: a report averages over the seeds trained
                     points.append({"seed": v["seed"], **point, "task": task, run_key: v["run_id"],
                                    from_key: src["folder"]})
+    elif sweep.selected:
+        if method != "grid":
+            raise SweepError(f"{where}: method: a final stage is a grid over its chosen settings; got {method!r}")
+        points = []
+        for choice in sweep.selected:  # the chosen setting, and the untuned one, at every point (each seed)
+            for setting in ({}, sweep.baseline) if sweep.baseline else ({},):
+                for point in grid(wb["parameters"]):
+                    points.append({**choice.config, **setting, **point})
     elif method == "grid":
         points = grid(wb["parameters"])
         if wb.get("run_cap"):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import assert_submit_refuses
+from helpers import assert_submit_refuses, fake_run
 
 ROOT = Path(__file__).resolve().parents[1]
 COURSE = ROOT / "sweeps" / "suites" / "course.yaml"
@@ -175,3 +175,65 @@ def outcomes(said: str) -> list:
         rows = [line.strip().split(None, 1) for line in lines if line.startswith("  ") and line.strip()]
         blocks.append({row[0]: row[1] if len(row) > 1 else "" for row in rows})
     return blocks
+
+
+def test_tune_then_final_chooses_on_validation_and_reruns_the_choice_over_seeds(tiny, tmp_path, capsys):
+    """The two stages of the tuning protocol as a suite: the final sweep's select block chooses, per
+    optimizer, the lr whose runs reached the best validation accuracy (median over seeds), and reruns
+    it and the untuned baseline lr over three seeds."""
+    import importlib.util
+    import json
+    import statistics
+
+    spec = importlib.util.spec_from_file_location("submit_cli", ROOT / "jobs" / "submit.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    keys = "".join(f"  {k}: {{value: {v}}}\n" for k, v in tiny.items() if k not in ("wandb", "epochs"))
+    (tmp_path / "tune.yaml").write_text(f"name: tune\nmethod: grid\nparameters:\n{keys}  epochs: {{value: 1}}\n"
+                                        "  optimizer: {values: [sgd, adam]}\n  lr: {values: [0.3, 0.01, 0.0001]}\n"
+                                        "  seed: {values: [0, 1]}\n")
+    (tmp_path / "final.yaml").write_text("name: final\nmethod: grid\nparameters:\n  seed: {values: [0, 1, 2]}\n"
+                                         "select:\n  from: tune\n  per: [optimizer]\n  tune: [lr]\n"
+                                         "  baseline: {lr: 0.01}\n")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: bench\nsweeps:\n  - final\n  - tune\n")
+    out = tmp_path / "runs"
+    code = cli.main([str(suite), "--out", str(out), "--cluster", "debug", "--wandb", "disabled"])
+    said = capsys.readouterr()
+    assert code == 0, said.out + said.err
+    best = {}  # what the protocol must choose, from the tuning runs' own summaries
+    for run in (out / "tune").iterdir():
+        if (run / "summary.json").exists():
+            cfg = json.loads((run / "config.json").read_text())
+            acc = json.loads((run / "summary.json").read_text())["best_val_acc"]
+            best.setdefault(cfg["optimizer"], {}).setdefault(cfg["lr"], []).append(acc)
+    chosen = {opt: max(by_lr, key=lambda lr: statistics.median(by_lr[lr])) for opt, by_lr in best.items()}
+    final = [json.loads((r / "config.json").read_text()) for r in (out / "final").iterdir()
+             if (r / "summary.json").exists()]
+    got = {}
+    for cfg in final:
+        got.setdefault(cfg["optimizer"], {}).setdefault(cfg["lr"], set()).add(cfg["seed"])
+    for opt, lr in chosen.items():
+        assert got[opt][lr] == {0, 1, 2} and got[opt][0.01] == {0, 1, 2}, (opt, lr, got)
+        assert set(got[opt]) == {lr, 0.01}
+    assert "select: sgd: chose" in said.err and "select: adam: chose" in said.err
+
+
+@pytest.mark.parametrize("block, key", [
+    ("{from: tune, tune: [lr], pick: best}", "select.pick: unknown key"),
+    ("{from: tune}", "select: expected a mapping with from"),
+    ("{from: tune, tune: []}", "select.tune: expected at least one"),
+    ("{from: tune, tune: [lr], baseline: {momentum: 0.9}}", "select.baseline: expected values of the tuned keys"),
+    ("{from: tune, tune: [lrr]}", "select.tune"),
+    ("{from: elsewhere, tune: [lr]}", "select.from: 'elsewhere': no such folder"),
+    ("{from: tune, tune: [lr]}", "select.from: run r1 in"),  # a tuning run that failed: not chosen on fewer seeds
+])
+def test_a_bad_select_block_is_one_error_naming_its_key(tmp_path, block, key):
+    import json
+
+    out = tmp_path / "runs"
+    failed = fake_run(out / "tune", "r1")
+    (failed / "summary.json").write_text(json.dumps({"run_id": "r1", "status": "failed"}))
+    final = tmp_path / "final.yaml"
+    final.write_text(f"name: final\nmethod: grid\nparameters:\n  seed: {{values: [0, 1]}}\nselect: {block}\n")
+    assert_submit_refuses([final, "--out", out, "--cluster", "debug", "--dry-run"], key, tmp_path)
