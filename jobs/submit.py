@@ -131,6 +131,10 @@ def submit(args) -> int:
     t0 = time.perf_counter()
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise SweepError(f"--out: {args.out} is a file; expected the results folder (it holds a folder per sweep)")
+    from dl2bench import benchmark as BM
+
+    if BM.is_benchmark(args.sweep):
+        return submit_benchmark(args)
     if SU.is_suite(args.sweep):
         return submit_suite(args)
     overrides = run_overrides(args)
@@ -253,6 +257,23 @@ def run_overrides(args) -> dict:
     if args.wandb != "auto":
         overrides.setdefault("wandb", args.wandb)
     return overrides
+
+
+def submit_benchmark(args) -> int:
+    """A benchmark file: its tune and final sweeps and their suite are written under
+    OUT/.benchmarks/NAME/ (a dry run writes them to a temporary folder), then submitted as a suite."""
+    import copy
+    import tempfile
+
+    from dl2bench import benchmark as BM
+
+    with tempfile.TemporaryDirectory() as tmp:
+        suite, plan = BM.generate(args.sweep, tmp if args.dry_run else args.out)
+        for line in BM.describe(plan):
+            print(line)
+        one = copy.copy(args)
+        one.sweep = str(suite)
+        return submit_suite(one)
 
 
 def submit_suite(args) -> int:

@@ -37,7 +37,7 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     # the config's keys come from the families' declarations (schema -> families.family_keys)
     ("config", ("dl2bench.schema", "dl2bench.config", "dl2bench.registries")),
     ("train", ("dl2bench.train",)),
-    ("sweep", ("dl2bench.tuning", "dl2bench.sweep", "dl2bench.suite")),
+    ("sweep", ("dl2bench.tuning", "dl2bench.sweep", "dl2bench.suite", "dl2bench.benchmark")),
     ("launch", ("dl2bench.launch", "dl2bench.__main__")),
 )
 

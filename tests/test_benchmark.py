@@ -1,0 +1,64 @@
+"""A benchmark file (issue 25): workloads x an axis under a stated tuning protocol, made into one
+tune and one final sweep per workload and a suite; axis values a task refuses are n/a with the reason."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+
+def write(tmp_path, body: str):
+    path = tmp_path / "bench.yaml"
+    path.write_text("name: b\nbenchmark:\n" + body)
+    return path
+
+
+def test_the_lr_grid_is_log_spaced_around_the_known_good_lr():
+    from dl2bench.benchmark import lr_grid
+
+    grid = lr_grid(0.01, 7, 3)
+    assert grid[3] == 0.01 and len(grid) == 7
+    assert math.isclose(grid[0], 0.01 / 10 ** 1.5, rel_tol=1e-3) and math.isclose(grid[-1], 0.01 * 10 ** 1.5, rel_tol=1e-3)
+    ratios = [b / a for a, b in zip(grid, grid[1:])]
+    assert max(ratios) / min(ratios) < 1.001  # evenly spaced in log
+
+
+def test_a_benchmark_becomes_a_suite_of_tune_and_final_sweeps_with_refused_values_marked_na(tmp_path):
+    from dl2bench import benchmark as B
+    from dl2bench import suite as SU
+    from dl2bench import sweep as S
+
+    path = write(tmp_path, "  workloads: [fashion_mnist_mlp, two_moons_realnvp, fashion_mnist_dcgan]\n"
+                           "  axis: {regularizer: [none, label_smoothing, l2]}\n  lr_grid: {points: 3, decades: 2}\n")
+    out = tmp_path / "runs"
+    suite, plan = B.generate(path, out)
+    su = SU.load_suite(suite, root=out)
+    names = [m.name for m in su.members]
+    assert names.index("gan_features") < names.index("b-tune-fashion_mnist_dcgan")  # the GAN's instrument first
+    assert su.member("b-final-two_moons_realnvp").needs == {"b-tune-two_moons_realnvp": "its select block's from"}
+    # label smoothing does not apply to a flow or a GAN: n/a with the task's reason, never silently dropped
+    assert "density model" in plan["n/a"]["two_moons_realnvp"]["label_smoothing"]
+    assert set(plan["n/a"]["fashion_mnist_dcgan"]) == {"label_smoothing", "l2"}
+    assert "fashion_mnist_mlp" not in plan["n/a"]
+    tune = S.load(out / ".benchmarks" / "b" / "b-tune-two_moons_realnvp.yaml", root=out)
+    assert sorted({r.regularizer for r in tune.runs}) == ["l2", "none"]
+    assert sorted({r.lr for r in tune.runs}) == [0.0001, 0.001, 0.01]  # known-good 1e-3, two decades
+    assert {r.epochs for r in tune.runs} == {5} and {r.seed for r in tune.runs} == {0}  # the smoke budget
+    assert any("n/a: two_moons_realnvp x label_smoothing" in line for line in B.describe(plan))
+
+
+@pytest.mark.parametrize("body, said", [
+    ("  axis: {optimizer: [adam]}\n  budget: 3\n", "benchmark.budget: unknown key"),
+    ("  axis: {optimizer: [adamm]}\n", "benchmark.axis.optimizer: unknown optimizer 'adamm'"),
+    ("  axis: {lr: [0.1]}\n", "benchmark.axis: expected one key of"),
+    ("  axis: {optimizer: all}\n  workloads: [mnist_mlp]\n", "benchmark.workloads: unknown workload 'mnist_mlp'"),
+    ("  axis: {optimizer: all}\n  size: huge\n", "benchmark.size: expected one of smoke, laptop, full"),
+    ("  axis: {optimizer: all}\n  lr_grid: {points: 0, decades: 3}\n", "benchmark.lr_grid"),
+    ("  axis: {optimizer: all}\n  final_seeds: 0\n", "benchmark.final_seeds"),
+])
+def test_a_bad_benchmark_file_is_one_error_naming_its_key(tmp_path, body, said):
+    from dl2bench import benchmark as B
+    from dl2bench.sweep import SweepError
+
+    with pytest.raises(SweepError, match=said.replace("(", r"\(").replace("[", r"\[")):
+        B.read(write(tmp_path, body))
