@@ -96,28 +96,46 @@ def model_kwargs(cfg, reg) -> Dict[str, Any]:
             **reg.model_kwargs}
 
 
-def fit_width(cfg, reg, in_shape, outputs: int, extra: Dict[str, Any]) -> int:
-    """The largest hidden_size (a multiple of num_heads for a transformer) whose model has at most
-    param_budget parameters: counts grow with the width, so a binary search."""
+def shapes(cfg, vocab: Optional[int] = None) -> Tuple[Tuple[int, ...], int, Dict[str, Any]]:
+    """(input shape, outputs, model keywords) of the task's model: what _prepare builds, and what
+    param_budget is checked against at validation. `vocab`: char_lm's, from its corpus."""
+    if cfg.task == "adding":
+        return (cfg.seq_len, 2), 1, {}
+    if cfg.task == "copy":
+        return (cfg.seq_len + 2 * COPY_LEN,), COPY_SYMBOLS + 2, {"vocab": COPY_SYMBOLS + 2, "per_step": True}
+    if cfg.task == "char_lm":
+        return (cfg.context,), vocab, {"vocab": vocab, "per_step": True, "causal": True}
+    return (1, 28, 28), 10, {}  # rows of images
+
+
+def width_step(cfg) -> int:
+    """hidden_size moves in steps of this: a transformer's width divides into its heads."""
+    return (cfg.num_heads or 4) if cfg.model == "transformer" else 1
+
+
+def params_at(cfg, in_shape, outputs: int, kwargs: Dict[str, Any], units: int) -> int:
+    """Parameters of the model `units` width steps wide."""
     from ...nets import count_parameters
 
-    step = (cfg.num_heads or 4) if cfg.model == "transformer" else 1
+    kw = {**kwargs, "hidden_size": units * width_step(cfg)}
+    return count_parameters(MODELS[cfg.model](tuple(in_shape), outputs, **kw))
 
+
+def fit_width(cfg, reg, in_shape, outputs: int, extra: Dict[str, Any]) -> int:
+    """The largest hidden_size (a multiple of num_heads for a transformer) whose model has at most
+    param_budget parameters: counts grow with the width, so a binary search. Validation has
+    refused a budget below the narrowest model (check_budget)."""
     def count(units: int) -> int:
-        kw = {**model_kwargs(cfg, reg), **extra, "hidden_size": units * step}
-        return count_parameters(MODELS[cfg.model](tuple(in_shape), outputs, **kw))
+        return params_at(cfg, in_shape, outputs, {**model_kwargs(cfg, reg), **extra}, units)
 
     lo, hi = 1, 1
-    if count(1) > cfg.param_budget:
-        raise ConfigError(f"param_budget: {cfg.param_budget} parameters are fewer than the smallest {cfg.model} "
-                          f"({count(1)})")
     while count(hi * 2) <= cfg.param_budget:
         hi *= 2
     hi *= 2
     while hi - lo > 1:
         mid = (lo + hi) // 2
         lo, hi = (mid, hi) if count(mid) <= cfg.param_budget else (lo, mid)
-    return lo * step
+    return lo * width_step(cfg)
 
 
 def build(cfg, reg, in_shape, outputs: int, device, **extra):
@@ -200,13 +218,9 @@ def _synthetic(task: Task, cfg, device, reg) -> Problem:
     val = make(n_val, cfg.seq_len, g)
     train = make(n_train, cfg.seq_len, g)
     adding = task.data == "adding"
-    if adding:
-        model, recipe = build(cfg, reg, (cfg.seq_len, 2), 1, device)
-        baseline = test[1].var(unbiased=False).item()
-    else:
-        model, recipe = build(cfg, reg, (cfg.seq_len + 2 * COPY_LEN,), COPY_SYMBOLS + 2, device,
-                              vocab=COPY_SYMBOLS + 2, per_step=True)
-        baseline = None
+    shape, outputs, extra = shapes(cfg)
+    model, recipe = build(cfg, reg, shape, outputs, device, **extra)
+    baseline = test[1].var(unbiased=False).item() if adding else None
     batches = TensorBatches(*train, cfg.batch_size, device, shuffle=True)
     evals = {"val": TensorBatches(*val, cfg.eval_batch_size, device, False),
              "test": TensorBatches(*test, cfg.eval_batch_size, device, False)}
@@ -386,7 +400,8 @@ def _char_lm(task: Task, cfg, device, reg) -> Problem:
     ids = torch.tensor([index[c] for c in text], dtype=torch.long)
     a, b = lm_splits(text)
     train_ids, val_ids, test_ids = ids[:a].to(device), ids[a:b].to(device), ids[b:].to(device)
-    model, recipe = build(cfg, reg, (cfg.context,), len(chars), device, vocab=len(chars), per_step=True, causal=True)
+    shape, outputs, extra = shapes(cfg, len(chars))
+    model, recipe = build(cfg, reg, shape, outputs, device, **extra)
     batches = Windows(train_ids, cfg.context, cfg.batch_size, cfg.lm_steps)
     cut = cfg.lm_eval_chars or None  # every epoch reads the validation part: a bounded one
     evals = {"val": Consecutive(val_ids[:cut], cfg.context, cfg.eval_batch_size),
@@ -461,30 +476,20 @@ def _prepare(task: Task, cfg, device, reg) -> Problem:
         return _char_lm(task, cfg, device, reg)
     extra = model_kwargs(cfg, reg)  # rows of images: the classification family's data and metrics
     if cfg.param_budget:
-        extra["hidden_size"] = fit_width(cfg, reg, (1, 28, 28), 10, {})
+        shape, outputs, rows = shapes(cfg)
+        extra["hidden_size"] = fit_width(cfg, reg, shape, outputs, rows)
     problem = classification.prepare(task, cfg, device, reg, model_kwargs=extra)
     problem.metrics = ROW_METRICS
     return problem
 
 
 def check_budget(cfg, vocab: Optional[int]) -> None:
-    """param_budget must hold the narrowest model of the config (known here, not once the run has
-    started): the shapes are those _prepare builds with."""
-    from ...nets import count_parameters
-
-    if cfg.task == "adding":
-        shape, outputs, extra = (cfg.seq_len, 2), 1, {}
-    elif cfg.task == "copy":
-        shape, outputs, extra = (cfg.seq_len + 2 * COPY_LEN,), COPY_SYMBOLS + 2, {"vocab": COPY_SYMBOLS + 2,
-                                                                                   "per_step": True}
-    elif cfg.task == "char_lm":
-        shape, outputs, extra = (cfg.context,), vocab, {"vocab": vocab, "per_step": True, "causal": True}
-    else:
-        shape, outputs, extra = (1, 28, 28), 10, {}
-    width = (cfg.num_heads or 4) if cfg.model == "transformer" else 1
-    kw = {"hidden_size": width, "num_layers": cfg.num_layers, "num_heads": cfg.num_heads, **extra}
+    """param_budget must hold the narrowest model of the config: said at validation, not once the
+    run has started."""
+    shape, outputs, extra = shapes(cfg, vocab)
+    kw = {"num_layers": cfg.num_layers, "num_heads": cfg.num_heads, **extra}
     try:
-        smallest = count_parameters(MODELS[cfg.model](tuple(shape), outputs, **kw))
+        smallest = params_at(cfg, shape, outputs, kw, 1)
     except ValueError as e:
         raise ConfigError(f"model: {e}") from None
     if smallest > cfg.param_budget:
