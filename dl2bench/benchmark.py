@@ -24,21 +24,14 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+from .suite import BENCHMARK_BLOCK
 from .sweep import LAUNCH_BLOCK, SweepError, read_yaml
 
-BENCHMARK_BLOCK = "benchmark"
 FILE_KEYS = ("name", "description", BENCHMARK_BLOCK, LAUNCH_BLOCK)
 BLOCK_KEYS = ("workloads", "axis", "size", "lr_grid", "tune_seeds", "final_seeds")
 AXES = ("optimizer", "init", "regularizer", "schedule")
 DEFAULTS = {"workloads": "all", "size": "smoke", "lr_grid": {"points": 7, "decades": 3}, "tune_seeds": 1,
             "final_seeds": 3}
-
-
-def is_benchmark(path: str | Path) -> bool:
-    try:
-        return BENCHMARK_BLOCK in read_yaml(Path(path))
-    except SweepError:
-        return False
 
 
 def lr_grid(centre: float, points: int, decades: float) -> List[float]:
@@ -160,8 +153,8 @@ def generate(path: str | Path, out: str | Path) -> Tuple[Path, Dict[str, Any]]:
         if not runnable:
             continue
         fixed = {k: {"value": v} for k, v in config.items() if k not in ("lr", b["axis"])}
-        tune = {"name": f"{b['name']}-tune-{wname}", "method": "grid",
-                "metric": {"name": _val_metric(w.task)[0], "goal": _val_metric(w.task)[1]},
+        metric, goal = _val_metric(w.task)
+        tune = {"name": f"{b['name']}-tune-{wname}", "method": "grid", "metric": {"name": metric, "goal": goal},
                 "parameters": {**fixed, b["axis"]: {"values": runnable}, "lr": {"values": lrs},
                                "seed": {"values": list(range(b["tune_seeds"]))}},
                 LAUNCH_BLOCK: b["slurm"]}

@@ -26,6 +26,7 @@ SUITE_KEYS = ("name", "description", "sweeps")
 ENTRY_KEYS = ("sweep", "after")
 # run-config keys whose value may be a sweep's folder (a run of that sweep, looked up under --out)
 RUN_KEYS = ("feature_run", "generator_run", "attack_run")
+BENCHMARK_BLOCK = "benchmark"  # a benchmark file (dl2bench.benchmark, which builds a suite from it)
 SHIPPED = Path(__file__).resolve().parents[1] / "sweeps"
 
 
@@ -48,11 +49,19 @@ class Suite:
 
 def is_suite(path: str | Path) -> bool:
     """A suite file has `sweeps:` and no `parameters:` (a sweep file has parameters)."""
+    return kind(path) == "suite"
+
+
+def kind(path: str | Path) -> str:
+    """What submit.py was given, from one read of its top-level keys: a benchmark file (a benchmark
+    block), a suite or a sweep. A file that cannot be read is a sweep: loading it says what is wrong."""
     try:
         raw = read_yaml(Path(path))
     except SweepError:
-        return False
-    return "sweeps" in raw and "parameters" not in raw
+        return "sweep"
+    if BENCHMARK_BLOCK in raw:
+        return "benchmark"
+    return "suite" if "sweeps" in raw and "parameters" not in raw else "sweep"
 
 
 def _sweep_path(entry: str, base: Path, where: str) -> Path:

@@ -14,7 +14,6 @@ import itertools
 import json
 import math
 import random
-import statistics
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -458,7 +457,7 @@ def select_block(block: Any, where: str, root: Path) -> tuple:
 
 
 def describe_choice(c: Any) -> str:
-    tried = ", ".join(f"{'/'.join(map(str, t))}: {statistics.median(v):.4g}" for t, v in c.tried.items())
+    tried = ", ".join(f"{'/'.join(map(str, t))}: {m:.4g}" for t, m in c.medians.items())
     return (f"{'/'.join(map(str, c.group)) or 'all'}: chose {'/'.join(map(str, c.chosen))} "
             f"({c.metric} {c.score:.4g}, {c.goal}; median over seeds of {tried})")
 

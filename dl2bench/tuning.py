@@ -32,6 +32,7 @@ class Choice:
     metric: str  # the summary key scored (best_val_<monitored>)
     goal: str
     tried: Dict[Tuple[Any, ...], List[float]] = field(default_factory=dict)  # tuned values -> per-seed scores
+    medians: Dict[Tuple[Any, ...], float] = field(default_factory=dict)  # tuned values -> median score
     config: Dict[str, Any] = field(default_factory=dict)  # the winning run's config (seed aside)
 
 
@@ -82,5 +83,5 @@ def select(folder: Path, per: Sequence[str], tune: Sequence[str]) -> List[Choice
         keys = set(RunConfig.keys()) - {"seed", "group"}  # config.json also records the run id
         config = {k: v for k, v in by_value[best][0][1].items() if k in keys}
         choices.append(Choice(g, best, med[best], metric, goal, {t: [v for v, _ in rows] for t, rows in by_value.items()},
-                              config))
+                              med, config))
     return choices

@@ -131,11 +131,10 @@ def submit(args) -> int:
     t0 = time.perf_counter()
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise SweepError(f"--out: {args.out} is a file; expected the results folder (it holds a folder per sweep)")
-    from dl2bench import benchmark as BM
-
-    if BM.is_benchmark(args.sweep):
+    kind = SU.kind(args.sweep)
+    if kind == "benchmark":
         return submit_benchmark(args)
-    if SU.is_suite(args.sweep):
+    if kind == "suite":
         return submit_suite(args)
     overrides = run_overrides(args)
     cluster, note = launch.pick_cluster(args.cluster)
@@ -372,13 +371,13 @@ def queue_suite(args, su) -> int:
         for m in su.members:
             print(f"\n== {m.name} ({m.path})", flush=True)
             entry = state["members"].setdefault(m.name, {})
-            live = chain.live_jobs()
+            live = chain.live_jobs()  # again for each sweep: the one before may have queued arrays
+            after = chain.waits_on(out, list(m.needs), state, live)
             if entry.get("expander") in live:
                 outcome[m.name] = f"already waiting: expander job {entry['expander']} (from an earlier submit)"
-            elif not m.needs or not chain.waits_on(out, list(m.needs), state, live):
+            elif not after:
                 outcome[m.name] = expand_now(args, m, state)
             else:
-                after = chain.waits_on(out, list(m.needs), state, live)
                 slurm = S.slurm_block(S.read_yaml(m.path).get(S.LAUNCH_BLOCK) or {}, str(m.path))
                 slurm_flags(args, slurm)
                 argv = [sys.executable, str(Path(__file__).resolve()), str(su.path.resolve()), *as_argv(args),
@@ -454,7 +453,7 @@ def suite_status(args, su, cluster: str, wait_first: bool = False) -> int:
         entry = state["members"].get(m.name) or {}
         said = entry.get("outcome") or ""
         if exp in live:
-            outcome[m.name] = chain.describe(m.name, state, live)
+            outcome[m.name] = chain.describe(entry, live[exp])
         elif said.startswith(("not submitted", "failed")):
             outcome[m.name] = said
         elif launch.manifest_path(root).exists():

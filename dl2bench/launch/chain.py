@@ -147,12 +147,7 @@ def retarget(out: Path, members: Sequence[Any], state: Dict[str, Any]) -> List[s
     return lines
 
 
-def describe(name: str, state: Dict[str, Any], live: Dict[str, str]) -> Optional[str]:
-    """A dependent sweep's line for --status while it has no runs of its own yet."""
-    entry = state["members"].get(name) or {}
-    exp = entry.get("expander")
-    if exp and exp in live:
-        reason = live[exp]
-        waiting = f"waiting for job(s) {', '.join(entry.get('after') or []) or '?'}"
-        return (f"expander job {exp} " + ("running" if reason == "None" else f"pending ({reason}): {waiting}"))
-    return entry.get("outcome")
+def describe(entry: Dict[str, Any], reason: str) -> str:
+    """A dependent sweep's line for --status while its expander is queued (`reason`: squeue's)."""
+    waiting = f"waiting for job(s) {', '.join(entry.get('after') or []) or '?'}"
+    return f"expander job {entry['expander']} " + ("running" if reason == "None" else f"pending ({reason}): {waiting}")
