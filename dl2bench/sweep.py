@@ -121,7 +121,7 @@ def load(path: str | Path, smoke: bool = False, overrides: Optional[Mapping[str,
                          + (f" (did you mean {hint[0]!r}?)" if hint else "") + "; expected W&B sweep keys "
                          f"({', '.join(WANDB_KEYS)}), the launcher block {LAUNCH_BLOCK!r} or the "
                          f"{ATTACK_BLOCK!r} / {EVALUATE_BLOCK!r} / {SELECT_BLOCK!r} block")
-    if sum(b in raw for b in (ATTACK_BLOCK, EVALUATE_BLOCK, SELECT_BLOCK)) > 1 and SELECT_BLOCK in raw:
+    if SELECT_BLOCK in raw and (ATTACK_BLOCK in raw or EVALUATE_BLOCK in raw):
         raise SweepError(f"{where}: {SELECT_BLOCK}: a final stage reruns chosen settings; it evaluates no other "
                          f"runs (no {ATTACK_BLOCK!r} or {EVALUATE_BLOCK!r} block beside it)")
     if ATTACK_BLOCK in raw and EVALUATE_BLOCK in raw:
@@ -374,13 +374,7 @@ def attack_block(block: Any, where: str, root: Path, name: str = ATTACK_BLOCK) -
         bad = sorted(set(src) - set(ATTACK_SOURCE_KEYS))
         if bad:
             raise SweepError(f"{at}.{bad[0]}: unknown key; valid keys: {', '.join(ATTACK_SOURCE_KEYS)}")
-        # one rule: a relative `from` is under the results root (--out), never the working folder,
-        # where a same-named folder would silently supply other runs
-        folder = Path(str(src["from"]))
-        if not folder.is_absolute():
-            folder = root / folder
-        if not folder.is_dir():
-            raise SweepError(f"{at}.from: {src['from']!r}: no such folder (looked in {folder}); run that sweep first")
+        folder = from_folder(src["from"], root, f"{at}.from", "that sweep")
         task = src.get("task")
         if task is not None:
             from .families import TASKS
@@ -419,6 +413,17 @@ def attack_block(block: Any, where: str, root: Path, name: str = ATTACK_BLOCK) -
     return out
 
 
+def from_folder(value: Any, root: Path, at: str, what: str) -> Path:
+    """A block's `from`, by one rule: a relative folder is under the results root (--out), never the
+    working folder, where a same-named folder would silently supply other runs."""
+    folder = Path(str(value))
+    if not folder.is_absolute():
+        folder = root / folder
+    if not folder.is_dir():
+        raise SweepError(f"{at}: {value!r}: no such folder (looked in {folder}); run {what} first")
+    return folder
+
+
 def select_block(block: Any, where: str, root: Path) -> tuple:
     """The select block: `from` a tuning sweep's folder (under the results root unless absolute), one
     choice `per` value of these keys, of the `tune` keys' values; `baseline` (optional) is the untuned
@@ -446,10 +451,7 @@ def select_block(block: Any, where: str, root: Path) -> tuple:
     if not isinstance(baseline, dict) or set(baseline) - set(lists["tune"]):
         raise SweepError(f"{at}.baseline: expected values of the tuned keys ({', '.join(lists['tune'])}), "
                          f"got {block.get('baseline')!r}")
-    folder = Path(str(block["from"]))
-    folder = folder if folder.is_absolute() else root / folder  # as an attack block's: under --out, never the cwd
-    if not folder.is_dir():
-        raise SweepError(f"{at}.from: {block['from']!r}: no such folder (looked in {folder}); run the tuning sweep first")
+    folder = from_folder(block["from"], root, f"{at}.from", "the tuning sweep")
     try:
         return tuning.select(folder, lists["per"], lists["tune"]), baseline
     except ConfigError as e:
