@@ -10,6 +10,10 @@ under the tuning protocol it states, made into sweeps and a suite that submit.py
       lr_grid: {points: 7, decades: 3}   # log grid centred on each workload's known-good lr
       tune_seeds: 1                  # seeds per tuning point (selection on validation)
       final_seeds: 3                 # seeds of the chosen and the untuned setting (reported on test)
+      budgets: [one_shot, small, large]  # tuning budgets compared: the known-good lr untuned, every
+                                     # other grid point, the whole grid (default: all three)
+      targets: {fashion_mnist_mlp: 0.85}  # optional: a stated target on the validation metric; by
+                                     # default a workload's target is what its known-good setting reaches
     slurm: {...}                     # every generated sweep's launcher block
 
 For each workload W it writes NAME-tune-W (the grid: axis values x lr grid x tune seeds) and
@@ -21,6 +25,7 @@ is not run: it is recorded as n/a with the reason, for every table to show.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -28,10 +33,11 @@ from .suite import BENCHMARK_BLOCK
 from .sweep import LAUNCH_BLOCK, SweepError, read_yaml
 
 FILE_KEYS = ("name", "description", BENCHMARK_BLOCK, LAUNCH_BLOCK)
-BLOCK_KEYS = ("workloads", "axis", "size", "lr_grid", "tune_seeds", "final_seeds")
+BLOCK_KEYS = ("workloads", "axis", "size", "lr_grid", "tune_seeds", "final_seeds", "budgets", "targets")
+BUDGETS = ("one_shot", "small", "large")
 AXES = ("optimizer", "init", "regularizer", "schedule")
 DEFAULTS = {"workloads": "all", "size": "smoke", "lr_grid": {"points": 7, "decades": 3}, "tune_seeds": 1,
-            "final_seeds": 3}
+            "final_seeds": 3, "budgets": list(BUDGETS), "targets": {}}
 
 
 def lr_grid(centre: float, points: int, decades: float) -> List[float]:
@@ -96,10 +102,25 @@ def read(path: Path) -> Dict[str, Any]:
     for k in ("tune_seeds", "final_seeds"):
         if not isinstance(b[k], int) or isinstance(b[k], bool) or not 1 <= b[k] <= 100:
             raise SweepError(f"{at}.{k}: expected a whole number of seeds, 1-100, got {b[k]!r}")
+    budgets = b["budgets"]
+    if (not isinstance(budgets, list) or not budgets or not all(x in BUDGETS for x in budgets)
+            or len(set(budgets)) != len(budgets)):
+        raise SweepError(f"{at}.budgets: expected a list of {', '.join(BUDGETS)} (each once), got {budgets!r}")
+    if "small" in budgets and "large" not in budgets:
+        raise SweepError(f"{at}.budgets: small is every other point of large's grid; list large too")
+    targets = b["targets"]
+    if not isinstance(targets, dict):
+        raise SweepError(f"{at}.targets: expected a mapping of workload name to a value of its validation "
+                         f"metric, got {targets!r}")
+    for w, t in targets.items():
+        if w not in names:
+            raise SweepError(f"{at}.targets.{w}: not a workload of this benchmark ({', '.join(names)})")
+        if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
+            raise SweepError(f"{at}.targets.{w}: expected a number (a value of its validation metric), got {t!r}")
     name = str(raw.get("name") or path.stem)
     return {"name": name, "description": raw.get("description", ""), "workloads": names, "axis": key,
             "values": list(values), "size": b["size"], "lr_grid": grid, "tune_seeds": b["tune_seeds"],
-            "final_seeds": b["final_seeds"], "slurm": raw.get(LAUNCH_BLOCK) or {}, "file": str(path)}
+            "final_seeds": b["final_seeds"], "budgets": budgets, "targets": targets, "slurm": raw.get(LAUNCH_BLOCK) or {}, "file": str(path)}
 
 
 def not_applicable(task: str, key: str, value: Any, config: Dict[str, Any]) -> str:
@@ -130,7 +151,7 @@ def generate(path: str | Path, out: str | Path) -> Tuple[Path, Dict[str, Any]]:
     folder.mkdir(parents=True, exist_ok=True)
     entries: List[Any] = []
     plan: Dict[str, Any] = {**{k: b[k] for k in ("name", "description", "axis", "values", "size", "lr_grid",
-                                                  "tune_seeds", "final_seeds", "file")},
+                                                  "tune_seeds", "final_seeds", "budgets", "targets", "file")},
                             "workloads": {}, "n/a": {}}
     for wname in b["workloads"]:
         w = WORKLOADS[wname]()
@@ -154,14 +175,28 @@ def generate(path: str | Path, out: str | Path) -> Tuple[Path, Dict[str, Any]]:
             continue
         fixed = {k: {"value": v} for k, v in config.items() if k not in ("lr", b["axis"])}
         metric, goal = _val_metric(w.task)
+        plan["workloads"][wname].update(metric=metric, goal=goal, small_grid=lrs[::2], runnable=runnable,
+                                        known_lr=known, known_value=_known_value(config, b["axis"]))
+        finals = list(range(b["tune_seeds"], b["tune_seeds"] + b["final_seeds"]))
+        if b["budgets"] == ["one_shot"]:  # no tuning: the known-good lr for every axis value
+            final = {"name": f"{b['name']}-final-{wname}", "method": "grid",
+                     "parameters": {**fixed, b["axis"]: {"values": runnable}, "lr": {"value": known},
+                                    "seed": {"values": finals}}, LAUNCH_BLOCK: b["slurm"]}
+            (folder / f"{final['name']}.yaml").write_text(yaml.safe_dump(final, sort_keys=False))
+            entries.append(str((folder / f"{final['name']}.yaml").resolve()))
+            plan["workloads"][wname]["tune"] = None
+            continue
+        select = {"from": f"{b['name']}-tune-{wname}", "per": [b["axis"]], "tune": ["lr"]}
+        if "one_shot" in b["budgets"]:
+            select["baseline"] = {"lr": known}
+        if "small" in b["budgets"]:
+            select["budgets"] = {"small": {"lr": lrs[::2]}}
         tune = {"name": f"{b['name']}-tune-{wname}", "method": "grid", "metric": {"name": metric, "goal": goal},
                 "parameters": {**fixed, b["axis"]: {"values": runnable}, "lr": {"values": lrs},
                                "seed": {"values": list(range(b["tune_seeds"]))}},
                 LAUNCH_BLOCK: b["slurm"]}
-        final = {"name": f"{b['name']}-final-{wname}", "method": "grid",
-                 "parameters": {"seed": {"values": list(range(b["tune_seeds"], b["tune_seeds"] + b["final_seeds"]))}},
-                 "select": {"from": tune["name"], "per": [b["axis"]], "tune": ["lr"], "baseline": {"lr": known}},
-                 LAUNCH_BLOCK: b["slurm"]}
+        final = {"name": f"{b['name']}-final-{wname}", "method": "grid", "parameters": {"seed": {"values": finals}},
+                 "select": select, LAUNCH_BLOCK: b["slurm"]}
         for sw in (tune, final):
             (folder / f"{sw['name']}.yaml").write_text(yaml.safe_dump(sw, sort_keys=False))
             entries.append(str((folder / f"{sw['name']}.yaml").resolve()))
@@ -172,12 +207,61 @@ def generate(path: str | Path, out: str | Path) -> Tuple[Path, Dict[str, Any]]:
     return suite, plan
 
 
+def known_good_best(plan: Dict[str, Any], root: Path, workload: str) -> List[float]:
+    """The best validation values that the workload's known-good setting (its axis value at its
+    known-good lr) reached in the benchmark's final runs under `root`, one per seed that ended."""
+    from . import record as R
+    from . import runs
+
+    info = plan["workloads"][workload]
+    folder = Path(root) / info["final"]
+    out = []
+    for run in runs.runs_in(folder) if folder.is_dir() else []:
+        cfg, summary = runs.maybe_json(run / runs.CONFIG) or {}, runs.summary(run) or {}
+        lr, value = cfg.get("lr"), summary.get(info.get("metric", ""))
+        if (summary.get("status") in R.COUNTED and str(cfg.get(plan["axis"])) == str(info.get("known_value"))
+                and isinstance(lr, (int, float)) and math.isclose(lr, info.get("known_lr", math.nan), rel_tol=1e-3)
+                and isinstance(value, (int, float)) and math.isfinite(value)):
+            out.append(float(value))
+    return out
+
+
+def target_misses(plan: Dict[str, Any], root: Path) -> List[str]:
+    """One line per stated target that the known-good setting's finished final runs do not reach on
+    every seed, with what they reach; a target with no such run yet is not judged."""
+    lines = []
+    for w, target in (plan.get("targets") or {}).items():
+        got = known_good_best(plan, root, w)
+        if not got:
+            continue
+        higher = plan["workloads"][w].get("goal") == "maximize"
+        worst = min(got) if higher else max(got)
+        if (worst < target) if higher else (worst > target):
+            info = plan["workloads"][w]
+            lines.append(f"warning: targets.{w}: the stated target {target:g} is not reached by the known-good "
+                         f"setting ({info.get('known_value')}, lr {info.get('known_lr'):g}): its {len(got)} final "
+                         f"seed(s) reach {', '.join(f'{x:.4g}' for x in got)} ({info.get('metric')})")
+    return lines
+
+
+def _known_value(config: Dict[str, Any], axis: str) -> Any:
+    """The axis value of the workload's known-good setting: the one it names, else the task's default."""
+    from .config import task_baseline
+
+    return config[axis] if axis in config else task_baseline(config["task"]).get(axis)
+
+
 def _val_metric(task: str) -> Tuple[str, str]:
     from . import record as R
     from .families import TASKS
 
     m = TASKS[task]().monitored
     return R.best_val_key(m.name), m.goal
+
+
+BUDGET_TEXT = {"one_shot": "one_shot = the known-good lr, no tuning",
+               "small": "small = the best of every other grid point",
+               "large": "large = the best of the whole grid"}
 
 
 def describe(plan: Dict[str, Any]) -> List[str]:
@@ -187,8 +271,9 @@ def describe(plan: Dict[str, Any]) -> List[str]:
              f"{len(plan['workloads'])} workload(s), size {plan['size']}",
              f"  protocol: per (workload, {plan['axis']}) lr over {g['points']} log-spaced points spanning "
              f"{g['decades']} decade(s) around the workload's known-good lr, {plan['tune_seeds']} seed(s) each; "
-             f"chosen on the validation metric (median over seeds); the choice and the untuned known-good lr "
-             f"rerun over {plan['final_seeds']} other seed(s), reported on test"]
+             f"chosen on the validation metric (median over seeds); each budget's choice rerun over "
+             f"{plan['final_seeds']} other seed(s), reported on test",
+             "  budgets: " + "; ".join(BUDGET_TEXT[x] for x in plan["budgets"])]
     for w, cells in plan["n/a"].items():
         for v, why in cells.items():
             lines.append(f"  n/a: {w} x {v}: {why}")

@@ -451,16 +451,23 @@ def select_block(block: Any, where: str, root: Path) -> tuple:
     if not isinstance(baseline, dict) or set(baseline) - set(lists["tune"]):
         raise SweepError(f"{at}.baseline: expected values of the tuned keys ({', '.join(lists['tune'])}), "
                          f"got {block.get('baseline')!r}")
+    budgets = block.get("budgets") or {}
+    if not isinstance(budgets, dict) or not all(
+            isinstance(b, dict) and b and set(b) <= set(lists["tune"]) and all(isinstance(v, list) and v for v in b.values())
+            for b in budgets.values()) or "large" in budgets:
+        raise SweepError(f"{at}.budgets: expected named subsets of the tuned values, e.g. {{small: {{lr: [0.001, "
+                         f"0.1]}}}} (large, every value tried, is always chosen), got {block.get('budgets')!r}")
     folder = from_folder(block["from"], root, f"{at}.from", "the tuning sweep")
     try:
-        return tuning.select(folder, lists["per"], lists["tune"]), baseline
+        return tuning.select(folder, lists["per"], lists["tune"], budgets), baseline
     except ConfigError as e:
         raise SweepError(f"{where}: {e}") from None
 
 
 def describe_choice(c: Any) -> str:
     tried = ", ".join(f"{'/'.join(map(str, t))}: {m:.4g}" for t, m in c.medians.items())
-    return (f"{'/'.join(map(str, c.group)) or 'all'}: chose {'/'.join(map(str, c.chosen))} "
+    budget = "" if c.budget == "large" else f" ({c.budget} budget)"
+    return (f"{'/'.join(map(str, c.group)) or 'all'}{budget}: chose {'/'.join(map(str, c.chosen))} "
             f"({c.metric} {c.score:.4g}, {c.goal}; median over seeds of {tried})")
 
 

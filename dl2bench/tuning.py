@@ -13,13 +13,13 @@ import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import record as R
 from . import runs
 from .errors import ConfigError
 
-SELECT_KEYS = ("from", "per", "tune", "baseline")
+SELECT_KEYS = ("from", "per", "tune", "baseline", "budgets")
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Choice:
     tried: Dict[Tuple[Any, ...], List[float]] = field(default_factory=dict)  # tuned values -> per-seed scores
     medians: Dict[Tuple[Any, ...], float] = field(default_factory=dict)  # tuned values -> median score
     config: Dict[str, Any] = field(default_factory=dict)  # the winning run's config (seed aside)
+    budget: str = "large"  # which tuning budget chose it: "large" saw every tuned value
 
 
 def scored_runs(folder: Path) -> List[Tuple[Dict[str, Any], Dict[str, Any]]]:
@@ -51,8 +52,11 @@ def scored_runs(folder: Path) -> List[Tuple[Dict[str, Any], Dict[str, Any]]]:
     return out
 
 
-def select(folder: Path, per: Sequence[str], tune: Sequence[str]) -> List[Choice]:
-    """One Choice per group of `per` values, in the order the groups first appear."""
+def select(folder: Path, per: Sequence[str], tune: Sequence[str],
+           budgets: Optional[Dict[str, Dict[str, List[Any]]]] = None) -> List[Choice]:
+    """One Choice per group of `per` values, in the order the groups first appear; and one per group
+    for each named budget in `budgets`, which sees only the tuned values it lists (a smaller tuning
+    budget is a subset of the same grid, so its choice costs no extra run)."""
     from .registries import task_of
     from .config import RunConfig
 
@@ -76,12 +80,28 @@ def select(folder: Path, per: Sequence[str], tune: Sequence[str]) -> List[Choice
         groups.setdefault(g, {}).setdefault(t, []).append((float(value), cfg))
     choices = []
     sign = 1.0 if goal == "maximize" else -1.0
-    for g, by_value in groups.items():
-        med = {t: statistics.median(v for v, _ in rows) for t, rows in by_value.items()}
-        # ties go to the value tried first in the sweep's order (the grid's): reproducible
-        best = max(by_value, key=lambda t: sign * med[t])
-        keys = set(RunConfig.keys()) - {"seed", "group"}  # config.json also records the run id
-        config = {k: v for k, v in by_value[best][0][1].items() if k in keys}
-        choices.append(Choice(g, best, med[best], metric, goal, {t: [v for v, _ in rows] for t, rows in by_value.items()},
-                              med, config))
+    keys = set(RunConfig.keys()) - {"seed", "group"}  # config.json also records the run id
+    limits = {"large": None, **(budgets or {})}
+    for budget, among in limits.items():
+        for g, by_value in groups.items():
+            seen = {t: rows for t, rows in by_value.items()
+                    if among is None or all(_within(v, among.get(k)) for k, v in zip(tune, t))}
+            if not seen:
+                raise ConfigError(f"select.budgets.{budget}: none of its values of {', '.join(tune)} was tried in "
+                                  f"{folder}; tried: {sorted(by_value)}")
+            med = {t: statistics.median(v for v, _ in rows) for t, rows in seen.items()}
+            # ties go to the value tried first in the sweep's order (the grid's): reproducible
+            best = max(seen, key=lambda t: sign * med[t])
+            config = {k: v for k, v in seen[best][0][1].items() if k in keys}
+            choices.append(Choice(g, best, med[best], metric, goal, {t: [v for v, _ in rows] for t, rows in seen.items()},
+                                  med, config, budget))
     return choices
+
+
+def _within(value: Any, allowed: Optional[List[Any]]) -> bool:
+    """Is a tried value one a budget lists (floats compared to 4 significant digits, as grids are written)?"""
+    if allowed is None:
+        return True
+    if isinstance(value, float):
+        return any(isinstance(a, (int, float)) and math.isclose(value, a, rel_tol=1e-3) for a in allowed)
+    return value in allowed

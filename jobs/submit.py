@@ -270,9 +270,16 @@ def submit_benchmark(args) -> int:
         suite, plan = BM.generate(args.sweep, tmp if args.dry_run else args.out)
         for line in BM.describe(plan):
             print(line)
+        root = Path(args.out)
+        for line in BM.target_misses(plan, root):  # from an earlier submission's final runs
+            print(line, file=sys.stderr)
         one = copy.copy(args)
         one.sweep = str(suite)
-        return submit_suite(one)
+        code = submit_suite(one)
+        if not args.dry_run and not args.status:
+            for line in BM.target_misses(plan, root):  # a local suite has run its final stages by now
+                print(line, file=sys.stderr)
+        return code
 
 
 def submit_suite(args) -> int:

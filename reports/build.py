@@ -3,6 +3,7 @@
     python reports/build.py runs/cifar_cnn                      # -> runs/cifar_cnn/report.html, ...
     python reports/build.py runs/a runs/b --out reports/ab      # several sweeps in one report
     python reports/build.py --wandb ENTITY/PROJECT --sweep ID --out DIR   # from W&B instead
+    python reports/build.py OUT/.benchmarks/NAME                # a benchmark: profiles, ranks, verdicts
 
 Bad input (a missing or empty folder, no runs, unreadable JSON) is one line on stderr naming the
 path, exit status 2, and no output file touched: everything is written to temporary files first
@@ -168,6 +169,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     matplotlib.use("Agg")  # clusters have no display; set before seaborn pulls in pyplot
     t0 = time.perf_counter()
+    from reports import benchmark as BR
+
+    if not a.wandb and len(a.folders) == 1 and BR.is_benchmark(a.folders[0]):
+        try:
+            paths = BR.build(a.folders[0], a.out)
+        except ReportError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        print(f"benchmark {a.folders[0]} -> " + ", ".join(str(p) for p in paths.values())
+              + f" ({time.perf_counter() - t0:.1f} s)")
+        return 0
     try:
         if a.wandb:
             from reports.wandb_source import load_wandb

@@ -55,6 +55,13 @@ def test_a_benchmark_becomes_a_suite_of_tune_and_final_sweeps_with_refused_value
     ("  axis: {optimizer: all}\n  size: huge\n", "benchmark.size: expected one of smoke, laptop, full"),
     ("  axis: {optimizer: all}\n  lr_grid: {points: 0, decades: 3}\n", "benchmark.lr_grid"),
     ("  axis: {optimizer: all}\n  final_seeds: 0\n", "benchmark.final_seeds"),
+    ("  axis: {optimizer: all}\n  budgets: [small]\n", "benchmark.budgets: small is every other point"),
+    ("  axis: {optimizer: all}\n  budgets: [huge]\n", "benchmark.budgets: expected a list of one_shot"),
+    ("  axis: {optimizer: all}\n  budgets: []\n", "benchmark.budgets: expected a list"),
+    ("  axis: {optimizer: all}\n  workloads: [adding_lstm]\n  targets: {cartpole_dqn: 1}\n",
+     "benchmark.targets.cartpole_dqn: not a workload of this benchmark"),
+    ("  axis: {optimizer: all}\n  workloads: [adding_lstm]\n  targets: {adding_lstm: low}\n",
+     "benchmark.targets.adding_lstm: expected a number"),
 ])
 def test_a_bad_benchmark_file_is_one_error_naming_its_key(tmp_path, body, said):
     from dl2bench import benchmark as B
@@ -62,3 +69,25 @@ def test_a_bad_benchmark_file_is_one_error_naming_its_key(tmp_path, body, said):
 
     with pytest.raises(SweepError, match=said.replace("(", r"\(").replace("[", r"\[")):
         B.read(write(tmp_path, body))
+
+
+def test_budgets_make_the_final_stage_one_shot_small_and_large_and_one_shot_alone_skips_tuning(tmp_path):
+    """one_shot is the known-good lr (the select block's baseline), small chooses among every other
+    grid point (a named subset of the same grid: no extra tuning run), large among all of them."""
+    import yaml
+
+    from dl2bench import benchmark as B
+
+    path = write(tmp_path, "  workloads: [adding_lstm]\n  axis: {optimizer: [sgd, adam]}\n"
+                           "  lr_grid: {points: 5, decades: 2}\n")
+    _, plan = B.generate(path, tmp_path / "runs")
+    final = yaml.safe_load((tmp_path / "runs" / ".benchmarks" / "b" / "b-final-adding_lstm.yaml").read_text())
+    grid = plan["workloads"]["adding_lstm"]["lr_grid"]
+    assert final["select"]["baseline"] == {"lr": 0.003}
+    assert final["select"]["budgets"] == {"small": {"lr": grid[::2]}} and len(grid[::2]) == 3
+    path = write(tmp_path, "  workloads: [adding_lstm]\n  axis: {optimizer: [sgd, adam]}\n  budgets: [one_shot]\n")
+    suite, plan = B.generate(path, tmp_path / "one")
+    names = [p.name for p in (tmp_path / "one" / ".benchmarks" / "b").glob("*.yaml")]
+    assert sorted(names) == ["b-final-adding_lstm.yaml", "suite.yaml"]  # nothing to tune
+    final = yaml.safe_load((tmp_path / "one" / ".benchmarks" / "b" / "b-final-adding_lstm.yaml").read_text())
+    assert final["parameters"]["lr"] == {"value": 0.003} and final["parameters"]["optimizer"] == {"values": ["sgd", "adam"]}

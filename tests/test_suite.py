@@ -194,7 +194,7 @@ def test_tune_then_final_chooses_on_validation_and_reruns_the_choice_over_seeds(
                                         "  seed: {values: [0, 1]}\n")
     (tmp_path / "final.yaml").write_text("name: final\nmethod: grid\nparameters:\n  seed: {values: [0, 1, 2]}\n"
                                          "select:\n  from: tune\n  per: [optimizer]\n  tune: [lr]\n"
-                                         "  baseline: {lr: 0.01}\n")
+                                         "  baseline: {lr: 0.01}\n  budgets: {small: {lr: [0.3, 0.0001]}}\n")
     suite = tmp_path / "suite.yaml"
     suite.write_text("name: bench\nsweeps:\n  - final\n  - tune\n")
     out = tmp_path / "runs"
@@ -208,15 +208,18 @@ def test_tune_then_final_chooses_on_validation_and_reruns_the_choice_over_seeds(
             acc = json.loads((run / "summary.json").read_text())["best_val_acc"]
             best.setdefault(cfg["optimizer"], {}).setdefault(cfg["lr"], []).append(acc)
     chosen = {opt: max(by_lr, key=lambda lr: statistics.median(by_lr[lr])) for opt, by_lr in best.items()}
+    # the small budget chooses only among the values it lists (a subset of the same tuning runs)
+    small = {opt: max((0.3, 0.0001), key=lambda lr: statistics.median(by_lr[lr])) for opt, by_lr in best.items()}
     final = [json.loads((r / "config.json").read_text()) for r in (out / "final").iterdir()
              if (r / "summary.json").exists()]
     got = {}
     for cfg in final:
         got.setdefault(cfg["optimizer"], {}).setdefault(cfg["lr"], set()).add(cfg["seed"])
     for opt, lr in chosen.items():
-        assert got[opt][lr] == {0, 1, 2} and got[opt][0.01] == {0, 1, 2}, (opt, lr, got)
-        assert set(got[opt]) == {lr, 0.01}
+        assert got[opt][lr] == {0, 1, 2} and got[opt][0.01] == {0, 1, 2} and got[opt][small[opt]] == {0, 1, 2}
+        assert set(got[opt]) == {lr, 0.01, small[opt]}
     assert "select: sgd: chose" in said.err and "select: adam: chose" in said.err
+    assert "select: sgd (small budget): chose" in said.err
 
 
 @pytest.mark.parametrize("block, key", [
@@ -225,6 +228,8 @@ def test_tune_then_final_chooses_on_validation_and_reruns_the_choice_over_seeds(
     ("{from: tune, tune: []}", "select.tune: expected at least one"),
     ("{from: tune, tune: [lr], baseline: {momentum: 0.9}}", "select.baseline: expected values of the tuned keys"),
     ("{from: tune, tune: [lrr]}", "select.tune"),
+    ("{from: tune, tune: [lr], budgets: {large: {lr: [0.1]}}}", "select.budgets: expected named subsets"),
+    ("{from: tune, tune: [lr], budgets: {small: {momentum: [0.9]}}}", "select.budgets: expected named subsets"),
     ("{from: elsewhere, tune: [lr]}", "select.from: 'elsewhere': no such folder"),
     ("{from: tune, tune: [lr]}", "select.from: run r1 in"),  # a tuning run that failed: not chosen on fewer seeds
 ])
