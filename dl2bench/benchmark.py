@@ -35,6 +35,11 @@ from .sweep import LAUNCH_BLOCK, SweepError, read_yaml
 FILE_KEYS = ("name", "description", BENCHMARK_BLOCK, LAUNCH_BLOCK)
 BLOCK_KEYS = ("workloads", "axis", "size", "lr_grid", "tune_seeds", "final_seeds", "budgets", "targets")
 BUDGETS = ("one_shot", "small", "large")
+# A benchmark is many small runs: a SLURM array task that packs k of them pays its process start and
+# imports (~4.7 s here) once, so with ~0.7 s of set-up per run inside the task, 16 smoke runs a task
+# cost about 1 s each (tests/benchmarks/bench_overhead.py measures it). Runs of minutes need little
+# packing, and packing them would serialise them. The benchmark's own slurm block may say otherwise.
+RUNS_PER_TASK = {"smoke": 16, "laptop": 4, "full": 1}
 AXES = ("optimizer", "init", "regularizer", "schedule")
 DEFAULTS = {"workloads": "all", "size": "smoke", "lr_grid": {"points": 7, "decades": 3}, "tune_seeds": 1,
             "final_seeds": 3, "budgets": list(BUDGETS), "targets": {}}
@@ -147,6 +152,7 @@ def generate(path: str | Path, out: str | Path) -> Tuple[Path, Dict[str, Any]]:
     from .families import WORKLOADS
 
     b = read(Path(path))
+    b["slurm"] = {"runs_per_task": RUNS_PER_TASK[b["size"]], **b["slurm"]}
     folder = Path(out) / ".benchmarks" / b["name"]
     folder.mkdir(parents=True, exist_ok=True)
     entries: List[Any] = []

@@ -91,3 +91,19 @@ def test_budgets_make_the_final_stage_one_shot_small_and_large_and_one_shot_alon
     assert sorted(names) == ["b-final-adding_lstm.yaml", "suite.yaml"]  # nothing to tune
     final = yaml.safe_load((tmp_path / "one" / ".benchmarks" / "b" / "b-final-adding_lstm.yaml").read_text())
     assert final["parameters"]["lr"] == {"value": 0.003} and final["parameters"]["optimizer"] == {"values": ["sgd", "adam"]}
+
+
+def test_small_runs_are_packed_per_array_task_unless_the_benchmark_says_otherwise(tmp_path):
+    """Point 6: a smoke benchmark's runs pay one process start per 16 of them (bench_overhead.py)."""
+    import yaml
+
+    from dl2bench import benchmark as B
+
+    path = write(tmp_path, "  workloads: [adding_lstm]\n  axis: {optimizer: [sgd]}\n")
+    B.generate(path, tmp_path / "a")
+    tune = yaml.safe_load((tmp_path / "a" / ".benchmarks" / "b" / "b-tune-adding_lstm.yaml").read_text())
+    assert tune["slurm"]["runs_per_task"] == B.RUNS_PER_TASK["smoke"] == 16
+    path.write_text(path.read_text() + "  size: full\nslurm: {runs_per_task: 2}\n")
+    B.generate(path, tmp_path / "b")
+    final = yaml.safe_load((tmp_path / "b" / ".benchmarks" / "b" / "b-final-adding_lstm.yaml").read_text())
+    assert final["slurm"]["runs_per_task"] == 2
