@@ -115,9 +115,13 @@ def load(folder: Path) -> Bench:
             df["value"] = [str(c.get(axis)) for c in df["config"]]
             df["best_val"] = [s.get(info.get("metric", "")) for s in df["summary"]]
         w = Workload(name, info, tune, final)
-        if not len(final):
-            notes.append(f"{name}: no final runs in {root / info['final']} yet; its rows are empty")
-        _choose(w, root, axis)
+        if not len(tune) and not len(final):
+            notes.append(f"{name}: not run yet (no runs in {root / (info.get('tune') or info['final'])}); its rows "
+                         "are empty")
+        else:
+            if not len(final):
+                notes.append(f"{name}: no final runs in {root / info['final']} yet; its rows are empty")
+            _choose(w, root, axis)
         _target(w, plan, root)
         out[name] = w
     if not any(len(w.final) for w in out.values()):
@@ -131,7 +135,6 @@ def _choose(w: Workload, root: Path, axis: str) -> None:
     from dl2bench import tuning
     from dl2bench.errors import ConfigError
 
-    budgets = w.info.get("budgets") or []
     for v in w.info.get("runnable", []):
         w.chosen[(str(v), "one_shot")] = float(w.info["known_lr"])
     if not w.info.get("tune"):
@@ -141,7 +144,6 @@ def _choose(w: Workload, root: Path, axis: str) -> None:
     except ConfigError as e:
         w.notes.append(f"tuning not complete, no lr chosen: {e}")
         return
-    del budgets
     for c in choices:
         w.chosen[(str(c.group[0]), c.budget)] = float(c.chosen[0])
 
