@@ -294,7 +294,8 @@ def document(b: Bench):
                       f"{sum(len(w.final) for w in b.workloads.values())} final)"),
              ("devices, threads", f"{', '.join(devices) or '?'}; {', '.join(threads) or '?'} thread(s)"),
              ("verdict", verdict(values, mean_rank, rank_ci, pairs, rt, rf)),
-             ("protocol", "\n".join(x.strip() for x in describe(plan)[1:] if not x.strip().startswith("n/a:")))]
+             ("protocol", "\n".join(x.strip().removeprefix("protocol: ") for x in describe(plan)[1:]
+                                   if not x.strip().startswith("n/a:")))]
     notes = list(b.notes) + [f"{n}: {x}" for n, w in b.workloads.items() for x in w.notes]
     sections = [Section("protocol", "Protocol", "The workloads, their budgets and targets (the protocol itself is on the "
                         "first page).", list(protocol_tables(b))),
@@ -558,8 +559,8 @@ def workload_table(b: Bench, w: Workload, c, budgets: List[str]):
     return Table(f"tab-{w.name}", f"{w.name}: chosen lr, robustness, test metric per budget",
                  "test: mean ± 95% CI over final seeds (n); a diverged seed counts in n and not in the mean. "
                  f"Good-lr band: contiguous grid points within {BAND_TOLERANCE:.0%} of the workload's tuning spread "
-                 "of the best, in decades. Time-to-target: median over seeds of training seconds (eval excluded).",
-                 pd.DataFrame(rows), wide=["time-to-target"])
+                 "of the best, in decades. Time-to-target: median over seeds of training seconds (eval excluded); in brackets, the seeds that reach it / all seeds.",
+                 pd.DataFrame(rows))
 
 
 def _spread(w: Workload) -> float:
@@ -594,7 +595,7 @@ def _test_text(cell: Cell) -> str:
 def _time_text(cell: Cell) -> str:
     t = ST.median_time(cell.times)
     reached = sum(1 for x in cell.times if math.isfinite(x))
-    return (f"{t:.1f} s" if math.isfinite(t) else "not reached") + f" ({reached}/{len(cell.times)} seeds reach it)"
+    return (f"{t:.1f} s" if math.isfinite(t) else "not reached") + f" ({reached}/{len(cell.times)})"
 
 
 def build(folder: Path, out: Optional[Path] = None) -> Dict[str, Path]:
