@@ -218,6 +218,7 @@ def known_good_best(plan: Dict[str, Any], root: Path, workload: str) -> List[flo
     known-good lr) reached in the benchmark's final runs under `root`, one per seed that ended."""
     from . import record as R
     from . import runs
+    from .tuning import same_value
 
     info = plan["workloads"][workload]
     folder = Path(root) / info["final"]
@@ -226,7 +227,7 @@ def known_good_best(plan: Dict[str, Any], root: Path, workload: str) -> List[flo
         cfg, summary = runs.maybe_json(run / runs.CONFIG) or {}, runs.summary(run) or {}
         lr, value = cfg.get("lr"), summary.get(info.get("metric", ""))
         if (summary.get("status") in R.COUNTED and str(cfg.get(plan["axis"])) == str(info.get("known_value"))
-                and isinstance(lr, (int, float)) and math.isclose(lr, info.get("known_lr", math.nan), rel_tol=1e-3)
+                and isinstance(lr, (int, float)) and same_value(lr, info.get("known_lr", math.nan))
                 and isinstance(value, (int, float)) and math.isfinite(value)):
             out.append(float(value))
     return out

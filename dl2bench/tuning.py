@@ -98,10 +98,15 @@ def select(folder: Path, per: Sequence[str], tune: Sequence[str],
     return choices
 
 
+def same_value(a: Any, b: Any) -> bool:
+    """Two values of a tuned key are the same grid point: a float compared to the 4 significant digits
+    a benchmark's lr grid is written with, anything else (a whole number, a name) by equality."""
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (a, b))
+    if numbers and (isinstance(a, float) or isinstance(b, float)):
+        return math.isclose(a, b, rel_tol=1e-3)
+    return a == b
+
+
 def _within(value: Any, allowed: Optional[List[Any]]) -> bool:
-    """Is a tried value one a budget lists (floats compared to 4 significant digits, as grids are written)?"""
-    if allowed is None:
-        return True
-    if isinstance(value, float):
-        return any(isinstance(a, (int, float)) and math.isclose(value, a, rel_tol=1e-3) for a in allowed)
-    return value in allowed
+    """Is a tried value one a budget lists?"""
+    return allowed is None or any(same_value(value, a) for a in allowed)

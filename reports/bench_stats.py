@@ -5,7 +5,7 @@ Kept free of files and figures so each can be checked against a hand computation
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Sequence, Tuple
 
 import numpy as np
 
@@ -195,7 +195,3 @@ def cost_of_final(value: float, best: float, better: str, bounded: bool) -> floa
     gap = (best - value) if better == "higher" else (value - best)
     return 1.0 + max(gap, 0.0) / max(abs(best), 1e-12)
 
-
-def pick_optional(d: Mapping[str, float], key: str) -> Optional[float]:
-    v = d.get(key)
-    return float(v) if isinstance(v, (int, float)) else None

@@ -19,9 +19,10 @@ import pandas as pd
 
 from dl2bench import record as R
 from dl2bench import runs as RUNS
+from dl2bench.tuning import same_value
 
 from . import bench_stats as ST
-from .load import ReportError
+from .load import Damaged, ReportError, read_metrics
 
 PLAN = "benchmark.json"
 BUDGET_ORDER = ("one_shot", "small", "large")
@@ -67,34 +68,37 @@ class Bench:
         return [str(v) for v in self.plan["values"]]
 
 
-def _runs(folder: Path, stage: str) -> pd.DataFrame:
+COLUMNS = ["run", "lr", "seed", "status", "summary", "config", "test", "test_metric", "test_goal", "curve", "device",
+           "threads"]
+
+
+def _runs(folder: Optional[Path], notes: List[str]) -> pd.DataFrame:
+    """One row per run of a stage's folder (none when the stage has no folder yet); `curve` is the
+    monitored validation value against cumulative training seconds, from metrics.jsonl."""
     rows = []
-    if folder.is_dir():
-        for run in RUNS.runs_in(folder):
-            cfg, summary = RUNS.maybe_json(run / RUNS.CONFIG) or {}, RUNS.summary(run) or {}
-            monitor = summary.get("monitor")
-            curve = []
-            path = run / RUNS.METRICS
-            if path.is_file() and monitor:
-                elapsed = 0.0
-                for line in path.read_text().splitlines():
-                    try:
-                        m = json.loads(line)
-                    except ValueError:
-                        continue
-                    elapsed += float(m.get("train_time") or 0.0)
-                    v = m.get(R.val_key(monitor))
-                    if isinstance(v, (int, float)):
-                        curve.append((elapsed, float(v)))
-            test_key = summary.get("metric")
-            rows.append({"stage": stage, "run": run.name, "lr": cfg.get("lr"), "seed": cfg.get("seed"),
-                         "status": summary.get("status") or "not finished", "summary": summary, "config": cfg,
-                         "test": summary.get(test_key) if test_key else None, "test_metric": test_key,
-                         "test_goal": summary.get("goal"), "curve": curve,
-                         "train_time": summary.get("train_time_total"), "device": summary.get("device"),
-                         "threads": summary.get("threads")})
-    return pd.DataFrame(rows, columns=["stage", "run", "lr", "seed", "status", "summary", "config", "test",
-                                       "test_metric", "test_goal", "curve", "train_time", "device", "threads"])
+    for run in RUNS.runs_in(folder) if folder is not None and folder.is_dir() else []:
+        cfg, summary = RUNS.maybe_json(run / RUNS.CONFIG) or {}, RUNS.summary(run) or {}
+        monitor = summary.get("monitor")
+        curve = []
+        try:
+            epochs, torn = read_metrics(run / RUNS.METRICS, complete=bool(summary))
+        except Damaged as e:
+            epochs, torn = [], str(e)
+        if torn:
+            notes.append(torn)
+        elapsed = 0.0
+        for m in epochs if monitor else []:
+            elapsed += float(m.get("train_time") or 0.0)
+            v = m.get(R.val_key(monitor))
+            if isinstance(v, (int, float)):
+                curve.append((elapsed, float(v)))
+        test_key = summary.get("metric")
+        rows.append({"run": run.name, "lr": cfg.get("lr"), "seed": cfg.get("seed"),
+                     "status": summary.get("status") or "not finished", "summary": summary, "config": cfg,
+                     "test": summary.get(test_key) if test_key else None, "test_metric": test_key,
+                     "test_goal": summary.get("goal"), "curve": curve, "device": summary.get("device"),
+                     "threads": summary.get("threads")})
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def load(folder: Path) -> Bench:
@@ -109,8 +113,8 @@ def load(folder: Path) -> Bench:
     for name, info in plan["workloads"].items():
         info.setdefault("known_lr", float(info["known_good"]["lr"]))
         info.setdefault("known_value", info["known_good"].get(axis))
-        tune = _runs(root / info["tune"], "tune") if info.get("tune") else _runs(Path("/nonexistent"), "tune")
-        final = _runs(root / info["final"], "final")
+        tune = _runs(root / info["tune"] if info.get("tune") else None, notes)
+        final = _runs(root / info["final"], notes)
         for df in (tune, final):
             df["value"] = [str(c.get(axis)) for c in df["config"]]
             df["best_val"] = [s.get(info.get("metric", "")) for s in df["summary"]]
@@ -174,7 +178,7 @@ def _meets(value: float, target: float, better: str) -> bool:
 def _rows(df: pd.DataFrame, value: str, lr: float) -> pd.DataFrame:
     if not len(df):
         return df
-    same = [isinstance(x, (int, float)) and math.isclose(x, lr, rel_tol=1e-3) for x in df["lr"]]
+    same = [same_value(x, lr) for x in df["lr"]]
     return df[(df["value"] == value) & pd.Series(same, index=df.index) & df["status"].isin(R.DONE)]
 
 
@@ -214,8 +218,8 @@ def cells(b: Bench) -> Dict[str, Dict[Tuple[str, str], Cell]]:
             tests += [math.nan] * diverged  # a diverged seed is a result; it has no test value
             times = [time_to_target(c, w.target, w.better) for c in rows["curve"]]
             grid_used = grid if budget == "large" else [float(x) for x in w.info["small_grid"]]
-            edge = budget != "one_shot" and len(grid_used) > 1 and (math.isclose(lr, min(grid_used), rel_tol=1e-3)
-                                                                   or math.isclose(lr, max(grid_used), rel_tol=1e-3))
+            edge = budget != "one_shot" and len(grid_used) > 1 and (same_value(lr, min(grid_used))
+                                                                   or same_value(lr, max(grid_used)))
             out.setdefault(name, {})[(v, budget)] = Cell(lr, tests, times, edge, diverged)
     return out
 
@@ -244,13 +248,13 @@ def per_problem(b: Bench, c: Dict[str, Dict[Tuple[str, str], Cell]], budget: str
     return seeds, better
 
 
-def profiles_input(b: Bench, c: Dict[str, Dict[Tuple[str, str], Cell]], budget: str) -> Tuple[
+def profiles_input(b: Bench, c: Dict[str, Dict[Tuple[str, str], Cell]], budget: str,
+                   seeds: Dict[str, Dict[str, List[float]]], better: Dict[str, str]) -> Tuple[
         Dict[str, Dict[str, float]], Dict[str, Dict[str, float]]]:
-    """cost[workload][value] for the two profiles: median time-to-target, and the final test metric
-    as a cost (reports/bench_stats.cost_of_final)."""
+    """cost[workload][value] for the two profiles, from per_problem's values at this budget: median
+    time-to-target, and the final test metric as a cost (reports/bench_stats.cost_of_final)."""
     time_cost: Dict[str, Dict[str, float]] = {}
     final_cost: Dict[str, Dict[str, float]] = {}
-    seeds, better = per_problem(b, c, budget)
     for name, row in seeds.items():
         w = b.workloads[name]
         means = {v: float(np.mean(t)) for v, t in row.items()}
@@ -276,11 +280,11 @@ def document(b: Bench):
     budgets = [x for x in BUDGET_ORDER if x in plan.get("budgets", BUDGET_ORDER)]
     main = "large" if "large" in budgets else budgets[0]
     seeds, better = per_problem(b, c, main)
-    time_cost, final_cost = profiles_input(b, c, main)
+    time_cost, final_cost = profiles_input(b, c, main, seeds, better)
     rt, rf = ST.ratios(time_cost), ST.ratios(final_cost)
     values = [v for v in b.values if any(v in row for row in seeds.values())]
     mean_rank = ST.mean_ranks(seeds, better) if seeds else {}
-    rank_ci = ST.bootstrap_ranks(seeds, better) if len(seeds) >= 1 else {}
+    rank_ci = ST.bootstrap_ranks(seeds, better) if seeds else {}
     pairs = ST.pairwise(seeds, better, ALPHA) if seeds else {}
     runs = sum(len(w.tune) + len(w.final) for w in b.workloads.values())
     devices = sorted({str(x) for w in b.workloads.values() for x in w.final["device"].dropna()})
@@ -401,7 +405,7 @@ def profile_figure(values: List[str], rt, rf):
         ax.set_xlabel("tau (ratio to the best on each workload)")
         ax.set_ylabel("fraction of workloads within tau")
         ax.set_title(title)
-    legend_outside(axes[0, 1], [h for h in handles], "value (area: time-to-target)")
+    legend_outside(axes[0, 1], handles, "value (area: time-to-target)")
     return Figure("profiles", "Performance profiles over workloads",
                   "Higher is better; rho(1) is the share of workloads on which the value is the best. Lines are "
                   "nudged vertically by a hair so that equal profiles stay visible.", fig)
@@ -466,7 +470,7 @@ def budget_table(b: Bench, c, budgets: List[str], values: List[str]):
     cols: Dict[str, Dict[str, str]] = {v: {b.plan["axis"]: v} for v in values}
     for bud in budgets:
         seeds, better = per_problem(b, c, bud)
-        _, rf = profiles_input(b, c, bud)
+        _, rf = profiles_input(b, c, bud, seeds, better)
         r = ST.ratios(rf)
         mr = ST.mean_ranks(seeds, better) if seeds else {}
         for v in values:
@@ -492,7 +496,6 @@ def sensitivity_figure(b: Bench, w: Workload, c):
     ax = axes[0, 0]
     t = w.tune[w.tune["status"].isin(R.DONE)]
     handles = []
-    worst_seen = []
     for v in values:
         d = t[t["value"] == v]
         if not len(d):
@@ -504,7 +507,6 @@ def sensitivity_figure(b: Bench, w: Workload, c):
             if vals:
                 m, h = ST.ci95(vals)
                 xs.append(lr), ys.append(m), es.append(0 if not math.isfinite(h) else h)
-                worst_seen += vals
         line = ax.errorbar(xs, ys, yerr=es, marker="o", ms=4, lw=1.5, capsize=3, color=color(values, v), label=v)
         handles.append(line)
         lr = c.get((v, "large")).lr if (v, "large") in c else None
@@ -512,7 +514,6 @@ def sensitivity_figure(b: Bench, w: Workload, c):
             ax.plot([lr], [ys[xs.index(lr)]], marker="*", ms=14, color=color(values, v), mec="black", zorder=5)
         div = sorted(float(x) for x in d[d["status"] == R.DIVERGED]["lr"])
         if div:
-            ax.plot(div, [np.nan] * len(div))  # keeps the colour cycle honest; diverged marks come below
             handles.append(ax.scatter(div, [0] * len(div), marker="x", color=color(values, v), transform=ax.get_xaxis_transform(),
                                       s=40, label=f"{v}: diverged"))
     ax.axvline(float(w.info["known_lr"]), color="0.4", ls="--", lw=1)
