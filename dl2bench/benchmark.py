@@ -158,7 +158,7 @@ def generate(path: str | Path, out: str | Path) -> Tuple[Path, Dict[str, Any]]:
     entries: List[Any] = []
     plan: Dict[str, Any] = {**{k: b[k] for k in ("name", "description", "axis", "values", "size", "lr_grid",
                                                   "tune_seeds", "final_seeds", "budgets", "targets", "file")},
-                            "workloads": {}, "n/a": {}}
+                            "workloads": {}, "n/a": {}, "notes": []}
     for wname in b["workloads"]:
         w = WORKLOADS[wname]()
         config = w.config(b["size"])
@@ -172,6 +172,10 @@ def generate(path: str | Path, out: str | Path) -> Tuple[Path, Dict[str, Any]]:
                 plan["n/a"].setdefault(wname, {})[str(v)] = why
             else:
                 runnable.append(v)
+        if b["axis"] == "optimizer" and {"adam", "adamw"} <= set(runnable) and not config.get("weight_decay"):
+            # seen in the smoke benchmark: two columns of identical numbers, read as "adamw ties adam"
+            plan["notes"].append(f"{wname}: adamw = adam here (weight_decay 0: nothing to decouple), "
+                                 f"so their rows are the same runs' twins")
         known = float(config["lr"])
         lrs = lr_grid(known, b["lr_grid"]["points"], b["lr_grid"]["decades"])
         plan["workloads"][wname] = {"task": w.task, "known_good": w.settings, "source": w.source,
@@ -281,6 +285,8 @@ def describe(plan: Dict[str, Any]) -> List[str]:
              f"chosen on the validation metric (median over seeds); each budget's choice rerun over "
              f"{plan['final_seeds']} other seed(s), reported on test",
              "  budgets: " + "; ".join(BUDGET_TEXT[x] for x in plan["budgets"])]
+    for note in plan.get("notes") or []:
+        lines.append(f"  note: {note}")
     for w, cells in plan["n/a"].items():
         for v, why in cells.items():
             lines.append(f"  n/a: {w} x {v}: {why}")

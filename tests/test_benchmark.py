@@ -107,3 +107,16 @@ def test_small_runs_are_packed_per_array_task_unless_the_benchmark_says_otherwis
     B.generate(path, tmp_path / "b")
     final = yaml.safe_load((tmp_path / "b" / ".benchmarks" / "b" / "b-final-adding_lstm.yaml").read_text())
     assert final["slurm"]["runs_per_task"] == 2
+
+
+def test_adamw_beside_adam_without_weight_decay_is_said_to_repeat_adam(tmp_path):
+    """adamw decouples the decay from the gradient; at weight_decay 0 there is none, so its runs are
+    adam's. The smoke benchmark showed two identical rows; the protocol now says why."""
+    from dl2bench import benchmark as B
+
+    path = write(tmp_path, "  workloads: [fashion_mnist_mlp]\n  axis: {optimizer: [sgd, adam, adamw]}\n")
+    _, plan = B.generate(path, tmp_path / "runs")
+    assert any("note: fashion_mnist_mlp: adamw = adam here" in line for line in B.describe(plan))
+    path = write(tmp_path, "  workloads: [fashion_mnist_mlp]\n  axis: {optimizer: [sgd, adamw]}\n")
+    _, plan = B.generate(path, tmp_path / "runs2")
+    assert not any("adamw = adam" in line for line in B.describe(plan))

@@ -40,7 +40,7 @@ def wait(root: Path, cluster: str, poll) -> int:
         # the run training now: running, with epochs logged and no summary yet (a task runs its runs in turn)
         running = sorted((rid for rid, (s_, _) in st.items() if s_ == "running"),
                          key=lambda rid: (not (root / rid / runs.METRICS).exists(), rid))
-        left = _seconds_left(manifest["runs"], epochs, logged, st, _in_progress(root, running))
+        left = _seconds_left(manifest["runs"], epochs, logged, st, _in_progress(root, running, manifest))
         eta = f", about {_minutes(left)} left" if left is not None else ""
         what = f"; now {_describe(manifest['runs'][running[0]])}" if running else ""
         bar.n = done
@@ -66,14 +66,27 @@ def _units(config) -> int:
     return int(c.get("epochs") or 0)
 
 
-def _in_progress(root: Path, running: list):
-    """(run id, seconds since its last epoch ended, or since it started) of the run training now."""
+def _in_progress(root: Path, running: list, manifest=None):
+    """(run id, seconds since its last epoch ended, or since it started) of the run training now. Never
+    counted from before the job that runs it was submitted: a run resubmitted after its job was killed
+    still holds that attempt's files, hours old, and they made the first line promise 1031 min."""
+    from datetime import datetime
+
+    submitted = {}
+    for sub in (manifest or {}).get("submissions") or []:
+        try:
+            at = datetime.fromisoformat(sub["time"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            continue
+        for rid in sub.get("jobs") or {}:
+            submitted[rid] = max(submitted.get(rid, 0.0), at)
     for rid in running:
         for name in (runs.METRICS, runs.CONFIG):
             try:
-                return rid, max(0.0, time.time() - (root / rid / name).stat().st_mtime)
+                since = max((root / rid / name).stat().st_mtime, submitted.get(rid, 0.0))
             except OSError:
                 continue
+            return rid, max(0.0, time.time() - since)
     return None
 
 
