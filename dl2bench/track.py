@@ -10,7 +10,10 @@ import warnings
 from pathlib import Path
 from typing import Dict, List
 
+from . import wandb_view as V
 from .runs import CONFIG, METRICS, SUMMARY, clean, write_json, write_lines
+
+WANDB_ID = "dl2bench_id"  # in the run's wandb/ folder: the W&B id of its current attempt
 
 
 def wandb_mode(requested: str) -> str:
@@ -71,7 +74,7 @@ class Tracker:
         try:
             from .wandb_log import logged_epochs
 
-            return set(logged_epochs(self.out))
+            return set(logged_epochs(self.out, self._attempt_id() or self.run_id))
         except Exception as e:  # noqa: BLE001 - a wandb whose format moved on: the best guess
             warnings.warn(f"cannot read W&B's offline records in {self.out / 'wandb'} ({type(e).__name__}: {e}); "
                           "assuming W&B has what metrics.jsonl has", RuntimeWarning, stacklevel=2)
@@ -79,24 +82,48 @@ class Tracker:
 
     def mirror(self, row: Dict) -> None:
         """W&B only: an epoch the local record has but W&B never got (see Trainer.fit)."""
-        self._wandb("log", lambda: self.wb.log(clean(row)))
+        self._wandb("log", lambda: self.wb.log(V.row(clean(row))))
 
     def log(self, row: Dict) -> None:
         with open(self.metrics_path, "a") as f:
             f.write(json.dumps(clean(row)) + "\n")
             f.flush()
-        self._wandb("log", lambda: self.wb.log(clean(row)))
+        self._wandb("log", lambda: self.wb.log(V.row(clean(row))))
 
     def finish(self, summary: Dict) -> None:
         write_json(self.out / SUMMARY, summary)
         if self.wb is not None:
-            self._wandb("summary", lambda: self.wb.summary.update(clean(summary)))
+            self._wandb("summary", lambda: self.wb.summary.update(V.summary(clean(summary))))
             if self.owns_run:
                 self._wandb("finish", lambda: self.wb.finish(exit_code=0 if summary.get("status") != "failed" else 1))
             self.wb = None
 
     # -- W&B mirror ------------------------------------------------------------------------
-    def start_wandb(self, resumed: bool) -> None:
+    def _attempt_id(self):
+        """The W&B id of the attempt that last started W&B here; None if none did."""
+        try:
+            return (self.out / "wandb" / WANDB_ID).read_text().strip() or None
+        except OSError:  # a run recorded before the id file: its offline folders are under the run id
+            return self.run_id if any((self.out / "wandb").glob("*run-*")) else None
+
+    def wandb_id(self, resumed: bool) -> str:
+        """The run id, and for each later fresh attempt (a --force rerun after the run had finished)
+        the run id with an attempt suffix: one W&B id per training, so a sync never interleaves two
+        trainings' epochs, and a run deleted in the W&B UI does not block its config forever. A
+        resumed attempt (requeued, killed) continues under the id it started with."""
+        last = self._attempt_id()
+        if last is None or resumed:
+            wid = last or self.run_id
+        else:
+            _, _, n = last.partition("-")
+            wid = f"{self.run_id}-{int(n) + 1 if n.isdigit() else 2}"
+        (self.out / "wandb").mkdir(exist_ok=True)
+        (self.out / "wandb" / WANDB_ID).write_text(wid + "\n")
+        return wid
+
+    def start_wandb(self, resumed: bool, job_type: str = "train", declared=()) -> None:
+        """`declared`: the task's metric declarations ({name, goal, splits}), so W&B's run table
+        shows each validation metric's best in its direction."""
         if self.mode == "disabled":
             return
         # design.md: the mode must be in the environment, or wandb still looks up the network at exit
@@ -104,6 +131,15 @@ class Tracker:
         os.environ.setdefault("WANDB_SILENT", "true")
         os.environ.setdefault("WANDB_DISABLE_GIT", "true")
         os.environ.setdefault("WANDB_CONSOLE", "off")
+        # only the run's own keys: another family's defaults (attack: pgd on a classifier) would
+        # make a W&B filter on them match every run
+        config = {**self.cfg.recipe(), "run_id": self.run_id}
+
+        def define(run):
+            run.define_metric("epoch")
+            run.define_metric("*", step_metric="epoch")
+            for spec in V.metric_definitions(declared):
+                run.define_metric(**spec)
 
         def init():
             import wandb
@@ -116,18 +152,16 @@ class Tracker:
                 os.environ.pop("WANDB_SERVICE")
             if wandb.run is not None:  # a W&B sweep agent started this run: mirror into it
                 self.owns_run = False  # and leave finishing it to the agent
-                wandb.run.config.update({**cfg.to_dict(), "run_id": self.run_id}, allow_val_change=True)
-                wandb.run.define_metric("epoch")
-                wandb.run.define_metric("*", step_metric="epoch")
+                wandb.run.config.update(config, allow_val_change=True)
+                define(wandb.run)
                 return wandb.run
             run = wandb.init(
                 project=cfg.project, entity=cfg.entity or None, group=cfg.group or None,
                 tags=[t.strip() for t in cfg.tags.split(",") if t.strip()] or None,
-                name=f"{cfg.model}-{cfg.optimizer}-{cfg.init}-{cfg.regularizer}-s{cfg.seed}-{self.run_id[:6]}",
-                id=self.run_id, resume="allow", dir=str(self.out), mode=self.mode,
-                config={**cfg.to_dict(), "run_id": self.run_id}, reinit="finish_previous")
-            run.define_metric("epoch")
-            run.define_metric("*", step_metric="epoch")
+                name=V.name(cfg.to_dict(), V.read_swept(self.out), self.run_id), job_type=job_type,
+                id=self.wandb_id(resumed), resume="allow", dir=str(self.out), mode=self.mode,
+                config=config, reinit="finish_previous")
+            define(run)
             return run
 
         self.wb = self._wandb("init", init)
@@ -140,9 +174,16 @@ class Tracker:
         except Exception as e:  # noqa: BLE001 - the local record must survive any W&B failure
             warnings.warn(f"W&B {what} failed ({type(e).__name__}: {e}); continuing with the local "
                           f"record only in {self.out}", RuntimeWarning, stacklevel=2)
-            if self.wb is not None:
+            started = self.wb
+            if started is None and what == "init" and self.owns_run:
+                # failed after wandb.init (a define_metric): a run left open would take the next
+                # packed run's logs ("a sweep agent started this run: mirror into it")
+                import wandb
+
+                started = wandb.run
+            if started is not None:
                 try:
-                    self.wb.finish(exit_code=1)
+                    started.finish(exit_code=1)
                 except Exception:  # noqa: BLE001
                     pass
             if isinstance(e, ConnectionError) and self.owns_run:

@@ -64,10 +64,83 @@ def history(path: Path) -> List[Dict[str, Any]]:
     return rows
 
 
-def logged_epochs(run_dir: Path) -> List[int]:
-    """The epochs W&B got for a run, over every offline run folder its attempts wrote (a resumed
-    run writes a second one; `wandb sync` uploads them all under the run id), in order."""
+def logged_epochs(run_dir: Path, wandb_id: str = "*") -> List[int]:
+    """The epochs W&B got for a run under one W&B id, over every offline run folder its attempts
+    wrote (a resumed run writes a second one; `wandb sync` uploads them all under that id), in order."""
     out = []
-    for f in sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb")):
+    for f in sorted(Path(run_dir).glob(f"wandb/offline-run-*/run-{wandb_id}.wandb")):
         out += [int(r["epoch"]) for r in history(f) if "epoch" in r]
     return out
+
+
+def _items(items) -> Dict[str, Any]:
+    return {(it.key or "/".join(it.nested_key)): json.loads(it.value_json) for it in items}
+
+
+def read_run(path: Path) -> Dict[str, Any]:
+    """What an offline run file tells W&B, as plain data: id, name, job_type, group, the config
+    (W&B's own `_wandb` entry left out), the final summary, the history rows, the metric
+    definitions, the artifacts it logged and those it used (by name), and the exit code once the run
+    has ended (None before). What `wandb sync` uploads."""
+    out: Dict[str, Any] = {"id": None, "name": None, "job_type": None, "group": None, "config": {},
+                           "summary": {}, "history": [], "metrics": {}, "artifacts": [], "used": [], "exit_code": None}
+    for rec in records(path):
+        kind = rec.WhichOneof("record_type")
+        if kind == "run":
+            r = rec.run
+            out.update(id=r.run_id, name=r.display_name, job_type=r.job_type, group=r.run_group)
+            out["config"].update(_items(r.config.update))
+        elif kind == "config":
+            out["config"].update(_items(rec.config.update))
+            for it in rec.config.remove:
+                out["config"].pop(it.key, None)
+        elif kind == "summary":
+            out["summary"].update(_items(rec.summary.update))
+        elif kind == "history":
+            out["history"].append(_items(rec.history.item))
+        elif kind == "metric":
+            m = rec.metric
+            if m.name:
+                out["metrics"][m.name] = {"step_metric": m.step_metric,
+                                          "goal": m.DESCRIPTOR.fields_by_name["goal"].enum_type.values_by_number[m.goal].name,
+                                          "summary": [f.name for f, v in m.summary.ListFields() if v is True]}
+        elif kind == "artifact":
+            a = rec.artifact
+            out["artifacts"].append({"name": a.name, "type": a.type, "metadata": json.loads(a.metadata or "{}"),
+                                     "files": [e.path for e in a.manifest.contents]})
+        elif kind == "exit":  # the run's end (wandb's service may write it after finish() returned)
+            out["exit_code"] = rec.exit.exit_code
+        elif kind == "use_artifact":
+            out["used"].append({"name": rec.use_artifact.name, "type": rec.use_artifact.type})
+    out["config"].pop("_wandb", None)
+    return out
+
+
+def main(argv=None) -> int:
+    """python -m dl2bench.wandb_log RUN_FOLDER_OR_FILE...: what W&B holds of offline runs, as JSON,
+    without a server (name, job type, config, summary, metric definitions, artifacts; history rows
+    counted, not printed)."""
+    import sys
+
+    paths = list(argv if argv is not None else sys.argv[1:])
+    if not paths:
+        print("usage: python -m dl2bench.wandb_log RUN_FOLDER|run-ID.wandb ...", file=sys.stderr)
+        return 2
+    for p in map(Path, paths):
+        files = [p] if p.is_file() else sorted(p.glob("**/offline-run-*/run-*.wandb"))
+        if not files:
+            print(f"error: {p}: no offline W&B run (run-<id>.wandb) there", file=sys.stderr)
+            return 2
+        for f in files:
+            try:
+                rec = read_run(f)
+            except (OSError, ValueError) as e:
+                print(f"error: {f}: {e}", file=sys.stderr)
+                return 2
+            rec["history"] = f"{len(rec['history'])} row(s)"
+            print(json.dumps({"file": str(f), **rec}, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

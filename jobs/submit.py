@@ -226,9 +226,20 @@ def submit(args) -> int:
     elif cluster == "local" and todo:
         print(f"logs: {root / 'logs'}/   (the runs go on if you close this terminal)")
     print(f"results: {root}/<run_id>/    report: python reports/build.py {root}")
+    if mode == "offline":
+        print(f"to W&B, once the runs end: {sync_command(root)}")
     if args.wait or cluster == "debug":
         return wait(root, cluster, args.poll)
     return 0
+
+
+def sync_command(root: Path) -> str:
+    """The upload of a sweep's offline W&B runs: one folder per attempt, two levels down, so plain
+    `wandb sync` (which looks in ./wandb) finds none; find, not a shell glob, for 50,000 runs."""
+    import shlex
+
+    return (f"find {shlex.quote(str(root))} -mindepth 3 -maxdepth 3 -path '*/wandb/offline-run-*' -type d "
+            "-print0 | xargs -0 wandb sync")
 
 
 def slurm_flags(args, slurm: dict) -> None:

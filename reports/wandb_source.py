@@ -1,14 +1,16 @@
 """W&B as a source: runs fetched through the public API (`wandb.Api()`) turned into the same run
 records as the local results store, so the report cannot tell the difference.
 
-Our Tracker mirrors config.json to `run.config`, every metrics.jsonl row to the history (with
-`epoch` as the step metric) and summary.json to `run.summary`; W&B adds its own `_`-keys, which
+Our Tracker mirrors the run's own config keys to `run.config`, every metrics.jsonl row to the history
+(with `epoch` as the step metric) and summary.json to `run.summary`, under sectioned names
+(dl2bench.wandb_view: val_acc is val/acc); W&B adds its own `_`-keys, which
 are dropped here. A run W&B lists without our summary is mapped from its W&B state."""
 from __future__ import annotations
 
 from typing import Any, Dict, Iterable, Mapping, Optional
 
 from dl2bench import record as R
+from dl2bench import wandb_view as V
 
 from .load import ReportError, Sweep, assemble
 
@@ -34,13 +36,19 @@ def plain(d: Any) -> Dict[str, Any]:
 def run_record(run: Any, sweep: str, path: str) -> Dict[str, Any]:
     """One W&B run -> a record {sweep, run, path, config, summary|None, metrics, notes}."""
     config = plain(run.config)
-    summary: Optional[Dict[str, Any]] = plain(run.summary)
+    # W&B holds sectioned names (val/acc) and no metric declarations (dl2bench.wandb_view): back to
+    # the local record's names, the declarations from the task (a run written before keeps its own)
+    summary: Optional[Dict[str, Any]] = {V.local_key(k): v for k, v in plain(run.summary).items()}
+    if "metrics" not in summary and "status" in summary:
+        declared = _declarations(config.get("task"))
+        if declared:
+            summary["metrics"] = declared
     history = run.history(samples=HISTORY_SAMPLES, pandas=False)
     if hasattr(history, "to_dict"):  # a DataFrame (pandas=True on some versions)
         history = history.to_dict("records")
     metrics = []
     for row in history or []:
-        row = {k: v for k, v in dict(row).items() if not str(k).startswith("_")}
+        row = {V.local_key(str(k)): v for k, v in dict(row).items() if not str(k).startswith("_")}
         if row.get("epoch") is not None:
             metrics.append(row)
     metrics.sort(key=lambda r: r["epoch"])
@@ -55,6 +63,15 @@ def run_record(run: Any, sweep: str, path: str) -> Dict[str, Any]:
                        if status == R.FAILED else None}
     return {"sweep": sweep, "run": str(run.id), "path": f"wandb:{path}/{run.id}", "config": config, "config_source": "run",
             "summary": summary, "metrics": metrics, "notes": []}
+
+
+def _declarations(task: Any) -> Optional[Dict[str, Any]]:
+    """The task's declared metrics as summary.json holds them; None for a task this install lacks."""
+    from dl2bench.families import TASKS
+
+    if task not in TASKS:
+        return None
+    return {m.name: m.to_dict() for m in TASKS[task]().metrics}
 
 
 def load_wandb(path: str, sweep: Optional[str] = None, group: Optional[str] = None, api: Any = None) -> Sweep:

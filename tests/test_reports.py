@@ -435,14 +435,19 @@ class FakeRun:
         self.id = run_dir.name
         self.state = state
         cfg = json.loads((run_dir / "config.json").read_text())
-        self.config = {**cfg, "_wandb": {"cli_version": "0.31.0"}}
+        # what the Tracker sends (dl2bench.wandb_view): the run's own keys, sectioned metric names,
+        # no declarations in the summary
+        from dl2bench import wandb_view as V
+        from dl2bench.config import RunConfig
+
+        self.config = {**RunConfig.recipe_of(cfg), "run_id": cfg["run_id"], "_wandb": {"cli_version": "0.31.0"}}
         rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines() if l.strip()]
         summary = {} if drop_summary or not (run_dir / "summary.json").exists() \
             else json.loads((run_dir / "summary.json").read_text())
         last = rows[-1] if rows else {}
-        self.summary = SimpleNamespace(items=lambda: {**last, **summary, "_runtime": 12.5, "_step": len(rows),
+        self.summary = SimpleNamespace(items=lambda: {**V.row(last), **V.summary(summary), "_runtime": 12.5, "_step": len(rows),
                                                       "_wandb": {"runtime": 12}}.items())
-        self._history = [{**r, "_step": i, "_runtime": float(i), "_timestamp": 1.7e9 + i} for i, r in enumerate(rows)]
+        self._history = [{**V.row(r), "_step": i, "_runtime": float(i), "_timestamp": 1.7e9 + i} for i, r in enumerate(rows)]
         self._history.append({"_step": len(rows), "_runtime": 13.0, "system.cpu": 50.0})  # a row without epoch
 
     def history(self, samples=500, keys=None, x_axis="_step", pandas=True, stream="default"):

@@ -230,6 +230,9 @@ def test_online_sends_wandb_the_file_minus_slurm(tmp_path, monkeypatch):
     sub = launch.submit_online(sw, tmp_path / "runs" / "g", "debug", "cmd")
     raw = yaml.safe_load(GRID)
     raw.pop("slurm")
+    # the metric under the name the runs' summaries have in W&B (dl2bench.wandb_view: test_acc is test/acc)
+    assert seen["config"]["metric"]["name"] == raw["metric"]["name"].replace("test_", "test/", 1) != raw["metric"]["name"]
+    raw["metric"]["name"] = seen["config"]["metric"]["name"]
     assert seen["config"] == raw and sub["wandb_sweep_id"] == "sw3ep1d"
     assert sub["agents"] == 2  # 6 grid points, 4 runs per agent
     manifest = json.loads((tmp_path / "runs" / "g" / "manifest.json").read_text())

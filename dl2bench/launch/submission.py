@@ -17,10 +17,13 @@ from typing import Any, Dict, List, Tuple
 from .. import record as R
 from .. import runs
 from ..config import RunConfig
+from ..schema import BOOKKEEPING
 from ..sweep import Sweep, SweepError, parameter_values
 from .executors import Resources, check_satisfiable, chunk, controller_answers, gpus_offered, make_executor, resources
 from .jobs import DONE, AgentJob, RunJob
 from .limits import LOCK_NAME, LaunchError, cluster_limits, layout
+from ..wandb_view import key as wandb_key
+from ..wandb_view import swept_keys, write_swept
 from .status import load_manifest, rid_of, run_status, write_manifest
 
 SET_ASIDE = f".{runs.SUMMARY}.relaunched"  # a relaunched run's old summary while its job is being queued
@@ -113,6 +116,8 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
     for cfg in sweep.runs:
         as_dict[rid_of(cfg)] = cfg.to_dict()  # this submit's settings (bookkeeping keys may differ from the last)
         manifest["runs"].setdefault(rid_of(cfg), as_dict[rid_of(cfg)])
+    # before any job starts: a run names itself in W&B by the values its sweep varies
+    write_swept(root, swept_keys(list(as_dict.values()), ignore=BOOKKEEPING))
     sub: Dict[str, Any] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            "cluster": p.cluster, "git_sha": git_sha(), "command": command,
                            "host": os.uname().nodename, "jobs": {}, "arrays": []}
@@ -194,6 +199,8 @@ def submit_online(sweep: Sweep, root: Path, cluster: str, command: str) -> Dict[
     res = Resources(gpus=sweep.slurm["gpus_per_task"] if "cuda" in device_values else 0,
                     cpus=sweep.slurm["cpus_per_task"])
     check_satisfiable(cluster, {res: [None]}, sweep.slurm)  # before anything reaches W&B
+    if isinstance(wb.get("metric"), dict) and wb["metric"].get("name"):  # W&B's summary names are sectioned
+        wb = {**wb, "metric": {**wb["metric"], "name": wandb_key(wb["metric"]["name"])}}
     sweep_id = wandb.sweep(wb, project=wb.get("project") or "dl2bench", entity=wb.get("entity"))
     per = sweep.slurm["runs_per_task"]
     n_agents = math.ceil(total / per)

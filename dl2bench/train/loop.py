@@ -26,6 +26,7 @@ import torch
 from .. import runs
 from .. import checkpoint as ckpt
 from .. import record as R
+from .. import wandb_view as V
 from ..config import ConfigError, RunConfig
 from ..families import TASKS
 from ..timing import Stopwatch, synchronize
@@ -193,7 +194,8 @@ class Trainer:
             self.say(f"resuming after epoch {len(self.history)} from {self.ckpt_path}")
         mirrored = self.tracker.mirrored_epochs() if self.history else set()
         self.tracker.restart_metrics(self.history)  # exactly the checkpointed epochs, none twice
-        self.tracker.start_wandb(resumed=saved is not None)
+        self.tracker.start_wandb(resumed=saved is not None, job_type=V.job_type(cfg.mode, self.task.trains),
+                                 declared=[{**m.to_dict(), "name": m.name} for m in self.metrics])
         for row in self.history:  # checkpointed, but W&B never got it (killed before it was sent or
             if row["epoch"] not in mirrored:  # while wandb's service still buffered it): send it now
                 self.tracker.mirror(row)
@@ -240,7 +242,7 @@ class Trainer:
         the record is a training run's (config, one metrics row per repeat, summary), nothing
         checkpointed: a rerun measures afresh."""
         self.tracker.restart_metrics([])
-        self.tracker.start_wandb(resumed=False)
+        self.tracker.start_wandb(resumed=False, job_type="benchmark")
         figures, rows = bench.benchmark(prepared, between_repeats)
         for row in rows:
             self.tracker.log(row)

@@ -1,0 +1,107 @@
+"""What a run looks like in W&B, as opposed to its local record: the config W&B gets (the run's own
+keys, not every family's), its name (the values its sweep varies), its job type, and metric names
+in sections (train/, val/, test/, best/, final/, target/) so W&B's workspace groups the charts.
+Local files keep their names and schema; `local_key` turns a W&B name back into the local one
+(the report reads W&B runs through it). Pure functions of plain data: no dl2bench imports."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
+
+SWEPT = "swept.json"  # in a sweep's folder: the config keys its runs differ in (written at submit)
+
+# local prefix -> W&B prefix. Best/final/target values get sections of their own, not val/best_…:
+# a metric may itself be called best_… or final_…, and the mapping must stay one-to-one.
+_SECTIONS = (("best_val_", "best/val_"), ("final_val_", "final/val_"), ("time_to_val_", "target/time_to_val_"),
+             ("epochs_to_val_", "target/epochs_to_val_"), ("train_", "train/"), ("val_", "val/"), ("test_", "test/"))
+_NOT_SENT = ("metrics",)  # the summary's metric declarations: W&B shows a nested blob as one unreadable cell
+
+
+def key(local: str) -> str:
+    """The W&B name of a local metrics/summary key."""
+    for mine, theirs in _SECTIONS:
+        if local.startswith(mine):
+            return theirs + local[len(mine):]
+    return local
+
+
+def local_key(wandb_name: str) -> str:
+    """The local key of a W&B name (the inverse of `key`; other names are returned as they are)."""
+    for mine, theirs in _SECTIONS:
+        if wandb_name.startswith(theirs):
+            return mine + wandb_name[len(theirs):]
+    return wandb_name
+
+
+def row(local: Mapping[str, Any]) -> Dict[str, Any]:
+    """A metrics.jsonl row as W&B logs it (epoch stays `epoch`: the step metric)."""
+    return {key(k): v for k, v in local.items()}
+
+
+def summary(local: Mapping[str, Any]) -> Dict[str, Any]:
+    """summary.json as W&B's run summary: sectioned names, no declarations blob."""
+    return {key(k): v for k, v in local.items() if k not in _NOT_SENT}
+
+
+def job_type(mode: str, trains: bool) -> str:
+    """train | evaluate (a run over another run's model: an attack, GAN sampling) | benchmark."""
+    return "benchmark" if mode == "benchmark" else "train" if trains else "evaluate"
+
+
+def metric_definitions(declared: Iterable[Mapping[str, Any]]) -> List[Dict[str, Any]]:
+    """define_metric calls for a task's declared metrics ({name, goal, splits}): each split's series
+    against epoch, and W&B's run table showing the best validation value in the declared direction."""
+    out = []
+    for m in declared:
+        goal = m.get("goal")
+        for split in m.get("splits") or ():
+            spec: Dict[str, Any] = {"name": key(f"{split}_{m['name']}"), "step_metric": "epoch"}
+            if split == "val" and goal in ("maximize", "minimize"):  # (wandb >= 0.2x dropped goal=)
+                spec["summary"] = "max" if goal == "maximize" else "min"
+            out.append(spec)
+    return out
+
+
+def swept_keys(configs: Sequence[Mapping[str, Any]], ignore: Iterable[str] = ()) -> List[str]:
+    """The keys whose value differs between the configs (seed last), in the first config's order."""
+    if not configs:
+        return []
+    first, skip = configs[0], set(ignore)
+    varied = [k for k in first if k not in skip and any(c.get(k) != first[k] for c in configs[1:])]
+    return sorted(varied, key=lambda k: k == "seed")
+
+
+def write_swept(folder: Path, keys: Sequence[str]) -> None:
+    path = Path(folder) / SWEPT
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"keys": list(keys)}) + "\n")
+    tmp.replace(path)
+
+
+def read_swept(run_dir: Path) -> Optional[List[str]]:
+    """The swept keys of the sweep a run folder belongs to; None for a run outside a sweep."""
+    try:
+        keys = json.loads((Path(run_dir).parent / SWEPT).read_text())["keys"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return [str(k) for k in keys] if isinstance(keys, list) else None
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, float) and math.isfinite(v):
+        return f"{v:.3g}"
+    return str(v)
+
+
+def name(config: Mapping[str, Any], swept: Optional[Sequence[str]], run_id: str, limit: int = 120) -> str:
+    """A run's W&B name: the values its sweep varies (`optimizer=adam lr=0.01 seed=1`); outside a
+    sweep (or a one-run sweep), model, optimizer and seed. The id's head keeps equal names apart."""
+    keys = [k for k in (swept or []) if k in config]
+    if not keys:
+        keys = [k for k in ("task", "model", "optimizer", "seed") if config.get(k) is not None]
+    text = " ".join(f"{k}={_short(config[k])}" for k in keys)
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"{text} [{run_id[:6]}]"
