@@ -175,7 +175,7 @@ def generate(path: str | Path, out: str | Path) -> Tuple[Path, Dict[str, Any]]:
         if b["axis"] == "optimizer" and {"adam", "adamw"} <= set(runnable) and not config.get("weight_decay"):
             # seen in the smoke benchmark: two columns of identical numbers, read as "adamw ties adam"
             plan["notes"].append(f"{wname}: adamw = adam here (weight_decay 0: nothing to decouple), "
-                                 f"so their rows are the same runs' twins")
+                                 "their rows repeat each other")
         known = float(config["lr"])
         lrs = lr_grid(known, b["lr_grid"]["points"], b["lr_grid"]["decades"])
         plan["workloads"][wname] = {"task": w.task, "known_good": w.settings, "source": w.source,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from . import wandb_view as V
-from .runs import CONFIG, METRICS, SUMMARY, clean, write_json, write_lines
+from .runs import CONFIG, METRICS, SUMMARY, clean, maybe_json, write_json, write_lines
 
 WANDB_ID = "dl2bench_id"  # in the run's wandb/ folder: the W&B id of its current attempt
 
@@ -106,6 +106,11 @@ class Tracker:
         except OSError:  # a run recorded before the id file: its offline folders are under the run id
             return self.run_id if any((self.out / "wandb").glob("*run-*")) else None
 
+    def _swept(self):
+        """The keys this run's sweep varies (its folder's swept.json); None for a run outside a sweep."""
+        keys = (maybe_json(self.out.parent / V.SWEPT) or {}).get("keys")
+        return [str(k) for k in keys] if isinstance(keys, list) else None
+
     def wandb_id(self, resumed: bool) -> str:
         """The run id, and for each later fresh attempt (a --force rerun after the run had finished)
         the run id with an attempt suffix: one W&B id per training, so a sync never interleaves two
@@ -158,7 +163,7 @@ class Tracker:
             run = wandb.init(
                 project=cfg.project, entity=cfg.entity or None, group=cfg.group or None,
                 tags=[t.strip() for t in cfg.tags.split(",") if t.strip()] or None,
-                name=V.name(cfg.to_dict(), V.read_swept(self.out), self.run_id), job_type=job_type,
+                name=V.name(cfg.to_dict(), self._swept(), self.run_id), job_type=job_type,
                 id=self.wandb_id(resumed), resume="allow", dir=str(self.out), mode=self.mode,
                 config=config, reinit="finish_previous")
             define(run)

@@ -38,5 +38,5 @@ def test_the_epoch_in_progress_is_not_counted_from_before_its_job_was_submitted(
     resubmitted = datetime.fromtimestamp(time.time() - 30, timezone.utc).isoformat(timespec="seconds")
     manifest = {"submissions": [{"time": "2026-01-01T00:00:00+00:00", "jobs": {"r1": "1"}},
                                 {"time": resubmitted, "jobs": {"r1": "2"}}]}
-    rid, seconds = progress._in_progress(tmp_path, ["r1"], manifest)
+    rid, seconds = progress._in_progress(tmp_path, ["r1"], progress._submitted_at(manifest))
     assert rid == "r1" and 25 < seconds < 120

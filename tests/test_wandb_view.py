@@ -35,6 +35,8 @@ def test_a_name_from_the_swept_values_and_the_job_type():
     assert V.name(cfg, ["optimizer", "lr", "seed"], "abcdef123456") == "optimizer=adam lr=0.00316 seed=2 [abcdef]"
     assert V.name(cfg, None, "abcdef123456") == "task=fashion_mnist model=mlp optimizer=adam seed=2 [abcdef]"
     assert V.swept_keys([{"a": 1, "seed": 0, "b": 2}, {"a": 1, "seed": 1, "b": 3}]) == ["b", "seed"]
+    assert V.swept_keys([{"a": 1}, {"a": 2}]) == ["a"]  # one key: itemgetter gives no tuple
+    assert V.swept_keys([{"a": [1], "b": 0}, {"a": [2], "b": 0}]) == ["a"]  # unhashable: compared one by one
     assert V.job_type("train", True) == "train" and V.job_type("train", False) == "evaluate"
     assert V.job_type("benchmark", True) == "benchmark"
 

@@ -29,6 +29,7 @@ def wait(root: Path, cluster: str, poll) -> int:
     tty = sys.stderr.isatty()
     bar = tqdm(total=total_epochs or total, desc=unit, unit=unit.split("/")[0].rstrip("s"), disable=not tty)
     last_line = 0.0
+    submitted = _submitted_at(manifest)  # the manifest is read once: so is this
     every = float(os.environ.get("DL2BENCH_PROGRESS_EVERY", "60"))  # seconds between lines when not a terminal
     while True:
         st = run_status(root, manifest)
@@ -40,7 +41,7 @@ def wait(root: Path, cluster: str, poll) -> int:
         # the run training now: running, with epochs logged and no summary yet (a task runs its runs in turn)
         running = sorted((rid for rid, (s_, _) in st.items() if s_ == "running"),
                          key=lambda rid: (not (root / rid / runs.METRICS).exists(), rid))
-        left = _seconds_left(manifest["runs"], epochs, logged, st, _in_progress(root, running, manifest))
+        left = _seconds_left(manifest["runs"], epochs, logged, st, _in_progress(root, running, submitted))
         eta = f", about {_minutes(left)} left" if left is not None else ""
         what = f"; now {_describe(manifest['runs'][running[0]])}" if running else ""
         bar.n = done
@@ -66,10 +67,8 @@ def _units(config) -> int:
     return int(c.get("epochs") or 0)
 
 
-def _in_progress(root: Path, running: list, manifest=None):
-    """(run id, seconds since its last epoch ended, or since it started) of the run training now. Never
-    counted from before the job that runs it was submitted: a run resubmitted after its job was killed
-    still holds that attempt's files, hours old, and they made the first line promise 1031 min."""
+def _submitted_at(manifest) -> dict:
+    """run id -> when (epoch seconds) the latest submission that queued it was made."""
     from datetime import datetime
 
     submitted = {}
@@ -80,6 +79,15 @@ def _in_progress(root: Path, running: list, manifest=None):
             continue
         for rid in sub.get("jobs") or {}:
             submitted[rid] = max(submitted.get(rid, 0.0), at)
+    return submitted
+
+
+def _in_progress(root: Path, running: list, submitted=None):
+    """(run id, seconds since its last epoch ended, or since it started) of the run training now. Never
+    counted from before the job that runs it was submitted (`submitted`: _submitted_at): a run
+    resubmitted after its job was killed still holds that attempt's files, hours old, and they made
+    the first line promise 1031 min."""
+    submitted = submitted or {}
     for rid in running:
         for name in (runs.METRICS, runs.CONFIG):
             try:

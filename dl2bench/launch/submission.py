@@ -23,7 +23,7 @@ from .executors import Resources, check_satisfiable, chunk, controller_answers, 
 from .jobs import DONE, AgentJob, RunJob
 from .limits import LOCK_NAME, LaunchError, cluster_limits, layout
 from ..wandb_view import key as wandb_key
-from ..wandb_view import swept_keys, write_swept
+from ..wandb_view import SWEPT, swept_keys
 from .status import load_manifest, rid_of, run_status, write_manifest
 
 SET_ASIDE = f".{runs.SUMMARY}.relaunched"  # a relaunched run's old summary while its job is being queued
@@ -117,7 +117,7 @@ def submit(sweep: Sweep, root: Path, p: Plan, command: str) -> Dict[str, Any]:
         as_dict[rid_of(cfg)] = cfg.to_dict()  # this submit's settings (bookkeeping keys may differ from the last)
         manifest["runs"].setdefault(rid_of(cfg), as_dict[rid_of(cfg)])
     # before any job starts: a run names itself in W&B by the values its sweep varies
-    write_swept(root, swept_keys(list(as_dict.values()), ignore=BOOKKEEPING))
+    runs.write_json(root / SWEPT, {"keys": swept_keys(list(as_dict.values()), ignore=BOOKKEEPING)})
     sub: Dict[str, Any] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                            "cluster": p.cluster, "git_sha": git_sha(), "command": command,
                            "host": os.uname().nodename, "jobs": {}, "arrays": []}
