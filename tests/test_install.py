@@ -1,0 +1,96 @@
+"""Install anywhere (issue 26, part 6): what a pip install needs and gets. W&B's `sweeps` engine is
+a test oracle here, not an install requirement (it pins numpy<2, which has no wheels for Python 3.13):
+without it a grid sweep expands to the same runs, and what needs it says so in one line."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+
+from dl2bench import sweep as S
+
+ROOT = Path(__file__).resolve().parents[1]
+RANDOM = """name: r
+method: random
+run_cap: 3
+parameters:
+  lr: {distribution: log_uniform_values, min: 0.0001, max: 0.1}
+"""
+
+
+def wandb_engine():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pytest.importorskip("sweeps", reason="W&B's `sweeps` engine, the oracle, is not installed "
+                                   "(pip install -e '.[dev]'; it needs Python <= 3.12)")
+
+
+@pytest.fixture
+def no_engine(monkeypatch):
+    """As on Python 3.13, where `sweeps` cannot be installed: importing it fails."""
+    monkeypatch.setitem(sys.modules, "sweeps", None)
+    S._wandb_schema.cache_clear()
+    yield
+    S._wandb_schema.cache_clear()
+
+
+def test_the_shipped_schema_is_wandbs():
+    engine = wandb_engine()
+    theirs = Path(engine.__file__).parent / "config" / "schema.json"
+    assert S.SCHEMA.read_bytes() == theirs.read_bytes(), (
+        f"W&B's sweep schema changed: copy {theirs} to {S.SCHEMA} (and its version into the .LICENSE beside it)")
+
+
+def test_a_grid_sweep_expands_to_the_same_runs_without_the_engine(no_engine):
+    path = ROOT / "sweeps" / "cifar_cnn.yaml"
+    ids = [r.run_id() for r in S.load(path).runs]
+    pinned = json.loads((ROOT / "tests" / "data" / "run_ids_v1.json").read_text())
+    assert ids and ids == pinned["cifar_cnn"]
+
+
+BAD_RANDOM = [  # (the parameter's spec, what both verdicts must name)
+    ("{distribution: uniform, min: 0.1, max: 0.001}", "lr: min 0.1 is not less than max 0.001"),
+    ("{distribution: log_uniform, min: -9, max: -2}", "lr"),  # deprecated: W&B points to log_uniform_values
+    ("{distribution: lognormal, mu: 1}", "parameters.lr"),  # the schema's: sigma is missing
+    ("{values: [1, 2], probabilities: [0.5, 0.6]}", "do not sum to 1"),
+]
+
+
+@pytest.mark.parametrize("engine", ["installed", "missing"])
+@pytest.mark.parametrize("spec,needle", BAD_RANDOM, ids=["min>max", "deprecated", "schema", "probabilities"])
+def test_a_bad_random_sweep_is_refused_with_or_without_the_engine(tmp_path, request, engine, spec, needle):
+    if engine == "installed":
+        wandb_engine()
+    else:
+        request.getfixturevalue("no_engine")
+    path = tmp_path / "r.yaml"
+    path.write_text(RANDOM.replace("{distribution: log_uniform_values, min: 0.0001, max: 0.1}", spec))
+    with pytest.raises(S.SweepError) as e:
+        S.load(path, online=True)  # validated only: online, W&B's server draws the runs
+    said = str(e.value)
+    assert said.startswith(f"{path}: ") and needle in said and "\n" not in said, said
+
+
+def test_a_random_sweep_offline_needs_the_engine_and_says_so_in_one_line(tmp_path, no_engine):
+    import importlib.util
+
+    path = tmp_path / "r.yaml"
+    path.write_text(RANDOM)
+    assert S.load(path, online=True).method == "random"  # valid: only expanding it needs the engine
+    spec = importlib.util.spec_from_file_location("submit_cli", ROOT / "jobs" / "submit.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = cli.main([str(path), "--dry-run", "--cluster", "local", "--wandb", "offline",
+                         "--out", str(tmp_path / "runs")])
+    said = err.getvalue()
+    assert code == 2 and said.count("\n") == 1 and "Traceback" not in said, said
+    assert said.startswith(f"error: {path}: method: a random sweep is expanded offline by W&B's sweep engine")
+    assert "pip install sweeps" in said and "--wandb online" in said
+    assert not (tmp_path / "runs").exists()
