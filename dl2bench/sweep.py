@@ -184,9 +184,11 @@ def read_yaml(path: Path) -> Dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as e:
-        shipped = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
-        hint = (f"; the shipped sweeps are sweeps/<name>.yaml for {', '.join(shipped)}"
-                if isinstance(e, FileNotFoundError) and shipped else "")
+        from .shipped import names
+
+        shipped = names()
+        hint = (f"; the shipped sweeps are sweeps/<name>.yaml for {', '.join(shipped)} (the name alone "
+                "will do)" if isinstance(e, FileNotFoundError) and shipped else "")
         raise SweepError(f"{path}: cannot read sweep file ({e.strerror}){hint}") from None
     try:
         data = yaml.load(text, Loader=_strict_loader())  # a SafeLoader: no tag can import or run anything

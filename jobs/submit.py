@@ -114,6 +114,7 @@ def pairs(items, flag):
 def main(argv=None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     try:
+        args.sweep = shipped_or_given(args.sweep)
         return submit(args)
     except (SweepError, ConfigError, LaunchError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -121,6 +122,17 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: what was queued keeps running; run the same command to see it", file=sys.stderr)
         return 130
+
+
+def shipped_or_given(sweep: str) -> str:
+    """`sweep` as given, unless it is no file here and names a shipped one (`cifar_cnn`, `suites/course`)."""
+    from dl2bench import shipped
+
+    found = shipped.find(sweep)
+    if found is None:
+        return sweep
+    print(f"note: {sweep}: the shipped {found}", file=sys.stderr)
+    return str(found)
 
 
 def submit(args) -> int:

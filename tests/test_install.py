@@ -94,3 +94,73 @@ def test_a_random_sweep_offline_needs_the_engine_and_says_so_in_one_line(tmp_pat
     assert said.startswith(f"error: {path}: method: a random sweep is expanded offline by W&B's sweep engine")
     assert "pip install sweeps" in said and "--wandb online" in said
     assert not (tmp_path / "runs").exists()
+
+
+# --- the shipped sweeps: by name, from any folder, and inside the wheel -------------------------
+
+def test_a_shipped_sweep_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    from dl2bench import shipped
+
+    monkeypatch.chdir(tmp_path)
+    top = shipped.SWEEPS
+    assert (top / "cifar_cnn.yaml").read_bytes() == (ROOT / "sweeps" / "cifar_cnn.yaml").read_bytes()
+    for given, found in [("cifar_cnn", "cifar_cnn.yaml"), ("cifar_cnn.yaml", "cifar_cnn.yaml"),
+                         ("sweeps/cifar_cnn.yaml", "cifar_cnn.yaml"), ("suites/course", "suites/course.yaml"),
+                         ("sweeps/benchmarks/optimizers_smoke.yaml", "benchmarks/optimizers_smoke.yaml")]:
+        assert shipped.find(given) == top / found, given
+    for given in ("nope", "suites", "../sweeps/cifar_cnn.yaml", str(tmp_path / "cifar_cnn.yaml"), ""):
+        assert shipped.find(given) is None, given
+    (tmp_path / "cifar_cnn.yaml").write_text("a file here wins")
+    assert shipped.find("cifar_cnn.yaml") is None and shipped.find("cifar_cnn") == top / "cifar_cnn.yaml"
+    assert {"cifar_cnn", "optimizers", "smoke"} <= set(shipped.names())
+
+
+def test_submit_takes_a_shipped_sweep_by_name(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    monkeypatch.chdir(tmp_path)
+    spec = importlib.util.spec_from_file_location("submit_cli", ROOT / "jobs" / "submit.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    code = cli.main(["cifar_cnn", "--dry-run", "--cluster", "local", "--wandb", "offline", "--out", "runs"])
+    said = capsys.readouterr()
+    assert code == 0, said.err
+    assert "sweep cifar_cnn (grid" in said.out and "9 run(s)" in said.out and "dry run: nothing submitted" in said.out
+    assert said.err.startswith("note: cifar_cnn: the shipped ") and not (tmp_path / "runs").exists()
+
+
+def copy_of_the_project(dest: Path) -> Path:
+    """The working tree (tracked or not, links kept as links) without what a build or a run leaves."""
+    import shutil
+
+    shutil.copytree(ROOT, dest, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "runs", "data", "wandb", "build", "*.egg-info", "__pycache__", ".pytest_cache"))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """dl2bench's wheel, built from a copy of this tree with the setuptools installed here."""
+    import subprocess
+
+    pytest.importorskip("setuptools", reason="building the wheel needs setuptools (pip install -e '.[dev]')")
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = copy_of_the_project(tmp / "src")
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(tmp / "dist"), str(src)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (whl,) = (tmp / "dist").glob("dl2bench-*.whl")
+    return whl
+
+
+def test_the_wheel_ships_every_sweep_and_the_schema(wheel):
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        inside = {n: z.read(n) for n in z.namelist()}
+    shipped = sorted(p.relative_to(ROOT / "sweeps").as_posix() for p in (ROOT / "sweeps").rglob("*.yaml"))
+    assert len(shipped) > 20 and any(s.startswith("suites/") for s in shipped)
+    for rel in shipped:
+        assert inside.get(f"dl2bench/shipped_sweeps/{rel}") == (ROOT / "sweeps" / rel).read_bytes(), rel
+    assert inside["dl2bench/wandb_sweep_schema.json"] == S.SCHEMA.read_bytes()
+    assert "dl2bench/wandb_sweep_schema.LICENSE" in inside
