@@ -126,7 +126,7 @@ def test_submit_takes_a_shipped_sweep_by_name(tmp_path, monkeypatch, capsys):
     said = capsys.readouterr()
     assert code == 0, said.err
     assert "sweep cifar_cnn (grid" in said.out and "9 run(s)" in said.out and "dry run: nothing submitted" in said.out
-    assert said.err.startswith("note: cifar_cnn: the shipped ") and not (tmp_path / "runs").exists()
+    assert said.out.startswith("cifar_cnn: the shipped ") and not (tmp_path / "runs").exists()
 
 
 def copy_of_the_project(dest: Path) -> Path:
@@ -164,3 +164,59 @@ def test_the_wheel_ships_every_sweep_and_the_schema(wheel):
         assert inside.get(f"dl2bench/shipped_sweeps/{rel}") == (ROOT / "sweeps" / rel).read_bytes(), rel
     assert inside["dl2bench/wandb_sweep_schema.json"] == S.SCHEMA.read_bytes()
     assert "dl2bench/wandb_sweep_schema.LICENSE" in inside
+
+
+# --- what pyproject.toml declares ---------------------------------------------------------------
+
+def pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli",
+                                  reason="reading pyproject.toml needs tomllib (Python 3.11+) or tomli")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def dist_name(requirement: str) -> str:
+    import re
+
+    return re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0].lower().replace("-", "_")
+
+
+def test_the_scripts_and_the_extras_each_command_checks():
+    from dl2bench.cli.extras import EXTRAS
+
+    project = pyproject()["project"]
+    assert project["scripts"] == {"dl2bench": "dl2bench.cli:main", "dl2bench-train": "dl2bench.train:main"}
+    extras = project["optional-dependencies"]
+    for extra, modules in EXTRAS.items():  # each package here is imported under its own name
+        assert tuple(dist_name(r) for r in extras[extra]) == modules, extra
+    # the README's install (".[dev]") has every extra a test needs
+    assert "dl2bench[report,rl]" in extras["dev"]
+    runtime = {dist_name(r) for r in project["dependencies"]}
+    assert "sweeps" not in runtime and "sweeps" in {dist_name(r) for r in extras["dev"]}
+    assert not runtime & {m for ms in EXTRAS.values() for m in ms}
+
+
+def test_a_wheel_install_has_the_command_and_submits_a_shipped_sweep_from_any_folder(wheel, tmp_path):
+    import os
+    import subprocess
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        (points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        scripts = z.read(points).decode()
+    assert "dl2bench = dl2bench.cli:main" in scripts and "dl2bench-train = dl2bench.train:main" in scripts
+    assert "reports/build.py" in names and "dl2bench/cli/submit.py" in names
+    assert not any(n.startswith(("tests/", "jobs/", "sweeps/")) for n in names)  # only the packages
+    site = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target",
+                        str(site), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}  # the installed copy, not this checkout
+    r = subprocess.run([sys.executable, "-m", "dl2bench", "submit", "sweeps/cifar_cnn.yaml", "--dry-run",
+                        "--cluster", "local", "--wandb", "offline"], cwd=work, env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"sweeps/cifar_cnn.yaml: the shipped {site / 'dl2bench' / 'shipped_sweeps' / 'cifar_cnn.yaml'}" in r.stdout
+    assert "9 run(s)" in r.stdout and list(work.iterdir()) == []
