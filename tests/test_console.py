@@ -127,3 +127,21 @@ def test_dashboard_says_it_is_not_built_yet(tmp_path):
     if importlib.util.find_spec("dl2bench.dashboard") is not None:
         pytest.skip("dl2bench.dashboard exists: its own tests run it")
     refused(dl2bench("dashboard", "runs/cifar_cnn", cwd=tmp_path), "dashboard: not built yet")
+
+
+def test_what_a_suites_expander_job_runs_is_the_command_that_was_typed(tmp_path):
+    """On SLURM a dependent sweep is expanded by a job that runs `sys.executable ENTRY.again SUITE
+    --expand NAME`: from a checkout jobs/submit.py (installed or not), installed `-m dl2bench submit`."""
+    import importlib.util
+
+    from dl2bench.cli import submit
+
+    spec = importlib.util.spec_from_file_location("submit_cli", ROOT / "jobs" / "submit.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.SCRIPT.again == (str(ROOT / "jobs" / "submit.py"),) and submit.CONSOLE.again[:2] == ("-m", "dl2bench")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for entry in (script.SCRIPT, submit.CONSOLE):
+        r = subprocess.run([sys.executable, *entry.again, "--help"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=120)
+        assert r.returncode == 0 and r.stdout.startswith(f"usage: {entry.prog} "), (entry, r.stderr)
