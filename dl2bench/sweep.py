@@ -488,6 +488,8 @@ def _sweeps_module(where: Optional[str] = None, why: str = ""):
         with warnings.catch_warnings():  # its pydantic config predates pydantic 2: noise, not news
             warnings.simplefilter("ignore")
             import sweeps
+        if not hasattr(sweeps, "next_runs"):  # a checkout's sweeps/ folder on sys.path, imported as a namespace
+            raise ImportError("not W&B's sweeps")
     except ImportError:
         if where is None:
             return None

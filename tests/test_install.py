@@ -30,10 +30,15 @@ def wandb_engine():
                                    "(pip install -e '.[dev]'; it needs Python <= 3.12)")
 
 
-@pytest.fixture
-def no_engine(monkeypatch):
-    """As on Python 3.13, where `sweeps` cannot be installed: importing it fails."""
-    monkeypatch.setitem(sys.modules, "sweeps", None)
+@pytest.fixture(params=["not installed", "a checkout's sweeps/ folder"])
+def no_engine(monkeypatch, request):
+    """As on Python 3.13, where `sweeps` cannot be installed: importing it fails, or, with a checkout's
+    root on sys.path (jobs/submit.py puts it there), finds the sweeps/ folder as a namespace package."""
+    import types
+
+    folder = types.ModuleType("sweeps")
+    folder.__path__ = [str(ROOT / "sweeps")]
+    monkeypatch.setitem(sys.modules, "sweeps", None if request.param == "not installed" else folder)
     S._wandb_schema.cache_clear()
     yield
     S._wandb_schema.cache_clear()
@@ -61,19 +66,27 @@ BAD_RANDOM = [  # (the parameter's spec, what both verdicts must name)
 ]
 
 
-@pytest.mark.parametrize("engine", ["installed", "missing"])
-@pytest.mark.parametrize("spec,needle", BAD_RANDOM, ids=["min>max", "deprecated", "schema", "probabilities"])
-def test_a_bad_random_sweep_is_refused_with_or_without_the_engine(tmp_path, request, engine, spec, needle):
-    if engine == "installed":
-        wandb_engine()
-    else:
-        request.getfixturevalue("no_engine")
+def refuses_random(tmp_path, spec, needle):
     path = tmp_path / "r.yaml"
     path.write_text(RANDOM.replace("{distribution: log_uniform_values, min: 0.0001, max: 0.1}", spec))
     with pytest.raises(S.SweepError) as e:
         S.load(path, online=True)  # validated only: online, W&B's server draws the runs
     said = str(e.value)
     assert said.startswith(f"{path}: ") and needle in said and "\n" not in said, said
+
+
+BAD_IDS = ["min>max", "deprecated", "schema", "probabilities"]
+
+
+@pytest.mark.parametrize("spec,needle", BAD_RANDOM, ids=BAD_IDS)
+def test_a_bad_random_sweep_is_refused_by_the_engine(tmp_path, spec, needle):
+    wandb_engine()
+    refuses_random(tmp_path, spec, needle)
+
+
+@pytest.mark.parametrize("spec,needle", BAD_RANDOM, ids=BAD_IDS)
+def test_a_bad_random_sweep_is_refused_without_the_engine(tmp_path, no_engine, spec, needle):
+    refuses_random(tmp_path, spec, needle)
 
 
 def test_a_random_sweep_offline_needs_the_engine_and_says_so_in_one_line(tmp_path, no_engine):
