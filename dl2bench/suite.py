@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
+from . import shipped
 from .sweep import ATTACK_BLOCK, EVALUATE_BLOCK, SELECT_BLOCK, SweepError, read_yaml
 
 SUITE_KEYS = ("name", "description", "sweeps")
@@ -27,7 +28,7 @@ ENTRY_KEYS = ("sweep", "after")
 # run-config keys whose value may be a sweep's folder (a run of that sweep, looked up under --out)
 RUN_KEYS = ("feature_run", "generator_run", "attack_run")
 BENCHMARK_BLOCK = "benchmark"  # a benchmark file (dl2bench.benchmark, which builds a suite from it)
-SHIPPED = Path(__file__).resolve().parents[1] / "sweeps"
+SHIPPED = shipped.SWEEPS  # where a suite looks for a sweep it names that is not beside it
 
 
 @dataclass
@@ -188,4 +189,4 @@ def describe(suite: Suite) -> List[str]:
 
 def suite_names() -> List[str]:
     """The shipped sweeps' names (for the course suite's test)."""
-    return sorted(p.stem for p in SHIPPED.glob("*.yaml"))
+    return shipped.names()

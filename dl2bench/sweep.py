@@ -1,9 +1,10 @@
 """W&B sweep YAML -> validated run configs.
 
 A sweep file is a W&B sweep configuration, unchanged in meaning, plus one top-level `slurm:`
-block of launcher settings that is removed before anything reaches W&B. Offline, W&B's own
-search engine (the `sweeps` package) expands grid and random sweeps here; bayes needs the W&B
-server (online mode). Every problem is one SweepError naming the file and the key.
+block of launcher settings that is removed before anything reaches W&B. Offline, grid sweeps are
+expanded here in W&B's order, and random ones by W&B's own search engine (the `sweeps` package,
+optional: it pins numpy<2); bayes needs the W&B server (online mode). Files are checked against W&B's
+sweep schema (a copy ships with dl2bench). Every problem is one SweepError naming the file and the key.
 """
 from __future__ import annotations
 
@@ -183,9 +184,11 @@ def read_yaml(path: Path) -> Dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as e:
-        shipped = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
-        hint = (f"; the shipped sweeps are sweeps/<name>.yaml for {', '.join(shipped)}"
-                if isinstance(e, FileNotFoundError) and shipped else "")
+        from .shipped import names
+
+        shipped = names()
+        hint = (f"; the shipped sweeps are sweeps/<name>.yaml for {', '.join(shipped)} (the name alone "
+                "will do)" if isinstance(e, FileNotFoundError) and shipped else "")
         raise SweepError(f"{path}: cannot read sweep file ({e.strerror}){hint}") from None
     try:
         data = yaml.load(text, Loader=_strict_loader())  # a SafeLoader: no tag can import or run anything
@@ -477,10 +480,22 @@ def _check_keys(d: Mapping[str, Any], where: str) -> None:
         raise SweepError(f"{where}: unknown run config key {unknown[0]!r}; valid keys: {', '.join(RunConfig.keys())}")
 
 
-def _sweeps_module():
-    with warnings.catch_warnings():  # its pydantic config predates pydantic 2: noise, not news
-        warnings.simplefilter("ignore")
-        import sweeps
+def _sweeps_module(where: Optional[str] = None, why: str = ""):
+    """W&B's sweep engine (the `sweeps` package), or None when it is not installed. It pins numpy<2,
+    which has no wheels for Python 3.13, so it is no install requirement: what needs it (`where`
+    given) is refused in one line saying what to do instead."""
+    try:
+        with warnings.catch_warnings():  # its pydantic config predates pydantic 2: noise, not news
+            warnings.simplefilter("ignore")
+            import sweeps
+        if not hasattr(sweeps, "next_runs"):  # a checkout's sweeps/ folder on sys.path, imported as a namespace
+            raise ImportError("not W&B's sweeps")
+    except ImportError:
+        if where is None:
+            return None
+        raise SweepError(f"{where}: {why} W&B's sweep engine, the `sweeps` package, which is not installed "
+                         "(pip install sweeps: it needs numpy<2, so Python <= 3.12); or run the sweep online "
+                         "(--wandb online), where W&B's server picks the runs") from None
     return sweeps
 
 
@@ -540,15 +555,17 @@ def _schema_violations(wb: Dict[str, Any]) -> List[str]:
     """W&B's verdict on the file: its JSON schema, then the checks its engine makes beside the schema.
     Grid sweeps get those from the copies below: importing the whole `sweeps` engine (scipy,
     scikit-learn) costs ~0.9 s, half the budget for queueing a 1,000-run grid; every other method
-    goes through the engine itself (tests/test_fuzz.py holds both to W&B's verdict)."""
+    goes through the engine itself where it is installed, else through the same copies
+    (tests/test_fuzz.py holds both to W&B's verdict)."""
     errors = [(".".join(map(str, e.absolute_path)) + ": " if e.absolute_path else "") + e.message
-              for e in _grid_schema().iter_errors(wb)]
+              for e in _wandb_schema().iter_errors(wb)]
     if errors:  # the engine would repeat these, and trips over some shapes they describe (parameters: 5)
         return errors
-    if wb.get("method") == "grid":
+    engine = None if wb.get("method") == "grid" else _sweeps_module()
+    if engine is None:  # a grid, or no engine installed: its checks beside the schema, copied below
         return _engine_checks(wb.get("parameters") or {})
     try:
-        return list(_sweeps_module().schema_violations_from_proposed_config(wb))
+        return list(engine.schema_violations_from_proposed_config(wb))
     except Exception as e:  # noqa: BLE001 - the engine is not ours: whatever it raises is its refusal
         return [str(e) or type(e).__name__]
 
@@ -581,16 +598,20 @@ def _engine_checks(params: Dict[str, Any]) -> List[str]:
     return out
 
 
-@functools.lru_cache(maxsize=1)
-def _grid_schema():
-    import importlib.util
+# W&B's sweep schema, copied byte for byte from the `sweeps` package (MIT licence: the .LICENSE file
+# beside it), so that validating needs no engine installed; tests/test_install.py fails when they differ
+SCHEMA = Path(__file__).resolve().parent / "wandb_sweep_schema.json"
 
+
+@functools.lru_cache(maxsize=1)
+def _wandb_schema():
     import jsonschema
 
-    spec = importlib.util.find_spec("sweeps")  # locates the package without running it
-    path = Path(next(iter(spec.submodule_search_locations))) / "config" / "schema.json"
-    schema = json.loads(path.read_text())
-    return jsonschema.Draft7Validator(schema, format_checker=jsonschema.FormatChecker())
+    # the engine's two formats (sweeps/config/schema.py): an int `min` is an int_uniform, not a uniform
+    formats = jsonschema.FormatChecker()
+    formats.checks("float")(lambda v: isinstance(v, float))
+    formats.checks("integer")(lambda v: isinstance(v, int))
+    return jsonschema.Draft7Validator(json.loads(SCHEMA.read_text()), format_checker=formats)
 
 
 def _flat_specs(params: Dict[str, Any], prefix: str = ""):
@@ -736,7 +757,7 @@ def expand(sweep: Sweep, overrides: Mapping[str, Any]) -> List[RunConfig]:
         if not wb.get("run_cap"):
             raise SweepError(f"{where}: run_cap: a random sweep needs run_cap (how many runs to draw) "
                              "when it is expanded offline")
-        sweeps = _sweeps_module()
+        sweeps = _sweeps_module(f"{where}: method", "a random sweep is expanded offline by")
         state = random.getstate()
         random.seed(int(hashlib.sha1(json.dumps(_jsonable(wb), sort_keys=True).encode()).hexdigest()[:12], 16))
         try:

@@ -141,8 +141,16 @@ class CsvWriter:
             self.proc.join()
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="reports/build.py", description=__doc__.split("\n\n")[0],
+class _Parser(argparse.ArgumentParser):
+    """Bad input is one line, as every other refusal here is (the usage block buried it)."""
+
+    def error(self, message):
+        typed = f"python {self.prog}" if self.prog.endswith(".py") else self.prog
+        self.exit(2, f"error: {message} ({typed} --help)\n")
+
+
+def parse_args(argv: Optional[Sequence[str]], prog: str = "reports/build.py") -> argparse.Namespace:
+    ap = _Parser(prog=prog, description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="\n\n".join(__doc__.split("\n\n")[1:]))
     ap.add_argument("folders", nargs="*", type=Path, help="sweep folders runs/<sweep>/ (or single run folders)")
@@ -162,9 +170,10 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return a
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Command line: 0 on success, 2 on bad input (one 'error: ...' line on stderr)."""
-    a = parse_args(argv)
+def main(argv: Optional[Sequence[str]] = None, prog: str = "reports/build.py") -> int:
+    """Command line: 0 on success, 2 on bad input (one 'error: ...' line on stderr). `prog`: how it was
+    typed (`dl2bench report` installed)."""
+    a = parse_args(argv, prog)
     import matplotlib
 
     matplotlib.use("Agg")  # clusters have no display; set before seaborn pulls in pyplot

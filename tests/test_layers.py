@@ -27,7 +27,7 @@ PACKAGE = ROOT / "dl2bench"
 LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     # no dl2bench imports beyond each other: names, errors, clocks, the machine, W&B's files
     ("core", ("dl2bench", "dl2bench.errors", "dl2bench.record", "dl2bench.registry", "dl2bench.timing",
-              "dl2bench.env", "dl2bench.wandb_log", "dl2bench.wandb_view")),
+              "dl2bench.env", "dl2bench.wandb_log", "dl2bench.wandb_view", "dl2bench.shipped")),
     # the registered building blocks (each imports only the registry and errors)
     ("components", ("dl2bench.nets", "dl2bench.optim", "dl2bench.inits", "dl2bench.regularizers")),
     # the run folder and what writes into it
@@ -38,7 +38,9 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("config", ("dl2bench.schema", "dl2bench.config", "dl2bench.registries")),
     ("train", ("dl2bench.train",)),
     ("sweep", ("dl2bench.tuning", "dl2bench.sweep", "dl2bench.suite", "dl2bench.benchmark")),
-    ("launch", ("dl2bench.launch", "dl2bench.__main__")),
+    ("launch", ("dl2bench.launch",)),
+    # the commands: dl2bench train/submit/status/report/list/dashboard (`python -m dl2bench` too)
+    ("commands", ("dl2bench.cli", "dl2bench.__main__")),
 )
 
 # (importer, imported): today's imports that break the rules, in files owned elsewhere. Each is
@@ -235,5 +237,5 @@ def test_imports_are_resolved_as_python_runs_them(tmp_path):
     outside.write_text("def f():\n    import dl2bench.pkg.sub\n    from dl2bench.pkg import Name\n")
     # importing dl2bench.pkg.sub from outside the package runs dl2bench/pkg/__init__.py too
     assert imports_of("dl2bench.low", outside, known) == {"dl2bench.pkg.sub", "dl2bench.pkg"}
-    assert layer_of("dl2bench.launch.slurm") == layer_of("dl2bench.launch") == (len(LAYERS) - 1, "launch")
+    assert layer_of("dl2bench.launch.slurm") == layer_of("dl2bench.launch") == (len(LAYERS) - 2, "launch")
     assert layer_of("dl2bench.runs") == layer_of("dl2bench.track") and layer_of("dl2bench.nowhere") is None

@@ -127,14 +127,22 @@ class GymEnvs(Envs):
         self.envs = pickle.loads(s["envs"])
 
 
+def _gymnasium():
+    """Gymnasium, which only the Gymnasium tasks need (the grid game steps itself): the `rl` extra."""
+    try:
+        import gymnasium
+    except ImportError:
+        raise ValueError("Gymnasium is not installed here (pip install 'dl2bench[rl]')") from None
+    return gymnasium
+
+
 def registered(env_id: str) -> None:
     """ValueError unless `env_id` is an id in Gymnasium's registry. gym.make("some.module:Env")
     imports `some.module` first: a config value must never choose code to import, so only ids
     registered by what is already installed and imported (and the course's grid game) pass."""
     import difflib
 
-    import gymnasium as gym
-
+    gym = _gymnasium()
     mouse.register()
     if not isinstance(env_id, str) or ":" in env_id or env_id not in gym.registry:
         hint = difflib.get_close_matches(str(env_id), list(gym.registry), n=1)
@@ -144,8 +152,7 @@ def registered(env_id: str) -> None:
 
 
 def make(env_id: str, kwargs: Optional[Dict[str, Any]] = None):
-    import gymnasium as gym
-
+    gym = _gymnasium()
     registered(env_id)
     return gym.make(env_id, **(kwargs or {}))
 
@@ -153,9 +160,8 @@ def make(env_id: str, kwargs: Optional[Dict[str, Any]] = None):
 def describe(env_id: str) -> Tuple[Tuple[int, ...], int, Optional[int]]:
     """(observation shape, number of actions, time limit) of a Gymnasium id; ValueError saying
     what is wrong when DQN cannot run it (unknown id, continuous actions, image observations)."""
-    import gymnasium as gym
-    from gymnasium import spaces
-
+    gym = _gymnasium()
+    spaces = gym.spaces
     registered(env_id)
     try:
         env = gym.make(env_id)
