@@ -8,8 +8,11 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List, Optional, Sequence
 
+import numpy as np
+
+from . import media as M
 from . import wandb_view as V
 from .runs import CONFIG, METRICS, SUMMARY, clean, maybe_json, write_json, write_lines
 
@@ -90,15 +93,55 @@ class Tracker:
             f.flush()
         self._wandb("log", lambda: self.wb.log(V.row(clean(row))))
 
-    def finish(self, summary: Dict) -> None:
+    def finish(self, summary: Dict, media: Sequence = (), model: Optional[Path] = None) -> None:
+        """`media`: the family's pictures and tables (dl2bench.media); `model`: the model.pt this
+        run trained, sent as its model artifact. Both W&B only: the local record already has them."""
         write_json(self.out / SUMMARY, summary)
         if self.wb is not None:
+            for item in media:
+                self._optional(f"image {item.key}", lambda item=item: self.wb.log(
+                    {item.key: _to_wandb(item.value), "epoch": item.epoch if item.epoch is not None
+                     else int(summary.get("epochs") or 0)}))
+            if model is not None and summary.get("status") != "failed":
+                self._optional("model artifact", lambda: self._log_model(Path(model), summary))
             self._wandb("summary", lambda: self.wb.summary.update(V.summary(clean(summary))))
             if self.owns_run:
                 self._wandb("finish", lambda: self.wb.finish(exit_code=0 if summary.get("status") != "failed" else 1))
             self.wb = None
 
     # -- W&B mirror ------------------------------------------------------------------------
+    def _log_model(self, path: Path, summary: Dict) -> None:
+        import wandb
+
+        art = wandb.Artifact(V.model_artifact(self.run_id), type="model",
+                             description=f"{self.cfg.task} {self.cfg.model}, trained by run {self.run_id}",
+                             metadata={"run_id": self.run_id, "recipe": clean(self.cfg.recipe()),
+                                       **{V.key(k): v for k, v in clean(summary).items()
+                                          if k.startswith(("test_", "best_val_")) and isinstance(v, (int, float))}})
+        # a copy (the default policy), not a reference: a --force rerun rewrites model.pt before
+        # an earlier attempt's offline record is synced, and the artifact must be what that attempt trained
+        art.add_file(str(path), name=path.name)
+        self.wb.log_artifact(art, aliases=["latest", f"run-{self.run_id}"])
+
+    def _use_models(self, run, uses: Dict[str, str]) -> None:
+        """Online: the trained runs this one loads, as uses of their model artifacts (W&B lineage).
+        Offline, wandb cannot use an artifact ("Cannot use artifact when in offline mode"): the
+        config's `uses` keeps the names and `python -m dl2bench.wandb_lineage` declares them after a sync."""
+        if self.mode != "online":
+            return
+        for key, rid in uses.items():
+            self._optional(f"lineage ({key})", lambda rid=rid: run.use_artifact(f"{V.model_artifact(rid)}:latest",
+                                                                              type="model"))
+
+    def _optional(self, what: str, fn) -> None:
+        """A W&B extra (a picture, an artifact, a lineage edge) that may fail without dropping the
+        run's W&B record: say so once per kind and go on."""
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001
+            warnings.warn(f"W&B {what} not recorded ({type(e).__name__}: {e}); the local record in {self.out} has it",
+                          RuntimeWarning, stacklevel=2)
+
     def _attempt_id(self):
         """The W&B id of the attempt that last started W&B here; None if none did."""
         try:
@@ -126,9 +169,11 @@ class Tracker:
         (self.out / "wandb" / WANDB_ID).write_text(wid + "\n")
         return wid
 
-    def start_wandb(self, resumed: bool, job_type: str = "train", declared=()) -> None:
+    def start_wandb(self, resumed: bool, job_type: str = "train", declared=(), uses: Optional[Dict[str, str]] = None) -> None:
         """`declared`: the task's metric declarations ({name, goal, splits}), so W&B's run table
-        shows each validation metric's best in its direction."""
+        shows each validation metric's best in its direction. `uses`: config key -> the run id of a
+        trained run this one loads (its model artifact is used: W&B lineage)."""
+        uses = dict(uses or {})
         if self.mode == "disabled":
             return
         # design.md: the mode must be in the environment, or wandb still looks up the network at exit
@@ -139,6 +184,8 @@ class Tracker:
         # only the run's own keys: another family's defaults (attack: pgd on a classifier) would
         # make a W&B filter on them match every run
         config = {**self.cfg.recipe(), "run_id": self.run_id}
+        if uses:
+            config[V.USES] = {k: V.model_artifact(rid) for k, rid in uses.items()}
 
         def define(run):
             run.define_metric("epoch")
@@ -159,6 +206,7 @@ class Tracker:
                 self.owns_run = False  # and leave finishing it to the agent
                 wandb.run.config.update(config, allow_val_change=True)
                 define(wandb.run)
+                self._use_models(wandb.run, uses)
                 return wandb.run
             run = wandb.init(
                 project=cfg.project, entity=cfg.entity or None, group=cfg.group or None,
@@ -167,6 +215,7 @@ class Tracker:
                 id=self.wandb_id(resumed), resume="allow", dir=str(self.out), mode=self.mode,
                 config=config, reinit="finish_previous")
             define(run)
+            self._use_models(run, uses)
             return run
 
         self.wb = self._wandb("init", init)
@@ -202,3 +251,19 @@ class Tracker:
                     pass
             self.wb = None
             return None
+
+
+def _to_wandb(value: Any) -> Any:
+    """A dl2bench.media item as W&B's own object (an Image with its masks, a Table of cells)."""
+    import wandb
+
+    if isinstance(value, M.Image):
+        masks = None
+        if value.masks:
+            ids = sorted({int(i) for m in value.masks.values() for i in np.unique(m)})
+            labels = {i: (value.classes[i] if i < len(value.classes) else str(i)) for i in ids}
+            masks = {k: {"mask_data": m, "class_labels": labels} for k, m in value.masks.items()}
+        return wandb.Image(value.pixels, caption=value.caption or None, masks=masks)
+    if isinstance(value, M.Table):
+        return wandb.Table(columns=list(value.columns), data=[[_to_wandb(c) for c in row] for row in value.rows])
+    return value

@@ -69,8 +69,15 @@ def logged_epochs(run_dir: Path, wandb_id: str = "*") -> List[int]:
     wrote (a resumed run writes a second one; `wandb sync` uploads them all under that id), in order."""
     out = []
     for f in sorted(Path(run_dir).glob(f"wandb/offline-run-*/run-{wandb_id}.wandb")):
-        out += [int(r["epoch"]) for r in history(f) if "epoch" in r]
+        out += [int(r["epoch"]) for r in history(f) if "epoch" in r and not _media_only(r)]
     return out
+
+
+def _media_only(row: Dict[str, Any]) -> bool:
+    """A row of pictures logged at the end (dl2bench.media), not an epoch's metrics."""
+    from .wandb_view import MEDIA
+
+    return all(k == "epoch" or k.startswith(("_", MEDIA)) for k in row)
 
 
 def _items(items) -> Dict[str, Any]:
@@ -82,13 +89,14 @@ def read_run(path: Path) -> Dict[str, Any]:
     (W&B's own `_wandb` entry left out), the final summary, the history rows, the metric
     definitions, the artifacts it logged and those it used (by name), and the exit code once the run
     has ended (None before). What `wandb sync` uploads."""
-    out: Dict[str, Any] = {"id": None, "name": None, "job_type": None, "group": None, "config": {},
+    out: Dict[str, Any] = {"id": None, "project": None, "name": None, "job_type": None, "group": None, "config": {},
                            "summary": {}, "history": [], "metrics": {}, "artifacts": [], "used": [], "exit_code": None}
     for rec in records(path):
         kind = rec.WhichOneof("record_type")
         if kind == "run":
             r = rec.run
-            out.update(id=r.run_id, name=r.display_name, job_type=r.job_type, group=r.run_group)
+            out.update(id=r.run_id, project=r.project or None, name=r.display_name, job_type=r.job_type,
+                       group=r.run_group)
             out["config"].update(_items(r.config.update))
         elif kind == "config":
             out["config"].update(_items(rec.config.update))

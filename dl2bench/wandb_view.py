@@ -10,6 +10,14 @@ import operator
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 SWEPT = "swept.json"  # in a sweep's folder: the config keys its runs differ in (written at submit)
+USES = "uses"  # config entry: key naming a trained run -> the model artifact this run uses
+MEDIA = "media/"  # images and tables (dl2bench.media): not metrics
+
+
+def model_artifact(run_id: str) -> str:
+    """The W&B model artifact of a training run: one name per run id, a version per training (a
+    --force rerun adds one; `:latest` is the newest)."""
+    return f"model-{run_id}"
 
 # local prefix -> W&B prefix. Best/final/target values get sections of their own, not val/best_…:
 # a metric may itself be called best_… or final_…, and the mapping must stay one-to-one.

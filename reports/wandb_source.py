@@ -38,7 +38,8 @@ def run_record(run: Any, sweep: str, path: str) -> Dict[str, Any]:
     config = plain(run.config)
     # W&B holds sectioned names (val/acc) and no metric declarations (dl2bench.wandb_view): back to
     # the local record's names, the declarations from the task (a run written before keeps its own)
-    summary: Optional[Dict[str, Any]] = {V.local_key(k): v for k, v in plain(run.summary).items()}
+    summary: Optional[Dict[str, Any]] = {V.local_key(k): v for k, v in plain(run.summary).items()
+                                         if not k.startswith(V.MEDIA)}
     if "metrics" not in summary and "status" in summary:
         declared = _declarations(config.get("task"))
         if declared:
@@ -48,8 +49,8 @@ def run_record(run: Any, sweep: str, path: str) -> Dict[str, Any]:
         history = history.to_dict("records")
     metrics = []
     for row in history or []:
-        row = {V.local_key(str(k)): v for k, v in dict(row).items() if not str(k).startswith("_")}
-        if row.get("epoch") is not None:
+        row = {V.local_key(str(k)): v for k, v in dict(row).items() if not str(k).startswith(("_", V.MEDIA))}
+        if row.get("epoch") is not None and len(row) > 1:  # a row of only pictures is no epoch's metrics
             metrics.append(row)
     metrics.sort(key=lambda r: r["epoch"])
     state = str(getattr(run, "state", "") or "").lower()

@@ -25,9 +25,10 @@ PACKAGE = ROOT / "dl2bench"
 
 # lowest first; a module may import its own layer and any layer below it, never one above
 LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
-    # no dl2bench imports beyond each other: names, errors, clocks, the machine, W&B's files
+    # no dl2bench imports beyond each other: names, errors, clocks, the machine, W&B's files and pictures
     ("core", ("dl2bench", "dl2bench.errors", "dl2bench.record", "dl2bench.registry", "dl2bench.timing",
-              "dl2bench.env", "dl2bench.wandb_log", "dl2bench.wandb_view", "dl2bench.shipped")),
+              "dl2bench.env", "dl2bench.wandb_log", "dl2bench.wandb_view", "dl2bench.wandb_lineage",
+              "dl2bench.media", "dl2bench.shipped")),
     # the registered building blocks (each imports only the registry and errors)
     ("components", ("dl2bench.nets", "dl2bench.optim", "dl2bench.inits", "dl2bench.regularizers")),
     # the run folder and what writes into it

@@ -126,9 +126,14 @@ parameters:
                            timeout=120)
     assert shown.returncode == 0 and shown.stdout.count('"job_type": "train"') == 2, shown.stderr
     # the printed upload finds every attempt of every run (wandb's own dry run: no server needed)
-    dry = subprocess.run(["bash", "-c", sync.split(": ", 1)[1] + " --dry-run"], capture_output=True, text=True,
-                         timeout=300)
+    upload, lineage = sync.split(": ", 1)[1].split(" && ")
+    dry = subprocess.run(["bash", "-c", upload + " --dry-run"], capture_output=True, text=True, timeout=300)
     assert "Would sync 4 run(s)" in dry.stdout + dry.stderr, dry.stdout + dry.stderr
+    # then the lineage offline runs cannot declare: training runs use no other run's model
+    assert lineage == f"python -m dl2bench.wandb_lineage {out / 'opt'}"
+    dry = subprocess.run(["bash", "-c", lineage.replace("python", sys.executable, 1) + " --dry-run"],
+                         capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0 and "nothing to declare" in dry.stdout, dry.stdout + dry.stderr
 
 
 def test_a_wandb_init_that_fails_after_starting_leaves_no_open_run_for_the_next(tiny, tmp_path, monkeypatch):

@@ -266,11 +266,13 @@ def submit(args) -> int:
 
 def sync_command(root: Path) -> str:
     """The upload of a sweep's offline W&B runs: one folder per attempt, two levels down, so plain
-    `wandb sync` (which looks in ./wandb) finds none; find, not a shell glob, for 50,000 runs."""
+    `wandb sync` (which looks in ./wandb) finds none; find, not a shell glob, for 50,000 runs. Then
+    the lineage offline runs could not declare (dl2bench.wandb_lineage)."""
     import shlex
 
-    return (f"find {shlex.quote(str(root))} -mindepth 3 -maxdepth 3 -path '*/wandb/offline-run-*' -type d "
-            "-print0 | xargs -0 wandb sync")
+    q = shlex.quote(str(root))
+    return (f"find {q} -mindepth 3 -maxdepth 3 -path '*/wandb/offline-run-*' -type d "
+            f"-print0 | xargs -0 wandb sync && python -m dl2bench.wandb_lineage {q}")
 
 
 def slurm_flags(args, slurm: dict) -> None:

@@ -239,3 +239,6 @@ class Problem:
     # after the test evaluation: (model, autocast, run folder) -> extra summary values; it may also
     # write the family's files for the report (e.g. examples.npz: a few test inputs and outputs)
     final: Optional[Callable[[nn.Module, Any, Any], Dict[str, Any]]] = None
+    # the trained runs this one loads, config key -> run id (an attack's victim, a GAN's feature
+    # classifier, a sampled generator): W&B lineage, each the use of that run's model artifact
+    uses: Dict[str, str] = field(default_factory=dict)

@@ -26,6 +26,7 @@ import torch
 from .. import runs
 from .. import checkpoint as ckpt
 from .. import record as R
+from .. import media
 from .. import wandb_view as V
 from ..config import ConfigError, RunConfig
 from ..families import TASKS
@@ -83,7 +84,7 @@ def run(config: Union[RunConfig, Mapping[str, Any]], out_dir: Union[str, Path], 
         summary = trainer.summary(R.FAILED, error=error, traceback=traceback.format_exc())
         trainer.say(f"run {run_id} failed: {error}")
     try:
-        tracker.finish(summary)
+        tracker.finish(summary, media=trainer.media(summary), model=trainer.weights)
     except OSError as e:  # a full disk may refuse even the small summary: say so without a traceback
         raise RecordError(f"run {run_id}: cannot write {Path(out_dir) / runs.SUMMARY} ({e.strerror or e}); "
                           f"{trainer.kept()} Free space and run it again to resume.") from None
@@ -116,6 +117,7 @@ class Trainer:
         self.warm = False  # the first warmup_steps of a run (or of a resumed run) are warm-up
         self.measured = [0, 0.0]  # samples and seconds after warm-up, over all epochs
         self.prepared: Optional[Prepared] = None  # what fit trains
+        self.weights: Optional[Path] = None  # the model.pt this run wrote (its W&B model artifact)
         self.progress = cfg.progress
         if self.progress == "auto":
             self.progress = "bar" if sys.stderr.isatty() else "log"
@@ -141,6 +143,17 @@ class Trainer:
     autocast = property(lambda self: self.prepared.autocast)
     data_gen = property(lambda self: self.prepared.data_gen)
     reg = property(lambda self: self.prepared.reg)
+
+    def media(self, summary: Dict[str, Any]) -> List[Any]:
+        """The family's pictures and tables for W&B (dl2bench.media), built only when W&B is on;
+        one that cannot be built is said and left out: the run and its record stand without it."""
+        if self.tracker.wb is None or summary.get("status") == R.FAILED:
+            return []
+        try:
+            return media.build(self.task.family, self.out, summary)
+        except Exception as e:  # noqa: BLE001
+            self.say(f"warning: no W&B pictures for this run ({type(e).__name__}: {e})")
+            return []
 
     def kept(self) -> str:
         """What a rerun resumes from, for a failure message."""
@@ -195,7 +208,8 @@ class Trainer:
         mirrored = self.tracker.mirrored_epochs() if self.history else set()
         self.tracker.restart_metrics(self.history)  # exactly the checkpointed epochs, none twice
         self.tracker.start_wandb(resumed=saved is not None, job_type=V.job_type(cfg.mode, self.task.trains),
-                                 declared=[{**m.to_dict(), "name": m.name} for m in self.metrics])
+                                 declared=[{**m.to_dict(), "name": m.name} for m in self.metrics],
+                                 uses=self.problem.uses)
         for row in self.history:  # checkpointed, but W&B never got it (killed before it was sent or
             if row["epoch"] not in mirrored:  # while wandb's service still buffered it): send it now
                 self.tracker.mirror(row)
@@ -230,7 +244,8 @@ class Trainer:
             if self.problem.final is not None:
                 final = self.problem.final(self.model, self.autocast, self.out) or {}
             if cfg.save_weights and self.task.trains:  # what later evaluations (attacks, feature spaces) load by run id
-                runs.save_weights(self.out, self.run_id, cfg.to_dict(), cfg.recipe(), self.problem.build, self.model)
+                self.weights = runs.save_weights(self.out, self.run_id, cfg.to_dict(), cfg.recipe(), self.problem.build,
+                                                 self.model)
         summary = self.summary(status, reason=reason, test=test, **final)
         if cfg.checkpoint and self.ckpt_path.exists():
             self.ckpt_path.unlink()  # done: summary.json is the record; checkpoints are large

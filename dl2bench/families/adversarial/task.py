@@ -17,10 +17,13 @@ import functools
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
+
+import numpy as np
 
 from ... import runs
 from ...errors import ConfigError
+from ...media import MEDIA, Image, Media, Table, arrays, hwc
 from ..base import TASKS, Key, Metric, NoTraining, Problem, Task
 
 if TYPE_CHECKING:
@@ -202,7 +205,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
              "classes": list(raw.classes)}
     return Problem(model=model, build=victim.build, train_batches=nothing, splits=tuple(evals), evaluate=evaluate,
                    n_train=0, source=raw.source, in_shape=tuple(raw.test_x.shape[1:]), step=nothing, metrics=METRICS,
-                   facts=facts, final=final)
+                   facts=facts, final=final, uses={"attack_run": victim.run_id})
 
 
 def _task(dataset: str, label: str, eps: float, steps: int) -> Task:
@@ -228,3 +231,22 @@ def mnist_attack() -> Task:
 def cifar10_attack() -> Task:
     """Attack a CIFAR-10 classifier run (l-inf PGD, eps 8/255, 10 steps); headline robust accuracy."""
     return _task("cifar10", "CIFAR-10", 8 / 255, 10)
+
+
+@MEDIA.register(name=FAMILY)
+def media(run_dir, summary) -> List[Media]:
+    """One attacked test image per class: clean and adversarial, with the model's prediction on
+    each, and the perturbation scaled to be seen."""
+    ex = arrays(run_dir, summary, EXAMPLES)
+    if ex is None or not {"original", "adversarial", "labels", "clean_pred", "adversarial_pred"} <= set(ex):
+        return []
+    rows = []
+    for i, (x, a, y, c, p) in enumerate(zip(ex["original"], ex["adversarial"], ex["labels"], ex["clean_pred"],
+                                            ex["adversarial_pred"])):
+        d = ex["perturbation"][i] if "perturbation" in ex else (a.astype(float) - x.astype(float)) / 255
+        peak = float(np.abs(d).max()) or 1.0
+        rows.append((int(y), Image(hwc(x)), int(c), Image(hwc(a)), int(p), bool(p != y),
+                     Image(hwc(0.5 + 0.5 * d / peak), f"perturbation, scaled; max |delta| {peak:.3g}")))
+    return [Media("adversarial_examples", Table(
+        ("label", "clean", "clean prediction", "adversarial", "adversarial prediction", "fooled", "perturbation"),
+        tuple(rows)))]

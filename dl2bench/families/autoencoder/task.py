@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from ... import runs
 from ...errors import ConfigError
+from ...media import MEDIA, Image, Media, Table, arrays, hwc
 from ...inits import INITS
 from ...nets import MODELS
 from ..base import PARAM_BYTES, TASKS, Augment, Key, Metric, Need, Problem, Task
@@ -257,3 +258,14 @@ def memory(cfg) -> List[Need]:
     flat = 256 if cfg.model == "dense_ae" else 64 * 8 * 8  # the layer the code connects to (28x28 or 32x32 in)
     weights = 2.0 * flat * code
     return [("code_size", PARAM_BYTES * weights, f"the code layer's {weights:,.0f} weights")]
+
+
+@MEDIA.register(name=FAMILY)
+def media(run_dir, summary) -> List[Media]:
+    """One test image per class: the original, its corrupted input and the reconstruction."""
+    ex = arrays(run_dir, summary, EXAMPLES)
+    if ex is None or not {"original", "noisy", "reconstructed"} <= set(ex):
+        return []
+    rows = tuple((i, Image(hwc(o)), Image(hwc(n)), Image(hwc(r)))
+                 for i, (o, n, r) in enumerate(zip(ex["original"], ex["noisy"], ex["reconstructed"])))
+    return [Media("reconstructions", Table(("example", "original", "input", "reconstructed"), rows))]

@@ -30,8 +30,11 @@ import math
 import os
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from ... import runs
 from ...errors import ConfigError
+from ...media import MEDIA, Image, Media, Table, arrays, heatmap, scatter, tile
 from ...inits import INITS
 from ...nets import MODELS
 from ..base import PARAM_BYTES, TASKS, Augment, Key, Metric, Need, Problem, Task
@@ -454,3 +457,26 @@ def memory(cfg) -> List[Need]:
     d = 2 if cfg.task in ("two_moons", "rings", "gaussian_mixture") else 28 * 28
     weights = float(depth) * (h * h + 3 * d * h)
     return [("flow_hidden", PARAM_BYTES * weights, f"{depth} couplings' conditioners, about {weights:,.0f} weights")]
+
+
+@MEDIA.register(name=FAMILY)
+def media(run_dir, summary) -> List[Media]:
+    """2-D: the model's samples over the test points, and its log-density on the grid; images:
+    samples at each temperature (the same latents, scaled) beside real test images."""
+    ex = arrays(run_dir, summary, SAMPLES)
+    if ex is None:
+        return []
+    if "log_density" in ex and {"grid_x", "grid_y", "samples", "data"} <= set(ex):
+        lo = np.array([ex["grid_x"][0], ex["grid_y"][0]])
+        hi = np.array([ex["grid_x"][-1], ex["grid_y"][-1]])
+        return [Media("samples", Image(scatter([ex["data"], ex["samples"]], lo, hi),
+                                       "test points (blue), model samples (orange)")),
+                Media("log_density", Image(heatmap(ex["log_density"][::-1]), "log-density on the grid, light high"))]
+    out = []
+    if "data" in ex:
+        out.append(Media("real", Image(tile(ex["data"]), "real test images")))
+    rows = tuple((float(t), Image(tile(ex[k]), f"temperature {t:g}"))
+                 for t in ex.get("temperatures", ()) for k in [f"samples_t{t:g}".replace(".", "")] if k in ex)
+    if rows:
+        out.append(Media("samples_by_temperature", Table(("temperature", "samples"), rows)))
+    return out

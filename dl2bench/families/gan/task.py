@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from ... import runs
 from ...errors import ConfigError
+from ...media import MEDIA, Image, Media, Table, arrays, tile
 from ..base import TASKS, Key, Metric, Need, NoTraining, Problem, Task
 
 if TYPE_CHECKING:
@@ -234,6 +235,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
         extract = M.vgg16_extractor(vgg16(weights=VGG16_Weights.IMAGENET1K_V1, progress=False).to(device))
         feature_facts = {"feature_net": "vgg16", "feature_model": "VGG-16 (ImageNet, torchvision), fc2",
                          "feature_run_id": None}
+        feature_uses = {}
     else:
         ffolder = run_folder("feature_run", cfg.feature_run, cfg.feature_from, "classification")
         classifier = runs.load_weights(ffolder, map_location=device)
@@ -241,6 +243,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
         feature_facts = {"feature_net": "classifier", "feature_run_id": classifier.run_id, "feature_folder": str(ffolder),
                          "feature_model": classifier.config.get("model"),
                          "feature_test_acc": _summary_value(ffolder, "test_acc")}
+        feature_uses = {"feature_run": classifier.run_id}
     raw = D.load(task.data, cfg.data_root, cfg.download)
     if sampling:
         gfolder = run_folder("generator_run", cfg.generator_run, cfg.feature_from, FAMILY)
@@ -340,7 +343,7 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
                      evaluated_config=trained.recipe or cfg.recipe_of(trained.config))
         return Problem(model=gan, build=build, train_batches=nothing, splits=("test",), evaluate=evaluate,
                        n_train=0, source=raw.source, step=nothing, example_input=example, metrics=SAMPLE_METRICS,
-                       facts=facts, final=final)
+                       facts=facts, final=final, uses={**feature_uses, "generator_run": trained.run_id})
 
     from ...optim import OPTIMIZERS, LRController
     from .step import GANStep
@@ -357,7 +360,8 @@ def prepare(task: Task, cfg, device: torch.device, reg) -> Problem:
                  d_params=sum(p.numel() for p in gan.d.parameters()))
     return Problem(model=gan, build=build, train_batches=train, splits=("val", "test"),
                    evaluate=evaluate, n_train=len(splits.train[0]), source=splits.source, step=step,
-                   example_input=example, metrics=TRAIN_METRICS, facts=facts, final=final)
+                   example_input=example, metrics=TRAIN_METRICS, facts=facts, final=final,
+                   uses=feature_uses)
 
 
 def _summary_value(folder: Path, key: str):
@@ -415,3 +419,24 @@ def memory(cfg) -> List[Need]:
 
     n = cfg.pr_samples or 0
     return [("pr_samples", 4.0 * n * (2 * 512 + CHUNK), f"precision/recall over {n:,} samples a side")]
+
+
+@MEDIA.register(name=FAMILY)
+def media(run_dir, summary) -> List[Media]:
+    """The fixed-latent grid at each epoch (how training went), the final samples beside real test
+    images, and the truncation grids (hard, soft) one psi per image: what the report draws."""
+    ex = arrays(run_dir, summary, SAMPLES)
+    if ex is None:
+        return []
+    out = [Media("samples_by_epoch", Image(tile(grid), f"epoch {e}"), epoch=e)
+           for e, grid in enumerate(ex.get("epochs", ()), start=1)]
+    if "samples" in ex:
+        out.append(Media("samples", Image(tile(ex["samples"]), "samples at the end (fixed latents)")))
+    if "real" in ex:
+        out.append(Media("real", Image(tile(ex["real"]), "real test images")))
+    for trunc in ("hard", "soft"):
+        if trunc in ex and "psi" in ex:
+            out.append(Media(f"truncation_{trunc}", Table(
+                ("psi", "samples"), tuple((float(p), Image(tile(g), f"{trunc} truncation, psi {p:g}"))
+                                          for p, g in zip(ex["psi"], ex[trunc])))))
+    return out

@@ -25,8 +25,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
+import numpy as np
+
 from ... import runs
 from ...errors import ConfigError
+from ...media import MEDIA, Image, Media, Table, arrays, tile
 from ...inits import INITS
 from ...nets import MODELS
 from ..base import TASKS, Key, Metric, Need, Problem, Task
@@ -328,3 +331,25 @@ def memory(cfg) -> List[Need]:
         return []
     stored = min(cfg.buffer_size, (cfg.epochs or 1) * (cfg.epoch_steps or 1))
     return [("buffer_size", stored * (8.0 * obs + 16), f"a replay buffer of {stored:,} transitions")]
+
+
+@MEDIA.register(name=FAMILY)
+def media(run_dir, summary) -> List[Media]:
+    """Each recorded greedy test episode of the grid game as a strip of boards, every few moves,
+    with its return (CartPole and other Gymnasium tasks record none)."""
+    if not summary.get("episodes"):
+        return []
+    ex = arrays(run_dir, {"examples": summary["episodes"]}, EPISODES)
+    if ex is None or not {"cheese", "poison", "pos", "reward"} <= set(ex):
+        return []
+    from .mouse import render
+
+    rows = []
+    for e in range(ex["cheese"].shape[0]):
+        n = int(ex["lengths"][e]) if "lengths" in ex else ex["cheese"].shape[1]
+        at = np.unique(np.linspace(0, n - 1, 8).round().astype(int))
+        boards = [render({"cheese": ex["cheese"][e, t], "poison": ex["poison"][e, t], "pos": ex["pos"][e, t]}, cell=8)
+                  for t in at]
+        ret = float(ex["reward"][e][: n - 1].sum())
+        rows.append((e, n - 1, ret, Image(tile(boards, cols=len(boards)), f"moves {', '.join(map(str, at))}")))
+    return [Media("episodes", Table(("episode", "moves", "return", "boards"), tuple(rows)))]

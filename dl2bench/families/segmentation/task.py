@@ -31,8 +31,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
+import numpy as np
+
 from ... import runs
 from ...errors import ConfigError
+from ...media import MEDIA, Image, Media, arrays, hwc
 from ...inits import INITS
 from ...nets import MODELS
 from ..base import TASKS, Augment, Key, Metric, Need, Problem, Task
@@ -325,3 +328,16 @@ def memory(cfg) -> List[Need]:
     needs.append(("image_size", 4.0 * 2 * 8 * batch * width * size * size,
                   f"the U-Net activations of a batch of {batch} at {size}x{size}, width {width}"))
     return needs
+
+
+@MEDIA.register(name=FAMILY)
+def media(run_dir, summary) -> List[Media]:
+    """The fixed test images with the true and the predicted masks as overlays W&B can toggle."""
+    ex = arrays(run_dir, summary, EXAMPLES)
+    if ex is None or not {"image", "truth", "pred"} <= set(ex):
+        return []
+    classes = tuple(str(c) for c in summary.get("classes") or ())
+    return [Media("predictions", Image(hwc(x), f"test image {i}",
+                                       masks={"truth": t.astype(np.int64), "prediction": p.astype(np.int64)},
+                                       classes=classes))
+            for i, (x, t, p) in enumerate(zip(ex["image"], ex["truth"], ex["pred"]))]

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ...errors import ConfigError
+from ...media import MEDIA, Media, Table
 from ...inits import INITS
 from ...nets import MODELS
 from ..base import PARAM_BYTES, TASKS, Augment, Key, Metric, Need, Problem, Task
@@ -632,3 +633,13 @@ def memory(cfg) -> List[Need]:
         needs.append(("hidden_size", PARAM_BYTES * weights, f"about {weights:,.0f} weights with their gradients "
                       "and optimizer state"))
     return needs
+
+
+@MEDIA.register(name=FAMILY)
+def media(run_dir, summary) -> List[Media]:
+    """char_lm: the text generated at the end, after its prompt, at its temperature."""
+    if not isinstance(summary.get("sample"), str):
+        return []
+    return [Media("generated_text", Table(("prompt", "generated", "temperature"),
+                                          ((str(summary.get("sample_prompt", "")), summary["sample"],
+                                            summary.get("sample_temperature")),)))]
