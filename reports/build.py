@@ -158,6 +158,8 @@ def parse_args(argv: Optional[Sequence[str]], prog: str = "reports/build.py") ->
     ap.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead of folders")
     ap.add_argument("--sweep", metavar="ID", help="with --wandb: only this W&B sweep's runs")
     ap.add_argument("--group", metavar="NAME", help="with --wandb: only this group's runs (dl2bench: the sweep name)")
+    ap.add_argument("--log-artifact", choices=("offline", "online"),
+                    help="also log the report's files to W&B as a report artifact (a run of job type report)")
     a = ap.parse_args(argv)
     if a.wandb and a.folders:
         ap.error("give sweep folders or --wandb, not both")
@@ -188,6 +190,9 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "reports/build.py") -
             return 2
         print(f"benchmark {a.folders[0]} -> " + ", ".join(str(p) for p in paths.values())
               + f" ({time.perf_counter() - t0:.1f} s)")
+        if a.log_artifact:
+            return _log_artifact(a, f"benchmark-{Path(a.folders[0]).resolve().name}", paths, None,
+                                 {"benchmark": str(a.folders[0])})
         return 0
     try:
         if a.wandb:
@@ -205,6 +210,31 @@ def main(argv: Optional[Sequence[str]] = None, prog: str = "reports/build.py") -
     n = len(sw.runs)
     print(f"{sw.name}: {n} run{'s' if n != 1 else ''} -> " + ", ".join(str(p) for p in paths.values())
           + f" ({time.perf_counter() - t0:.1f} s)")
+    if a.log_artifact:
+        projects = sorted({str(p) for p in sw.runs.get("project", []) if isinstance(p, str) and p})
+        return _log_artifact(a, sw.name, paths, projects[0] if projects else None,
+                             {"runs": len(sw.runs), "sources": [str(x) for x in sw.sources]})
+    return 0
+
+
+def _log_artifact(a: argparse.Namespace, name: str, paths: Dict[str, Path], project: Optional[str],
+                  metadata: Dict[str, Any]) -> int:
+    """The written report as a W&B artifact; a W&B failure is exit 1 with the report left in place."""
+    from reports.wandb_artifact import log_report
+
+    entity = None
+    if a.wandb:
+        entity, _, named = a.wandb.partition("/")
+        project = named or project
+    out = next(iter(paths.values())).parent
+    try:
+        name = log_report(paths, name, a.log_artifact, out, project, entity, metadata=metadata)
+    except Exception as e:  # noqa: BLE001 - the report is written; W&B is the extra
+        print(f"error: --log-artifact: W&B did not take the report ({type(e).__name__}: {e}); "
+              f"the report itself is in {out}", file=sys.stderr)
+        return 1
+    where = f" (offline: {out / 'wandb'}/, for wandb sync)" if a.log_artifact == "offline" else ""
+    print(f"logged to W&B as artifact {name}{where}")
     return 0
 
 

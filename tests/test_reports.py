@@ -839,3 +839,38 @@ def test_reading_ahead_changes_nothing_and_leaves_no_process(tmp_path, monkeypat
     pd.testing.assert_frame_equal(plain.runs, ahead.runs)
     pd.testing.assert_frame_equal(plain.curves, ahead.curves)
     assert plain.notes == ahead.notes
+
+
+def test_the_report_is_logged_as_a_wandb_report_artifact(tmp_path):
+    """A real offline W&B run of job type report holding the report's files, read back from its
+    record (dl2bench.wandb_log); the report stands even when W&B refuses it."""
+    import time
+
+    from dl2bench import wandb_log as W
+
+    root = tmp_path / "optimizers"
+    G.write_grid(root, {"optimizer": ["sgd", "adam"]}, seeds=(0, 1), manifest="optimizers")
+    out = tmp_path / "rep"
+    assert build.main([str(root), "--out", str(out), "--log-artifact", "offline"]) == 0
+    (f,) = out.glob("wandb/offline-run-*/run-*.wandb")
+    deadline = time.monotonic() + 30
+    while (rec := W.read_run(f))["exit_code"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert rec["job_type"] == "report" and rec["exit_code"] == 0
+    (art,) = rec["artifacts"]
+    assert art["name"] == "report-optimizers" and art["type"] == "report"
+    assert sorted(art["files"]) == sorted(OUTPUTS) and art["metadata"]["runs"] == 4
+    # W&B refusing it (here: an init that raises, as a server would) is exit 1, the report kept
+    import wandb
+
+    def refused(*a, **k):
+        raise wandb.errors.CommError("permission denied")
+
+    out2 = tmp_path / "rep2"
+    real = wandb.init
+    wandb.init = refused
+    try:
+        assert build.main([str(root), "--out", str(out2), "--log-artifact", "online"]) == 1
+    finally:
+        wandb.init = real
+    assert all((out2 / n).exists() for n in OUTPUTS)
