@@ -2,7 +2,8 @@
 header, then 32 KiB blocks of records, each a 7-byte header -- CRC, length, type -- and a chunk
 of a protobuf `Record`). wandb >= 0.30 ships no reader for it (design.md); this one uses
 wandb's own protobuf schema. A resumed run reads it to send W&B exactly the epochs an earlier,
-killed attempt never got there (wandb's service buffers records and loses them with the job)."""
+killed attempt never got there (wandb's service buffers records and loses them with the job).
+How they reach the server later is here too: the `wandb sync` of a sweep's, and which are not synced."""
 from __future__ import annotations
 
 import json
@@ -122,6 +123,24 @@ def read_run(path: Path) -> Dict[str, Any]:
             out["used"].append({"name": rec.use_artifact.name, "type": rec.use_artifact.type})
     out["config"].pop("_wandb", None)
     return out
+
+
+def sync_command(root: Path) -> str:
+    """The upload of a sweep's offline W&B runs: one folder per attempt, two levels down, so plain
+    `wandb sync` (which looks in ./wandb) finds none; find, not a shell glob, for 50,000 runs. Then
+    the lineage offline runs could not declare (dl2bench.wandb_lineage)."""
+    import shlex
+
+    q = shlex.quote(str(root))
+    return (f"find {q} -mindepth 3 -maxdepth 3 -path '*/wandb/offline-run-*' -type d "
+            f"-print0 | xargs -0 wandb sync && python -m dl2bench.wandb_lineage {q}")
+
+
+def unsynced(run_dir: Path) -> List[Path]:
+    """A run's offline W&B records that `wandb sync` has not uploaded (it leaves `<file>.synced` beside
+    each one it has)."""
+    return [f for f in sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
+            if not f.with_name(f.name + ".synced").exists()]
 
 
 def main(argv=None) -> int:

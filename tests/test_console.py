@@ -121,12 +121,14 @@ def test_train(tmp_path):
     refused(dl2bench("train", "--bogus", "1", cwd=tmp_path), "unknown key --bogus")
 
 
-def test_dashboard_says_it_is_not_built_yet(tmp_path):
-    import importlib.util
-
-    if importlib.util.find_spec("dl2bench.dashboard") is not None:
-        pytest.skip("dl2bench.dashboard exists: its own tests run it")
-    refused(dl2bench("dashboard", "runs/cifar_cnn", cwd=tmp_path), "dashboard: not built yet")
+def test_dashboard_runs_as_the_installed_command_does(tmp_path):
+    """Its builds are tested in test_dashboard.py; here: the command's help, and a folder that is no
+    sweep's refused in one line."""
+    pytest.importorskip("wandb_workspaces", reason="the dashboard extra: pip install 'dl2bench[dashboard]'")
+    r = dl2bench("dashboard", "--help", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("usage: dl2bench dashboard") and "--save" in r.stdout, r.stderr
+    refused(dl2bench("dashboard", "runs/cifar_cnn", cwd=tmp_path), "runs/cifar_cnn: no such folder")
+    refused(dl2bench("dashboard", cwd=tmp_path), "required: folder (dl2bench dashboard --help)")
 
 
 def test_what_a_suites_expander_job_runs_is_the_command_that_was_typed(tmp_path):

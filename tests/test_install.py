@@ -202,7 +202,7 @@ def test_the_scripts_and_the_extras_each_command_checks():
     for extra, modules in EXTRAS.items():  # each package here is imported under its own name
         assert tuple(dist_name(r) for r in extras[extra]) == modules, extra
     # the README's install (".[dev]") has every extra a test needs
-    assert "dl2bench[report,rl]" in extras["dev"]
+    assert "dl2bench[report,rl,dashboard]" in extras["dev"]
     runtime = {dist_name(r) for r in project["dependencies"]}
     assert "sweeps" not in runtime and "sweeps" in {dist_name(r) for r in extras["dev"]}
     assert not runtime & {m for ms in EXTRAS.values() for m in ms}

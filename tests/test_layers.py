@@ -40,8 +40,9 @@ LAYERS: Tuple[Tuple[str, Tuple[str, ...]], ...] = (
     ("train", ("dl2bench.train",)),
     ("sweep", ("dl2bench.tuning", "dl2bench.sweep", "dl2bench.suite", "dl2bench.benchmark")),
     ("launch", ("dl2bench.launch",)),
-    # the commands: dl2bench train/submit/status/report/list/dashboard (`python -m dl2bench` too)
-    ("commands", ("dl2bench.cli", "dl2bench.__main__")),
+    # the commands: dl2bench train/submit/status/report/list/dashboard (`python -m dl2bench` too), and
+    # the dashboard's builder (it reads a sweep's folder through the run folder, config and record layers)
+    ("commands", ("dl2bench.cli", "dl2bench.__main__", "dl2bench.dashboard")),
 )
 
 # (importer, imported): today's imports that break the rules, in files owned elsewhere. Each is

@@ -6,15 +6,13 @@
     dl2bench status cifar_cnn                            # python jobs/submit.py ... --status
     dl2bench report runs/cifar_cnn                       # python reports/build.py runs/cifar_cnn
     dl2bench list [KIND] [PATTERN]                       # python -m dl2bench list ...
-    dl2bench dashboard ...                               # a W&B workspace (issue 26, part 4)
+    dl2bench dashboard runs/cifar_cnn [--save]           # a W&B workspace and report for the sweep
 
 Each command takes the flags of the script it stands for (`dl2bench submit --help`). A shipped sweep
 is given by name (`cifar_cnn`, `suites/course`). Bad input is one line, exit status 2.
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -56,13 +54,12 @@ def _list(argv: List[str]) -> int:
 
 
 def _dashboard(argv: List[str]) -> int:
-    # issue 26, part 4 builds dl2bench.dashboard (main(argv) -> exit status); until then: say so
-    if importlib.util.find_spec("dl2bench.dashboard") is None:
-        return _refuse("dashboard: not built yet (issue 26, part 4: a W&B workspace for a sweep); nothing done")
     missing = missing_for("dashboard")
     if missing:
         return _refuse(f"dashboard: needs {', '.join(missing)}, not installed here: pip install 'dl2bench[dashboard]'")
-    return importlib.import_module("dl2bench.dashboard").main(argv)
+    from ..dashboard import main
+
+    return main(argv)
 
 
 COMMANDS: Dict[str, Callable[[List[str]], int]] = {

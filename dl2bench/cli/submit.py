@@ -23,6 +23,7 @@ from dl2bench import registries
 from dl2bench.config import ConfigError
 from dl2bench.launch import LaunchError, report_status, wait
 from dl2bench.sweep import SLURM_KEYS, SweepError
+from dl2bench.wandb_log import sync_command
 
 # every scalar key of the sweep's slurm: block is also a flag (--time-min 30) that overrides it
 SLURM_FLAGS = {k: t for k, t in SLURM_KEYS.items() if t in (str, int, float)}
@@ -262,17 +263,6 @@ def submit(args) -> int:
     if args.wait or cluster == "debug":
         return wait(root, cluster, args.poll)
     return 0
-
-
-def sync_command(root: Path) -> str:
-    """The upload of a sweep's offline W&B runs: one folder per attempt, two levels down, so plain
-    `wandb sync` (which looks in ./wandb) finds none; find, not a shell glob, for 50,000 runs. Then
-    the lineage offline runs could not declare (dl2bench.wandb_lineage)."""
-    import shlex
-
-    q = shlex.quote(str(root))
-    return (f"find {q} -mindepth 3 -maxdepth 3 -path '*/wandb/offline-run-*' -type d "
-            f"-print0 | xargs -0 wandb sync && python -m dl2bench.wandb_lineage {q}")
 
 
 def slurm_flags(args, slurm: dict) -> None:
