@@ -230,3 +230,21 @@ def fake_run(folder: Path, rid: str, task: str = "fashion_mnist", weights: bool 
         build = {"model": "mlp", "args": [[1, 28, 28], 10], "kwargs": {}}
         runs.save_weights(run, rid, config, config, build, MODELS["mlp"]((1, 28, 28), 10))
     return run
+
+
+def wandb_record(run_dir: Path, wandb_id: str):
+    """A run's offline W&B record (dl2bench.wandb_log.read_run) once it has ended: wandb's service
+    process writes the file, and on a loaded machine its last records were seen landing after
+    finish() returned."""
+    import time
+
+    from dl2bench import wandb_log
+
+    files = sorted(Path(run_dir).glob(f"wandb/offline-run-*/run-{wandb_id}.wandb"))
+    assert files, sorted(p.name for p in Path(run_dir).glob("wandb/*"))
+    deadline = time.monotonic() + 30
+    while True:
+        rec = wandb_log.read_run(files[-1])
+        if rec["exit_code"] is not None or time.monotonic() > deadline:
+            return rec
+        time.sleep(0.2)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,22 +19,12 @@ from dl2bench import media as M
 from dl2bench import wandb_lineage as L
 from dl2bench import wandb_log as W
 from dl2bench import wandb_view as V
+from helpers import wandb_record
 from dl2bench.config import RunConfig
 from dl2bench.train import run
 
 COMMON = {"wandb": "offline", "progress": "none", "threads": 1, "val_size": 100, "eval_batch_size": 256}
 
-
-def _record(run_dir: Path, wandb_id: str):
-    """The record once wandb's service process has written the run's end (it may land after finish())."""
-    files = sorted(run_dir.glob(f"wandb/offline-run-*/run-{wandb_id}.wandb"))
-    assert files, sorted(p.name for p in run_dir.glob("wandb/*"))
-    deadline = time.monotonic() + 30
-    while True:
-        rec = W.read_run(files[-1])
-        if rec["exit_code"] is not None or time.monotonic() > deadline:
-            return rec
-        time.sleep(0.2)
 
 
 def _media(rec, name):
@@ -70,7 +58,7 @@ def victim_and_attack(tmp_path_factory, data_root):
 def test_a_trained_model_is_an_artifact_and_an_attack_records_its_use(victim_and_attack):
     root, victim, attack = victim_and_attack
     vid, aid = victim["run_id"], attack["run_id"]
-    rec = _record(root / vid, vid)
+    rec = wandb_record(root / vid, vid)
     arts = [a for a in rec["artifacts"] if a["type"] == "model"]
     assert [a["name"] for a in arts] == [V.model_artifact(vid)]
     meta = arts[0]["metadata"]
@@ -79,7 +67,7 @@ def test_a_trained_model_is_an_artifact_and_an_attack_records_its_use(victim_and
     assert meta["test/acc"] == pytest.approx(victim["test_acc"])
     assert arts[0]["files"] == ["model.pt"]
     # the attack: an evaluation, no model of its own; the victim's model artifact, by name, as its use
-    arec = _record(root / aid, aid)
+    arec = wandb_record(root / aid, aid)
     assert arec["job_type"] == "evaluate" and not [a for a in arec["artifacts"] if a["type"] == "model"]
     assert arec["config"][V.USES] == {"attack_run": V.model_artifact(vid)}
     assert arec["used"] == []  # offline: wandb cannot use an artifact (see wandb_lineage)
@@ -177,7 +165,7 @@ def test_each_family_shows_its_report_pictures_in_wandb(family, victim_and_attac
     root, victim, _ = victim_and_attack
     s = run(_family_run(family, tmp_path, data_root, root / victim["run_id"]), tmp_path / "run")
     assert s["status"] == "finished", s.get("error")
-    rec = _record(tmp_path / "run", s["run_id"])
+    rec = wandb_record(tmp_path / "run", s["run_id"])
     logged = {k.split("/")[1] for row in rec["history"] for k in row if k.startswith(M.PREFIX)}
     assert logged == set(SHOWN[family])
     for name, (kind, n) in SHOWN[family].items():

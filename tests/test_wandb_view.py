@@ -14,6 +14,7 @@ import pytest
 
 from dl2bench import wandb_log as W
 from dl2bench import wandb_view as V
+from helpers import wandb_record
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,20 +51,6 @@ def _submit(sweep: Path, out: Path, data_root: Path, *extra: str) -> subprocess.
     return r
 
 
-def _record(run_dir: Path, wandb_id: str):
-    """The run's record once it has ended: wandb's service process writes the file, and on a loaded
-    machine its last records were seen landing after finish() returned (test_train says the same)."""
-    import time
-
-    files = sorted(run_dir.glob(f"wandb/offline-run-*/run-{wandb_id}.wandb"))
-    assert files, sorted(p.name for p in run_dir.glob("wandb/*"))
-    deadline = time.monotonic() + 30
-    while True:
-        rec = W.read_run(files[-1])
-        if rec["exit_code"] is not None or time.monotonic() > deadline:
-            return rec
-        time.sleep(0.2)
-
 
 @pytest.mark.slow  # four real runs in two sweeps' local jobs, W&B offline
 def test_the_offline_record_holds_the_runs_own_keys_sectioned_metrics_and_one_id_per_training(data_root, tmp_path):
@@ -92,7 +79,7 @@ parameters:
     for run_dir in run_dirs:
         rid = run_dir.name
         local = json.loads((run_dir / "config.json").read_text())
-        rec = _record(run_dir, rid)
+        rec = wandb_record(run_dir, rid)
         assert rec["id"] == rid and rec["job_type"] == "train" and rec["group"] == "opt"
         assert rec["name"] == f"optimizer={local['optimizer']} [{rid[:6]}]"
         # the run's own keys: core and the classification family's; none of another family's
@@ -118,7 +105,7 @@ parameters:
     first = run_dirs[0]
     _submit(sweep, out, data_root, "--force")
     assert (first / "wandb" / "dl2bench_id").read_text().strip() == f"{first.name}-2"
-    again = _record(first, f"{first.name}-2")
+    again = wandb_record(first, f"{first.name}-2")
     assert [r["epoch"] for r in again["history"] if "epoch" in r] == [1, 2]
     assert W.logged_epochs(first, first.name) == [1, 2]  # the first training's record is untouched
     # seen without a server: the record as JSON, every attempt
@@ -158,6 +145,6 @@ def test_a_wandb_init_that_fails_after_starting_leaves_no_open_run_for_the_next(
     second = run({**tiny, "wandb": "offline", "seed": 2}, tmp_path / "b")
     assert first["status"] == second["status"] == "finished"
     assert wandb.run is None
-    rec = _record(tmp_path / "b", second["run_id"])
+    rec = wandb_record(tmp_path / "b", second["run_id"])
     assert rec["config"].get("seed") == 2 and [r["epoch"] for r in rec["history"] if "epoch" in r] == [1, 2], rec
     assert not list((tmp_path / "a").glob(f"wandb/offline-run-*/run-{second['run_id']}.wandb"))
