@@ -2,10 +2,12 @@
 as a mirror (online / offline / disabled) that may fail without costing training or the record."""
 from __future__ import annotations
 
+import contextlib
 import json
 import netrc
 import os
 import re
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -16,6 +18,8 @@ from . import media as M
 from . import wandb_view as V
 from .runs import CONFIG, METRICS, SUMMARY, clean, maybe_json, write_json, write_lines
 
+# where the user asked wandb to stage files, read once: Tracker sets it per run otherwise
+_USER_DATA_DIR = os.environ.get("WANDB_DATA_DIR")
 WANDB_ID = "dl2bench_id"  # in the run's wandb/ folder: the W&B id of its current attempt
 
 
@@ -98,16 +102,39 @@ class Tracker:
         run trained, sent as its model artifact. Both W&B only: the local record already has them."""
         write_json(self.out / SUMMARY, summary)
         if self.wb is not None:
-            for item in media:
-                self._optional(f"image {item.key}", lambda item=item: self.wb.log(
-                    {item.key: _to_wandb(item.value), "epoch": item.epoch if item.epoch is not None
-                     else int(summary.get("epochs") or 0)}))
-            if model is not None and summary.get("status") != "failed":
-                self._optional("model artifact", lambda: self._log_model(Path(model), summary))
+            with self._staging_here():
+                self._media_and_model(summary, media, model)
             self._wandb("summary", lambda: self.wb.summary.update(V.summary(clean(summary))))
             if self.owns_run:
                 self._wandb("finish", lambda: self.wb.finish(exit_code=0 if summary.get("status") != "failed" else 1))
             self.wb = None
+
+    def _media_and_model(self, summary: Dict, media: Sequence, model: Optional[Path]) -> None:
+        for item in media:
+            self._optional(f"image {item.key}", lambda item=item: self.wb.log(
+                {item.key: _to_wandb(item.value), "epoch": item.epoch if item.epoch is not None
+                 else int(summary.get("epochs") or 0)}))
+        if model is not None and summary.get("status") != "failed":
+            self._optional("model artifact", lambda: self._log_model(Path(model), summary))
+
+    @contextlib.contextmanager
+    def _staging_here(self):
+        """wandb stages a table's files (and any copied artifact file) under $WANDB_DATA_DIR, by
+        default in $HOME, until a sync uploads them: a cluster's runs would fill a home quota, and
+        the record would point outside its run. Here they stay in the run's own wandb/ folder,
+        unless the user chose a place (WANDB_DATA_DIR set before dl2bench started)."""
+        if _USER_DATA_DIR is not None:
+            yield
+            return
+        before = os.environ.get("WANDB_DATA_DIR")
+        os.environ["WANDB_DATA_DIR"] = str(self.out / "wandb" / "data")
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("WANDB_DATA_DIR", None)
+            else:
+                os.environ["WANDB_DATA_DIR"] = before
 
     # -- W&B mirror ------------------------------------------------------------------------
     def _log_model(self, path: Path, summary: Dict) -> None:
@@ -118,9 +145,17 @@ class Tracker:
                              metadata={"run_id": self.run_id, "recipe": clean(self.cfg.recipe()),
                                        **{V.key(k): v for k, v in clean(summary).items()
                                           if k.startswith(("test_", "best_val_")) and isinstance(v, (int, float))}})
-        # a copy (the default policy), not a reference: a --force rerun rewrites model.pt before
-        # an earlier attempt's offline record is synced, and the artifact must be what that attempt trained
-        art.add_file(str(path), name=path.name)
+        # wandb's default policy copies the file into a staging folder in $HOME until the sync (a
+        # cluster's 50,000 runs would fill a home quota), and a plain reference would upload whatever
+        # model.pt holds at sync time (a --force rerun rewrites it). A hard link beside the attempt's
+        # record costs no space and keeps this attempt's weights: model.pt is replaced by a rename.
+        snap = self.out / "wandb" / f"model-{self.wb.id}.pt"
+        try:
+            snap.unlink(missing_ok=True)
+            os.link(path, snap)
+        except OSError:  # a file system without hard links: a copy, still in the run's own folder
+            shutil.copyfile(path, snap)
+        art.add_file(str(snap), name=path.name, policy="immutable")
         self.wb.log_artifact(art, aliases=["latest", f"run-{self.run_id}"])
 
     def _use_models(self, run, uses: Dict[str, str]) -> None:

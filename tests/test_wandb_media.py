@@ -66,6 +66,10 @@ def test_a_trained_model_is_an_artifact_and_an_attack_records_its_use(victim_and
         json.loads((root / vid / "config.json").read_text()))))
     assert meta["test/acc"] == pytest.approx(victim["test_acc"])
     assert arts[0]["files"] == ["model.pt"]
+    # no copy in wandb's staging folder in $HOME (a cluster's runs would fill a quota): a hard link
+    # in the run's own folder, which a --force rerun's new model.pt (written by a rename) leaves alone
+    snap = root / vid / "wandb" / f"model-{vid}.pt"
+    assert snap.stat().st_ino == (root / vid / "model.pt").stat().st_ino
     # the attack: an evaluation, no model of its own; the victim's model artifact, by name, as its use
     arec = wandb_record(root / aid, aid)
     assert arec["job_type"] == "evaluate" and not [a for a in arec["artifacts"] if a["type"] == "model"]
@@ -76,6 +80,11 @@ def test_a_trained_model_is_an_artifact_and_an_attack_records_its_use(victim_and
     with np.load(root / aid / "examples.npz") as ex:
         shown = len(ex["labels"])
     assert table["_type"] == "table-file" and table["ncols"] == 7 and table["nrows"] == shown > 1
+    # the table's files wait for the sync in the run's own folder, not in wandb's staging in $HOME
+    assert list((root / aid / "wandb" / "data" / "artifacts" / "staging").iterdir())
+    import os
+
+    assert "WANDB_DATA_DIR" not in os.environ  # put back after the run: the next one stages in its own
 
 
 def test_lineage_is_declared_after_a_sync_through_wandbs_public_api(victim_and_attack):
