@@ -150,6 +150,7 @@ class Tracker:
         # model.pt holds at sync time (a --force rerun rewrites it). A hard link beside the attempt's
         # record costs no space and keeps this attempt's weights: model.pt is replaced by a rename.
         snap = self.out / "wandb" / f"model-{self.wb.id}.pt"
+        snap.parent.mkdir(exist_ok=True)  # a sweep agent's run keeps its records elsewhere
         try:
             snap.unlink(missing_ok=True)
             os.link(path, snap)

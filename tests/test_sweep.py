@@ -247,7 +247,11 @@ def test_agent_function_trains_with_the_agents_run(tiny, tmp_path, monkeypatch):
     run = wandb.init(config={"task": "fashion_mnist", "model": "mlp", "epochs": 1, "val_size": 100,
                              "progress": "none", "threads": 1, "not_ours": 3}, dir=str(tmp_path), mode="offline")
     try:
-        launch.agent_train(str(tmp_path / "runs"), "g")
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # each W&B extra lands too (the model artifact)
+            launch.agent_train(str(tmp_path / "runs"), "g")
         assert run.summary["status"] == "finished" and run.config["run_id"]
     finally:
         wandb.finish()
